@@ -1,0 +1,293 @@
+"""The ``robustlens`` command line (typer + rich)."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+from rich.table import Table
+
+from robustlens.errors import RobustlensError
+
+app = typer.Typer(
+    name="robustlens",
+    help="Audit image classifiers: robustness, invariance and bias measures, their "
+    "correlations across models, per-sample outputs and an HTML report.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+zoo_app = typer.Typer(help="Train and list the synthetic model zoo.", no_args_is_help=True)
+world_app = typer.Typer(help="Build and export the synthetic world.", no_args_is_help=True)
+app.add_typer(zoo_app, name="zoo")
+app.add_typer(world_app, name="world")
+console = Console(stderr=True)
+
+StoreOpt = Annotated[Path, typer.Option("--store", help="Result store directory (cache).")]
+ConfigOpt = Annotated[
+    Path | None, typer.Option("--config", "-c", help="Study YAML (world, zoo sections are read).")
+]
+
+
+def _fail(exc: BaseException) -> None:
+    console.print(f"[bold red]error:[/] {exc}")
+    raise typer.Exit(code=2)
+
+
+def _load_cfg(config: Path | None, **overrides: Any):
+    from robustlens.config import load_config, parse_config
+    from robustlens.demo import demo_config_path
+
+    path = config or demo_config_path()
+    cfg = load_config(path) if config else parse_config(
+        __import__("yaml").safe_load(path.read_text()), str(path), base_dir=Path.cwd()
+    )
+    update = {k: v for k, v in overrides.items() if v is not None}
+    return cfg.model_copy(update=update) if update else cfg
+
+
+def _world(cfg):
+    from robustlens.store import Store
+    from robustlens.study import world_from_config
+
+    return world_from_config(cfg, Store(cfg.store))
+
+
+# ------------------------------------------------------------------------------ world
+@world_app.command("build")
+def world_build(
+    config: ConfigOpt = None,
+    store: Annotated[Path | None, typer.Option(help="Result store directory.")] = None,
+) -> None:
+    """Generate every split of the synthetic world (cached in the store; instant when cached)."""
+    try:
+        cfg = _load_cfg(config, store=str(store) if store else None)
+        world = _world(cfg)
+        names = world.split_names()
+        with Progress("[bold]world", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                      console=console, transient=True) as p:
+            task = p.add_task("splits", total=len(names))
+            for _ in world.build_all():
+                p.advance(task)
+        console.print(f"world {world.fingerprint()}: {len(names)} splits, classes {world.classes}")
+    except RobustlensError as exc:
+        _fail(exc)
+
+
+@world_app.command("export")
+def world_export(
+    out: Annotated[Path, typer.Argument(help="Directory for the ImageFolder tree.")],
+    config: ConfigOpt = None,
+    split: Annotated[list[str] | None, typer.Option(help="Splits to export (default: all).")] = None,
+    limit_per_class: Annotated[int | None, typer.Option(help="At most this many per class.")] = None,
+) -> None:
+    """Export world splits as PNG ImageFolder trees (out/split/class/*.png) to look at."""
+    try:
+        world = _world(_load_cfg(config))
+        world.export_imagefolder(out, split or None, limit_per_class)
+        console.print(f"exported to {out}")
+    except RobustlensError as exc:
+        _fail(exc)
+
+
+# ------------------------------------------------------------------------------ zoo
+@zoo_app.command("train")
+def zoo_train(
+    config: ConfigOpt = None,
+    out: Annotated[Path | None, typer.Option(help="Zoo directory (default: the config's).")] = None,
+    workers: Annotated[int | None, typer.Option(help="Parallel training processes.")] = None,
+    force: Annotated[bool, typer.Option(help="Retrain members that already exist.")] = False,
+) -> None:
+    """Train the synthetic zoo (resumable: finished members are kept)."""
+    from robustlens.models.zoo import ZooMember, default_zoo, train_zoo
+
+    try:
+        cfg = _load_cfg(config)
+        zoo = cfg.zoo
+        if zoo is None:
+            raise RobustlensError("the config has no 'zoo' section")
+        members = default_zoo(zoo.epochs_scale) if zoo.members == "default" else [
+            ZooMember(**{**m, "tags": tuple(m.get("tags", ()))}) for m in zoo.members
+        ]
+        world = _world(cfg)
+        out_dir = out or Path(zoo.dir)
+        todo = [m for m in members if force or not (out_dir / f"{m.name}.safetensors").exists()]
+        with Progress("[bold]zoo", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                      "{task.description}", console=console, transient=True) as p:
+            task = p.add_task("training", total=len(todo))
+
+            def done(name: str, dt: float) -> None:
+                p.advance(task)
+                console.print(f"  trained {name} in {dt:.1f}s")
+
+            train_zoo(world, members, out_dir, workers=workers or zoo.workers, on_done=done,
+                      force=force)
+        console.print(f"zoo: {len(members)} members in {out_dir}")
+    except RobustlensError as exc:
+        _fail(exc)
+
+
+@zoo_app.command("list")
+def zoo_list(zoo_dir: Annotated[Path, typer.Argument(help="Zoo directory.")]) -> None:
+    """List zoo members and their recipes."""
+    table = Table("name", "arch", "width", "augment", "epochs", "mark_rate", "train s")
+    for p in sorted(zoo_dir.glob("*.json")):
+        meta = json.loads(p.read_text())
+        m = meta["member"]
+        table.add_row(m["name"], m["arch"], str(m["width"]), m["augment"], str(m["epochs"]),
+                      str(m["mark_rate"]), str(meta.get("train_seconds")))
+    Console().print(table)
+
+
+# ------------------------------------------------------------------------------ eval / study
+def print_results(store, models, datasets, measure: str = "accuracy", name: str = "accuracy",
+                  max_cols: int = 12) -> None:
+    df = store.results(models=models, measures=[measure])
+    df = df[df["name"] == name]
+    if df.empty:
+        return
+    wide = df.pivot_table(index="model", columns="dataset", values="value", aggfunc="first")
+    cols = [c for c in datasets if c in wide.columns]
+    corrupt = [c for c in cols if "/corrupt/" in c or c.startswith("imagenet_c")]
+    shown = [c for c in cols if c not in corrupt][: max_cols]
+    table = Table(title=f"{measure}.{name}")
+    table.add_column("model", style="bold")
+    for c in shown:
+        table.add_column(c.replace("world/", ""), justify="right")
+    if corrupt:
+        table.add_column("corrupt (mean)", justify="right")
+    for model, row in wide.iterrows():
+        cells = [f"{row[c]:.3f}" for c in shown]
+        if corrupt:
+            cells.append(f"{row[corrupt].mean():.3f}")
+        table.add_row(str(model), *cells)
+    Console().print(table)
+
+
+@app.command("eval")
+def eval_cmd(
+    config: ConfigOpt = None,
+    store: Annotated[Path | None, typer.Option(help="Result store directory.")] = None,
+) -> None:
+    """Accuracy and ECE of every model on every dataset of the study (cached in the store)."""
+    run_cmd(config, store, measures=["accuracy"])
+
+
+def run_cmd(config: Path | None, store: Path | None, measures: list[str] | None = None,
+            executor: str | None = None, address: str | None = None):
+    from robustlens.study import run_study
+
+    try:
+        cfg = _load_cfg(config, store=str(store) if store else None,
+                        measures=measures, executor=executor, ray_address=address)
+        t0 = time.perf_counter()
+        result = run_study(cfg, progress=True, log=lambda s: console.print(f"  {s}"))
+        print_results(result.store, result.models, result.datasets)
+        n_img = max(1, sum(r.images for r in result.engine_reports))
+        console.print(
+            f"{len(result.models)} models x {len(result.datasets)} datasets in "
+            f"{time.perf_counter() - t0:.1f}s: {result.images_decoded} images decoded, "
+            f"{result.forward_passes} forward passes "
+            f"({result.forward_passes / n_img:.2f} per image-model pair incl. views)"
+        )
+        return result
+    except RobustlensError as exc:
+        _fail(exc)
+
+
+@app.command("study")
+def study_cmd(
+    config: Annotated[Path, typer.Argument(help="Study YAML: models x datasets x measures.")],
+    store: Annotated[Path | None, typer.Option(help="Override the store directory.")] = None,
+    executor: Annotated[str | None, typer.Option(help="local (default) or ray.")] = None,
+    address: Annotated[str | None, typer.Option(help="Ray cluster address.")] = None,
+    report: Annotated[bool, typer.Option(help="Write the HTML report at the end.")] = True,
+) -> None:
+    """Run a study: every measure for every model on every dataset, in one pass per dataset."""
+    result = run_cmd(config, store, executor=executor, address=address)
+    if report and result is not None:
+        _write_report(result)
+
+
+def _write_report(result) -> Path | None:
+    try:
+        from robustlens.report import write_report
+    except ImportError:
+        return None
+    path = write_report(result)
+    console.print(f"[bold green]report:[/] {path}")
+    return path
+
+
+@app.command("demo")
+def demo_cmd(
+    workdir: Annotated[Path, typer.Option(help="Where the store, zoo and report go.")] = Path(
+        "robustlens-demo"
+    ),
+    workers: Annotated[int, typer.Option(help="Parallel zoo-training processes.")] = 2,
+    quick: Annotated[bool, typer.Option(help="A smaller world and zoo (a few minutes).")] = False,
+) -> None:
+    """The demo study: synthetic world -> trained zoo -> every measure -> report."""
+    from robustlens.demo import demo_config_dict
+
+    from robustlens.config import parse_config
+
+    try:
+        workdir.mkdir(parents=True, exist_ok=True)
+        cfg = parse_config(demo_config_dict(quick=quick), "demo", base_dir=workdir.resolve())
+        cfg_path = workdir / "demo-study.yaml"
+        import yaml
+
+        cfg_path.write_text(yaml.safe_dump(demo_config_dict(quick=quick), sort_keys=False))
+        stages: dict[str, float] = {}
+        t = time.perf_counter()
+        world_build(cfg_path, None)
+        stages["world"] = time.perf_counter() - t
+        t = time.perf_counter()
+        zoo_train(cfg_path, None, workers, False)
+        stages["zoo"] = time.perf_counter() - t
+        t = time.perf_counter()
+        result = run_cmd(cfg_path, None)
+        stages["study"] = time.perf_counter() - t
+        if result is not None:
+            t = time.perf_counter()
+            _write_report(result)
+            stages["report"] = time.perf_counter() - t
+        console.print("stage seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in stages.items()))
+        del cfg
+    except RobustlensError as exc:
+        _fail(exc)
+
+
+@app.command("views")
+def views_cmd() -> None:
+    """List the registered views and measures."""
+    from robustlens.measures import available_measures
+    from robustlens.views import available_views
+
+    console.print("views: " + ", ".join(available_views().values()))
+    console.print("measures: " + ", ".join(available_measures()))
+
+
+def _register_extensions() -> None:
+    from robustlens.commands import COMMAND_MODULES
+
+    for name in COMMAND_MODULES:
+        try:
+            mod = importlib.import_module(f"robustlens.commands.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"robustlens.commands.{name}":
+                continue
+            raise
+        mod.register(app)
+
+
+_register_extensions()
+
+if __name__ == "__main__":
+    app()

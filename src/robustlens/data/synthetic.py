@@ -1,0 +1,459 @@
+"""The synthetic world: the embedded default dataset, generated deterministically from a seed.
+
+K classes are defined by object *shape*. In training, each class is also correlated with a
+*texture* (pattern + colour pair, at ``texture_correlation``) and with a small *spurious mark*
+(a class-specific 5x5 code stamped in the bottom-right corner, at ``mark_rate``), so that a
+model can take shortcuts a robustness audit should reveal. Every split and shift has known
+ground truth:
+
+=================  ========================================================================
+split              content
+=================  ========================================================================
+train              training images (marks applied at ``mark_rate``; masks kept for
+                   texture-randomization augmentation)
+val                fresh images from the training distribution
+v2                 a second fresh sample of the same distribution (like ImageNet-V2)
+corrupt/T/S        ``val`` images under corruption T at severity S (1..5)
+sketch             dark outlines of the shape on a light background: no texture, no mark
+cue_conflict       the shape of class i filled with the texture of class j != i
+                   (``label`` = shape, ``texture_label`` = j)
+spurious           background plus the mark of class k, and no object of class k
+                   (``label`` = k, also stored as ``spurious_label``)
+rendition          flat colours and outlines in other styles (like ImageNet-R)
+=================  ========================================================================
+
+Images are real RGB ``uint8`` arrays (32 px by default), rendered with 2x supersampling,
+built once and cached in the store, and exportable as an ImageFolder tree.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from robustlens.data.base import ArrayDataset
+
+GENERATOR_VERSION = "1"
+
+SHAPES = (
+    "disk", "square", "triangle", "plus", "ring", "bar", "star", "crescent", "tee", "hexagon",
+)
+TEXTURES = (
+    "hstripes", "vstripes", "diagonal", "checker", "dots", "waves", "rings", "grain", "antidiag",
+    "grid",
+)
+# colour pairs per texture (RGB in [0, 1]); saturated so texture is an easy shortcut
+_PALETTE = np.array(
+    [
+        [[0.9, 0.2, 0.2], [1.0, 0.8, 0.2]],
+        [[0.2, 0.4, 0.95], [0.7, 0.95, 1.0]],
+        [[0.1, 0.7, 0.2], [0.9, 1.0, 0.4]],
+        [[0.55, 0.1, 0.7], [1.0, 0.6, 0.9]],
+        [[0.95, 0.5, 0.05], [0.25, 0.1, 0.05]],
+        [[0.05, 0.55, 0.55], [0.6, 1.0, 0.85]],
+        [[0.8, 0.8, 0.1], [0.15, 0.15, 0.5]],
+        [[0.35, 0.35, 0.35], [0.95, 0.95, 0.95]],
+        [[0.95, 0.3, 0.6], [0.3, 0.05, 0.2]],
+        [[0.1, 0.25, 0.1], [0.6, 0.85, 0.3]],
+    ],
+    dtype=np.float32,
+)
+MARK_SIZE = 5
+
+
+@dataclass(frozen=True)
+class WorldConfig:
+    """Everything that determines the world's pixels. Same config -> identical arrays."""
+
+    seed: int = 0
+    n_classes: int = 10
+    image_size: int = 32
+    n_train_per_class: int = 300
+    n_val_per_class: int = 60
+    n_shift_per_class: int = 30
+    texture_correlation: float = 0.9
+    mark_rate: float = 0.8
+    corruptions: tuple[str, ...] = ()  # empty -> every registered corruption
+    severities: tuple[int, ...] = (1, 2, 3, 4, 5)
+
+    def __post_init__(self) -> None:
+        if not 2 <= self.n_classes <= len(SHAPES):
+            raise ValueError(f"n_classes must be in [2, {len(SHAPES)}], got {self.n_classes}")
+        if self.image_size < 16 or self.image_size % 8:
+            raise ValueError(f"image_size must be a multiple of 8 and >= 16, got {self.image_size}")
+        for name in ("texture_correlation", "mark_rate"):
+            v = getattr(self, name)
+            if not 0.0 <= v <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {v}")
+
+    def fingerprint(self) -> str:
+        payload = json.dumps({**asdict(self), "v": GENERATOR_VERSION}, sort_keys=True)
+        return hashlib.sha256(payload.encode()).hexdigest()[:24]
+
+
+# --------------------------------------------------------------------------- rendering
+def _grid(n: int, size: int, rng: np.random.Generator, scale=(0.55, 0.8), shift=0.18,
+          max_rot=15.0) -> tuple[np.ndarray, np.ndarray]:
+    """Per-image local coordinates (u, v) of shape (n, size, size) after a random similarity."""
+    t = (np.arange(size, dtype=np.float32) + 0.5) / size * 2 - 1
+    y, x = np.meshgrid(-t, t, indexing="ij")  # y up
+    s = rng.uniform(*scale, size=(n, 1, 1)).astype(np.float32)
+    th = np.deg2rad(rng.uniform(-max_rot, max_rot, size=(n, 1, 1))).astype(np.float32)
+    tx = rng.uniform(-shift, shift, size=(n, 1, 1)).astype(np.float32)
+    ty = rng.uniform(-shift, shift, size=(n, 1, 1)).astype(np.float32)
+    xs, ys = (x - tx) / s, (y - ty) / s
+    c, sn = np.cos(th), np.sin(th)
+    return c * xs + sn * ys, -sn * xs + c * ys
+
+
+def _shape_mask(shape: int, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    r = np.sqrt(u * u + v * v)
+    au, av = np.abs(u), np.abs(v)
+    name = SHAPES[shape]
+    if name == "disk":
+        m = r < 0.8
+    elif name == "square":
+        m = np.maximum(au, av) < 0.68
+    elif name == "triangle":
+        m = (v > -0.55) & (v < 0.85 - 1.9 * au)
+    elif name == "plus":
+        m = ((au < 0.26) & (av < 0.85)) | ((av < 0.26) & (au < 0.85))
+    elif name == "ring":
+        m = (r > 0.45) & (r < 0.85)
+    elif name == "bar":
+        m = (au < 0.9) & (av < 0.32)
+    elif name == "star":
+        m = r < 0.5 + 0.38 * np.cos(5 * np.arctan2(v, u))
+    elif name == "crescent":
+        m = (r < 0.85) & ((u - 0.4) ** 2 + v**2 > 0.62**2)
+    elif name == "tee":
+        m = ((au < 0.85) & (v > 0.35) & (v < 0.8)) | ((au < 0.24) & (v > -0.85) & (v <= 0.8))
+    else:  # hexagon
+        m = np.maximum(au * 0.866 + av * 0.5, av) < 0.7
+    return m.astype(np.float32)
+
+
+def _downsample(a: np.ndarray, f: int = 2) -> np.ndarray:
+    n, h, w = a.shape[:3]
+    return a.reshape(n, h // f, f, w // f, f, *a.shape[3:]).mean(axis=(2, 4))
+
+
+def _texture(tex: np.ndarray, size: int, rng: np.random.Generator, colors: bool = True
+             ) -> np.ndarray:
+    """Textures of the given ids: (n, size, size, 3) float in [0, 1]."""
+    n = len(tex)
+    t = (np.arange(size, dtype=np.float32) + 0.5) / size
+    y, x = np.meshgrid(t, t, indexing="ij")
+    x, y = x[None], y[None]
+    f = rng.uniform(3.5, 5.0, size=(n, 1, 1)).astype(np.float32)
+    ph = rng.uniform(0, 2 * np.pi, size=(n, 1, 1)).astype(np.float32)
+    val = np.zeros((n, size, size), np.float32)
+    two_pi = 2 * np.pi
+    for k in np.unique(tex):
+        i = tex == k
+        fk, pk = f[i], ph[i]
+        name = TEXTURES[int(k)]
+        if name == "hstripes":
+            p = np.sin(two_pi * fk * y + pk) > 0
+        elif name == "vstripes":
+            p = np.sin(two_pi * fk * x + pk) > 0
+        elif name == "diagonal":
+            p = np.sin(two_pi * fk * (x + y) / 1.4 + pk) > 0
+        elif name == "antidiag":
+            p = np.sin(two_pi * fk * (x - y) / 1.4 + pk) > 0
+        elif name == "checker":
+            p = np.sin(two_pi * fk * x + pk) * np.sin(two_pi * fk * y + pk) > 0
+        elif name == "dots":
+            p = np.sin(two_pi * fk * 1.3 * x + pk) * np.sin(two_pi * fk * 1.3 * y) > 0.45
+        elif name == "waves":
+            p = np.sin(two_pi * fk * y + 2.0 * np.sin(two_pi * 2 * x) + pk) > 0
+        elif name == "rings":
+            cx, cy = rng.uniform(0.2, 0.8, size=(2, int(i.sum()), 1, 1))
+            p = np.sin(two_pi * fk * 1.2 * np.sqrt((x - cx) ** 2 + (y - cy) ** 2) + pk) > 0
+        elif name == "grain":
+            p = rng.random((int(i.sum()), size, size)) > 0.5
+        else:  # grid
+            p = (np.abs(np.sin(np.pi * fk * x + pk)) < 0.35) | (np.abs(np.sin(np.pi * fk * y)) < 0.35)
+        val[i] = p
+    jitter = rng.uniform(-0.08, 0.08, size=(n, 2, 3)).astype(np.float32)
+    pal = np.clip(_PALETTE[tex] + jitter, 0, 1) if colors else np.clip(
+        rng.random((n, 2, 3)).astype(np.float32), 0, 1
+    )
+    c0, c1 = pal[:, 0][:, None, None, :], pal[:, 1][:, None, None, :]
+    return c0 * (1 - val[..., None]) + c1 * val[..., None]
+
+
+def _background(n: int, size: int, rng: np.random.Generator) -> np.ndarray:
+    """Smooth, muted, low-frequency colour noise around mid-gray."""
+    coarse = rng.normal(0.5, 0.12, size=(n, 4, 4, 3)).astype(np.float32)
+    coarse = 0.5 + (coarse - 0.5) * 0.8 + (coarse.mean(-1, keepdims=True) - 0.5) * 0.2
+    import torch
+    import torch.nn.functional as F
+
+    t = torch.from_numpy(coarse).permute(0, 3, 1, 2)
+    up = F.interpolate(t, size=(size, size), mode="bicubic", align_corners=False)
+    return np.clip(up.permute(0, 2, 3, 1).numpy(), 0, 1)
+
+
+def mark_codes(n_classes: int, seed: int = 1234) -> np.ndarray:
+    """Distinct binary 5x5 codes, one per class (fixed seed: part of the world's definition)."""
+    rng = np.random.default_rng(seed)
+    codes: list[np.ndarray] = []
+    while len(codes) < n_classes:
+        c = rng.random((MARK_SIZE, MARK_SIZE)) > 0.5
+        c[0, :] = c[-1, :] = c[:, 0] = c[:, -1] = True  # a frame makes the mark salient
+        if all((c != o).sum() >= 4 for o in codes):
+            codes.append(c)
+    return np.stack(codes).astype(np.float32)
+
+
+def apply_marks(images: np.ndarray, classes: np.ndarray, present: np.ndarray,
+                codes: np.ndarray) -> np.ndarray:
+    """Stamp the mark of ``classes[i]`` on image i where ``present[i]`` (uint8 images)."""
+    out = images.copy()
+    size = images.shape[1]
+    y0 = x0 = size - MARK_SIZE - 1
+    idx = np.flatnonzero(present)
+    if len(idx):
+        patch = codes[classes[idx]]  # (m, 5, 5), 1 -> white, 0 -> black
+        rgb = (patch[..., None] * 255).astype(np.uint8).repeat(3, axis=-1)
+        out[idx, y0 : y0 + MARK_SIZE, x0 : x0 + MARK_SIZE] = rgb
+    return out
+
+
+def _to_uint8(x: np.ndarray) -> np.ndarray:
+    return np.clip(np.round(x * 255), 0, 255).astype(np.uint8)
+
+
+def _render_objects(shapes: np.ndarray, textures: np.ndarray, size: int,
+                    rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Textured shapes on muted backgrounds: (uint8 images, float masks)."""
+    n = len(shapes)
+    hi = size * 2
+    u, v = _grid(n, hi, rng)
+    mask_hi = np.zeros((n, hi, hi), np.float32)
+    for k in np.unique(shapes):
+        i = shapes == k
+        mask_hi[i] = _shape_mask(int(k), u[i], v[i])
+    mask = _downsample(mask_hi)
+    tex = _texture(textures, size, rng)
+    bg = _background(n, size, rng)
+    img = bg * (1 - mask[..., None]) + tex * mask[..., None]
+    return _to_uint8(img), mask
+
+
+def _sample_textures(labels: np.ndarray, k: int, corr: float,
+                     rng: np.random.Generator) -> np.ndarray:
+    other = rng.integers(0, k, size=len(labels))
+    return np.where(rng.random(len(labels)) < corr, labels, other)
+
+
+class SyntheticWorld:
+    """Builds (and caches through a :class:`~robustlens.store.Store`) every split of a world."""
+
+    def __init__(self, config: WorldConfig | None = None, store=None) -> None:
+        self.config = config or WorldConfig()
+        self.store = store
+        self._cache: dict[str, dict[str, np.ndarray]] = {}
+        self.codes = mark_codes(self.config.n_classes)
+
+    # ---------------------------------------------------------------- names
+    @property
+    def classes(self) -> list[str]:
+        return list(SHAPES[: self.config.n_classes])
+
+    @property
+    def corruption_names(self) -> tuple[str, ...]:
+        if self.config.corruptions:
+            return tuple(self.config.corruptions)
+        from robustlens.transforms.corruptions import CORRUPTIONS
+
+        return tuple(CORRUPTIONS)
+
+    def split_names(self) -> list[str]:
+        names = ["train", "val", "v2"]
+        names += [f"corrupt/{c}/{s}" for c in self.corruption_names for s in self.config.severities]
+        names += ["sketch", "cue_conflict", "spurious", "rendition"]
+        return names
+
+    def fingerprint(self) -> str:
+        return self.config.fingerprint()
+
+    # ---------------------------------------------------------------- building
+    def _rng(self, split: str) -> np.random.Generator:
+        h = int.from_bytes(hashlib.blake2b(split.encode(), digest_size=8).digest(), "little")
+        return np.random.default_rng([self.config.seed, h])
+
+    def _labels(self, per_class: int, rng: np.random.Generator) -> np.ndarray:
+        return rng.permutation(np.repeat(np.arange(self.config.n_classes), per_class))
+
+    def _build(self, split: str) -> dict[str, np.ndarray]:
+        cfg = self.config
+        k, size = cfg.n_classes, cfg.image_size
+        rng = self._rng(split)
+        if split in ("train", "val", "v2"):
+            per = cfg.n_train_per_class if split == "train" else cfg.n_val_per_class
+            y = self._labels(per, rng)
+            tex = _sample_textures(y, k, cfg.texture_correlation, rng)
+            img, mask = _render_objects(y, tex, size, rng)
+            mark_u = rng.random(len(y)).astype(np.float32)
+            out = {"labels": y, "texture_labels": tex, "mark_u": mark_u}
+            if split == "train":
+                out["images_unmarked"] = img
+                out["masks"] = _to_uint8(mask)
+            out["images"] = apply_marks(img, y, mark_u < cfg.mark_rate, self.codes)
+            return out
+        if split.startswith("corrupt/"):
+            _, name, sev = split.split("/")
+            base = self.split("val")
+            n = min(len(base["labels"]), cfg.n_shift_per_class * k)
+            import torch
+
+            from robustlens.transforms.corruptions import corrupt
+
+            x = torch.from_numpy(np.asarray(base["images"][:n])).permute(0, 3, 1, 2).float() / 255
+            seeds = torch.arange(n, dtype=torch.int64) + 7919 * (1 + self.corruption_names.index(name))
+            xc = corrupt(x, name, int(sev), seeds)
+            imgs = _to_uint8(xc.permute(0, 2, 3, 1).numpy())
+            return {"images": imgs, "labels": np.asarray(base["labels"][:n])}
+        per = cfg.n_shift_per_class
+        y = self._labels(per, rng)
+        n = len(y)
+        hi = size * 2
+        if split == "sketch":
+            u, v = _grid(n, hi, rng)
+            m = np.zeros((n, hi, hi), np.float32)
+            for c in np.unique(y):
+                m[y == c] = _shape_mask(int(c), u[y == c], v[y == c])
+            edge = _edges(m)
+            paper = 0.93 + rng.normal(0, 0.02, size=(n, size, size)).astype(np.float32)
+            ink = _downsample(edge)
+            img = paper * (1 - ink) + 0.08 * ink
+            return {"images": _to_uint8(np.repeat(img[..., None], 3, -1)), "labels": y}
+        if split == "cue_conflict":
+            tex = (y + rng.integers(1, k, size=n)) % k  # always a different class's texture
+            img, _ = _render_objects(y, tex, size, rng)
+            return {"images": img, "labels": y, "texture_labels": tex}
+        if split == "spurious":
+            bg = _background(n, size, rng)
+            # a distractor texture patch, so that the image is not trivially empty
+            return {
+                "images": apply_marks(_to_uint8(bg), y, np.ones(n, bool), self.codes),
+                "labels": y,
+                "spurious_labels": y,
+            }
+        if split == "rendition":
+            u, v = _grid(n, hi, rng)
+            m = np.zeros((n, hi, hi), np.float32)
+            for c in np.unique(y):
+                m[y == c] = _shape_mask(int(c), u[y == c], v[y == c])
+            outline = _downsample(_edges(m))
+            mask = _downsample(m)
+            fill = rng.random((n, 1, 1, 3)).astype(np.float32)
+            back = rng.random((n, 1, 1, 3)).astype(np.float32)
+            img = back * (1 - mask[..., None]) + fill * mask[..., None]
+            dark = rng.random(n) < 0.5  # half with a cartoon outline
+            img[dark] = img[dark] * (1 - outline[dark][..., None]) + 0.05 * outline[dark][..., None]
+            return {"images": _to_uint8(img), "labels": y}
+        raise KeyError(f"unknown split {split!r}; available: {self.split_names()}")
+
+    def split(self, name: str) -> dict[str, np.ndarray]:
+        """Arrays of one split (built once, then read from the store as memory maps)."""
+        if name in self._cache:
+            return self._cache[name]
+        if name not in self.split_names():
+            raise KeyError(f"unknown split {name!r}; available: {', '.join(self.split_names())}")
+        key = f"{self.fingerprint()}/{name}"
+        arrays = self.store.get_blob("world", key) if self.store is not None else None
+        if arrays is None:
+            arrays = self._build(name)
+            if self.store is not None:
+                self.store.put_blob("world", key, arrays)
+                arrays = self.store.get_blob("world", key)
+        self._cache[name] = arrays
+        return arrays
+
+    def build_all(self) -> Iterator[str]:
+        """Build every split; yields split names as they finish (for progress bars)."""
+        for name in self.split_names():
+            self.split(name)
+            yield name
+
+    def dataset(self, split: str) -> ArrayDataset:
+        """One split as a :class:`~robustlens.data.base.Dataset`."""
+        a = self.split(split)
+        extras = {}
+        if "texture_labels" in a and split == "cue_conflict":
+            extras["texture_label"] = a["texture_labels"]
+        if "spurious_labels" in a:
+            extras["spurious_label"] = a["spurious_labels"]
+        fp = hashlib.sha256(f"world:{self.fingerprint()}:{split}".encode()).hexdigest()[:24]
+        return ArrayDataset(
+            name=f"world/{split}", images=a["images"], labels=a["labels"], classes=self.classes,
+            fingerprint=fp, extras=extras,
+        )
+
+    def training_arrays(self, mark_rate: float | None = None) -> dict[str, np.ndarray]:
+        """Train images with marks at ``mark_rate`` (default: the world's), plus masks."""
+        a = self.split("train")
+        rate = self.config.mark_rate if mark_rate is None else mark_rate
+        present = np.asarray(a["mark_u"]) < rate
+        labels = np.asarray(a["labels"])
+        return {
+            "images": apply_marks(np.asarray(a["images_unmarked"]), labels, present, self.codes),
+            "images_unmarked": np.asarray(a["images_unmarked"]),
+            "masks": np.asarray(a["masks"]),
+            "labels": labels,
+            "mark_present": present,
+        }
+
+    def export_imagefolder(self, root: str | Path, splits: list[str] | None = None,
+                           limit_per_class: int | None = None) -> Path:
+        """Write splits as PNG ImageFolder trees ``root/{split}/{class}/{i}.png``."""
+        from PIL import Image
+
+        root = Path(root)
+        for split in splits or self.split_names():
+            a = self.split(split)
+            counts: dict[int, int] = {}
+            for i, (img, y) in enumerate(zip(a["images"], a["labels"], strict=True)):
+                y = int(y)
+                if limit_per_class is not None and counts.get(y, 0) >= limit_per_class:
+                    continue
+                counts[y] = counts.get(y, 0) + 1
+                d = root / split / self.classes[y]
+                d.mkdir(parents=True, exist_ok=True)
+                Image.fromarray(np.asarray(img)).save(d / f"{i:06d}.png")
+        return root
+
+
+def _edges(mask_hi: np.ndarray) -> np.ndarray:
+    """Boundary pixels of binary masks (dilation xor erosion, 3x3, twice for thickness)."""
+    m = mask_hi > 0.5
+    dil, ero = m.copy(), m.copy()
+    for _ in range(2):
+        p = np.pad(dil, ((0, 0), (1, 1), (1, 1)))
+        dil = p[:, 1:-1, 1:-1] | p[:, :-2, 1:-1] | p[:, 2:, 1:-1] | p[:, 1:-1, :-2] | p[:, 1:-1, 2:]
+        q = np.pad(ero, ((0, 0), (1, 1), (1, 1)), constant_values=True)
+        ero = q[:, 1:-1, 1:-1] & q[:, :-2, 1:-1] & q[:, 2:, 1:-1] & q[:, 1:-1, :-2] & q[:, 1:-1, 2:]
+    return (dil & ~ero).astype(np.float32)
+
+
+@dataclass
+class TextureBank:
+    """Random textures (any family, random colours) for texture-randomization augmentation."""
+
+    size: int
+    n: int = 2048
+    seed: int = 0
+    textures: np.ndarray = field(init=False)
+
+    def __post_init__(self) -> None:
+        rng = np.random.default_rng(self.seed)
+        fam = rng.integers(0, len(TEXTURES), size=self.n)
+        self.textures = _to_uint8(_texture(fam, self.size, rng, colors=False))

@@ -1,0 +1,44 @@
+"""The demo study: the synthetic world, the default zoo, every measure."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+DEMO_MEASURES = [
+    "accuracy", "invariance", "label_free", "clustering", "biases", "spurious", "robustness",
+]
+
+
+def demo_config_dict(quick: bool = False) -> dict[str, Any]:
+    """The demo study as a config dict (paths relative to the demo's working directory)."""
+    from robustlens.measures import available_measures
+
+    have = set(available_measures())
+    world: dict[str, Any] = {"seed": 0}
+    zoo: dict[str, Any] = {"dir": "zoo", "members": "default", "workers": 2}
+    if quick:
+        world.update(n_train_per_class=150, n_val_per_class=30, n_shift_per_class=15,
+                     severities=[1, 3, 5])
+        zoo["epochs_scale"] = 0.5
+    return {
+        "name": "demo",
+        "store": "store",
+        "output": "report",
+        "world": world,
+        "zoo": zoo,
+        "models": [{"source": "zoo", "path": "zoo"}],
+        "datasets": [{"world": "all"}],
+        "measures": [m for m in DEMO_MEASURES if m in have],
+        "engine": {"batch_size": 500, "shard_size": 4096},
+    }
+
+
+def demo_config_path(quick: bool = False) -> Path:
+    """Write the demo config to a temporary file and return its path."""
+    path = Path(tempfile.mkdtemp(prefix="robustlens-")) / "demo-study.yaml"
+    path.write_text(yaml.safe_dump(demo_config_dict(quick), sort_keys=False))
+    return path

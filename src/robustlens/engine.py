@@ -1,0 +1,351 @@
+"""The engine: one pass over a dataset runs every requested view through every model.
+
+For one dataset and a list of jobs (model + views), the engine walks the dataset shard by
+shard. A shard whose arrays are all in the store is skipped without decoding; otherwise each
+image of the shard is decoded once, every view of every model that still needs the shard is
+applied to the decoded batch on tensors, and logits (and, where asked, penultimate features)
+are written to the store shard by shard. It counts images decoded and forward passes run, so
+that "a second identical run runs no forward pass" can be checked, not assumed.
+
+The engine never computes a metric; measures read what it stored.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from robustlens.data.base import ArrayDataset, ClassMapping, Dataset
+from robustlens.models.base import ModelAdapter
+from robustlens.store import META_VIEW, ArrayKey, Store
+from robustlens.views import ViewContext, parse_view
+
+
+@dataclass(frozen=True)
+class EngineJob:
+    """One model on one dataset: the views to run and the views whose features to keep."""
+
+    model: ModelAdapter
+    views: tuple[str, ...] = ("clean",)
+    feature_views: frozenset[str] = frozenset({"clean"})
+
+
+@dataclass
+class EngineReport:
+    """What a run did: the counters that tests and benchmarks read."""
+
+    dataset: str
+    images: int = 0
+    images_decoded: int = 0
+    forward_passes: int = 0  # images x views actually run through a model
+    shards_total: int = 0
+    shards_computed: int = 0
+    shards_cached: int = 0
+    seconds: float = 0.0
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+    def summary(self) -> str:
+        return (
+            f"{self.dataset}: {self.images_decoded} images decoded, {self.forward_passes} forward "
+            f"passes, {self.shards_computed} shards computed / {self.shards_cached} cached, "
+            f"{len(self.skipped)} skipped, {self.seconds:.2f}s"
+        )
+
+
+def resolve_device(device: str | None = None) -> torch.device:
+    if device in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+class _SafeItems(torch.utils.data.Dataset):
+    """Dataset items for a DataLoader; a corrupt file becomes a recorded skip, not a crash."""
+
+    def __init__(self, dataset: Dataset, indices: Sequence[int]) -> None:
+        self.dataset = dataset
+        self.indices = list(indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int):
+        idx = self.indices[i]
+        try:
+            s = self.dataset.load(idx)
+        except Exception as exc:  # noqa: BLE001 - any decode failure is a skip, reported
+            path = getattr(self.dataset, "item_name", lambda j: str(j))(idx)
+            return ("skip", idx, path, f"{type(exc).__name__}: {exc}")
+        return ("ok", idx, s)
+
+
+def _collate(items: list) -> dict:
+    ok = [it for it in items if it[0] == "ok"]
+    skipped = [(it[2], it[3]) for it in items if it[0] == "skip"]
+    if not ok:
+        return {"images": None, "skipped": skipped}
+    samples = [it[2] for it in ok]
+    extras = {k: torch.tensor([s.extras[k] for s in samples]) for k in samples[0].extras}
+    return {
+        "images": torch.from_numpy(np.stack([s.image for s in samples])),
+        "labels": torch.tensor([s.label for s in samples], dtype=torch.int64),
+        "sample_ids": torch.tensor([s.sample_id for s in samples], dtype=torch.int64),
+        "index": torch.tensor([it[1] for it in ok], dtype=torch.int64),
+        "extras": extras,
+        "skipped": skipped,
+    }
+
+
+class Engine:
+    """Runs views through models and writes logits and features to the store.
+
+    Args:
+        store: where arrays go.
+        batch_size: images per forward pass.
+        shard_size: images per stored shard (the unit of caching and resuming).
+        num_workers: DataLoader workers for file-backed datasets (``None``: 2 if the machine
+            has more than 2 cores, else 0). In-memory datasets are sliced directly.
+        device: ``"auto"`` (CUDA when present), ``"cpu"`` or ``"cuda"``.
+        amp: autocast in bfloat16 on CUDA (default on CUDA, off on CPU).
+        channels_last: use channels-last memory format on CUDA (default on CUDA).
+        progress: show a progress bar.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        batch_size: int = 256,
+        shard_size: int = 2048,
+        num_workers: int | None = None,
+        device: str | None = "auto",
+        amp: bool | None = None,
+        channels_last: bool | None = None,
+        progress: bool = False,
+    ) -> None:
+        if batch_size < 1 or shard_size < 1:
+            raise ValueError(f"batch_size and shard_size must be >= 1, got {batch_size}, {shard_size}")
+        self.store = store
+        self.batch_size = batch_size
+        self.shard_size = shard_size
+        import os
+
+        self.num_workers = (2 if (os.cpu_count() or 1) > 2 else 0) if num_workers is None else num_workers
+        self.device = resolve_device(device)
+        cuda = self.device.type == "cuda"
+        self.amp = cuda if amp is None else amp
+        self.channels_last = cuda if channels_last is None else channels_last
+        self.progress = progress
+
+    # ---------------------------------------------------------------- batching
+    def _batches(self, dataset: Dataset, start: int, stop: int) -> Iterator[dict]:
+        if isinstance(dataset, ArrayDataset):
+            labels, ids, extras = dataset.labels(), dataset.sample_ids(), dataset.extra_labels()
+            for b in range(start, stop, self.batch_size):
+                e = min(b + self.batch_size, stop)
+                yield {
+                    "images": torch.from_numpy(np.array(dataset.images[b:e], copy=True)),
+                    "labels": torch.from_numpy(labels[b:e]),
+                    "sample_ids": torch.from_numpy(ids[b:e]),
+                    "index": torch.arange(b, e, dtype=torch.int64),
+                    "extras": {k: torch.from_numpy(v[b:e]) for k, v in extras.items()},
+                    "skipped": [],
+                }
+            return
+        loader = torch.utils.data.DataLoader(
+            _SafeItems(dataset, range(start, stop)),
+            batch_size=self.batch_size,
+            shuffle=False,
+            num_workers=self.num_workers,
+            collate_fn=_collate,
+            pin_memory=self.device.type == "cuda",
+            persistent_workers=False,
+        )
+        yield from loader
+
+    # ---------------------------------------------------------------- run
+    def run(self, dataset: Dataset, jobs: Sequence[EngineJob]) -> EngineReport:
+        """Compute every missing (model, view) shard of ``dataset``; return the counters."""
+        t0 = time.perf_counter()
+        n = len(dataset)
+        report = EngineReport(dataset=dataset.name, images=n)
+        if n == 0:
+            raise ValueError(f"dataset {dataset.name!r} is empty")
+        dfp = dataset.fingerprint()
+        n_shards = math.ceil(n / self.shard_size)
+        report.shards_total = n_shards
+        mappings: dict[int, ClassMapping] = {
+            i: dataset.class_mapping(job.model.classes) for i, job in enumerate(jobs)
+        }  # raises ClassMismatchError naming both class counts before any work is done
+        for job in jobs:
+            for v in job.views:
+                parse_view(v)  # unknown views fail before any work is done
+        meta_key = ArrayKey("", dfp, META_VIEW)
+        keys = {
+            (i, v): ArrayKey(job.model.fingerprint(), dfp, v) for i, job in enumerate(jobs)
+            for v in job.views
+        }
+        done = self.store.completed_shards_many([meta_key, *keys.values()])
+        self.store.register(dfp, "dataset", dataset.name, {"n": n, "classes": len(dataset.classes)})
+        for job in jobs:
+            self.store.register(job.model.fingerprint(), "model", job.model.name, job.model.config)
+
+        todo_shards = [
+            s for s in range(n_shards)
+            if s not in done[meta_key] or any(s not in done[k] for k in keys.values())
+        ]
+        report.shards_cached = n_shards - len(todo_shards)
+        if not todo_shards:
+            report.seconds = time.perf_counter() - t0
+            report.skipped = self.store.skipped(dfp)
+            return report
+
+        models = self._prepare_models(jobs)
+        bar = self._progress_bar(dataset.name, sum(
+            min(self.shard_size, n - s * self.shard_size) for s in todo_shards
+        ))
+        try:
+            for s in todo_shards:
+                start, stop = s * self.shard_size, min((s + 1) * self.shard_size, n)
+                needed = {
+                    i: [v for v in job.views if s not in done[keys[(i, v)]]]
+                    for i, job in enumerate(jobs)
+                }
+                self._run_shard(dataset, jobs, models, mappings, needed, keys, meta_key,
+                                s, n_shards, start, stop, s not in done[meta_key], report, bar)
+                report.shards_computed += 1
+        finally:
+            if bar is not None:
+                bar[0].stop()
+        report.skipped = self.store.skipped(dfp)
+        report.seconds = time.perf_counter() - t0
+        return report
+
+    def _prepare_models(self, jobs: Sequence[EngineJob]) -> list[ModelAdapter]:
+        models = []
+        for job in jobs:
+            m = job.model.to(self.device).eval()
+            if self.channels_last:
+                m = m.to(memory_format=torch.channels_last)
+            models.append(m)
+        return models
+
+    def _progress_bar(self, name: str, total: int):
+        if not self.progress:
+            return None
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+        p = Progress("[bold]{task.description}", BarColumn(), MofNCompleteColumn(),
+                     TimeRemainingColumn(), transient=True)
+        p.start()
+        return p, p.add_task(name, total=total)
+
+    def _forward(self, model: ModelAdapter, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        ctx = (
+            torch.autocast(self.device.type, dtype=torch.bfloat16)
+            if self.amp else contextlib.nullcontext()
+        )
+        with torch.no_grad(), ctx:
+            logits, feats = model.forward_with_features(x)
+        return logits.float(), feats.float()
+
+    def _run_shard(self, dataset, jobs, models, mappings, needed, keys, meta_key, shard,
+                   n_shards, start, stop, need_meta, report, bar) -> None:
+        outs: dict[tuple[int, str], dict[str, list[np.ndarray]]] = {
+            (i, v): {"logits": [], "features": [], "index": []}
+            for i, views in needed.items() for v in views
+        }
+        meta: dict[str, list[np.ndarray]] = {"index": [], "labels": [], "sample_ids": []}
+        skipped: list[tuple[str, str]] = []
+        non_blocking = self.device.type == "cuda"
+        for batch in self._batches(dataset, start, stop):
+            skipped.extend(batch["skipped"])
+            if batch["images"] is None:
+                continue
+            imgs = batch["images"]
+            report.images_decoded += len(imgs)
+            x = imgs.to(self.device, non_blocking=non_blocking).permute(0, 3, 1, 2).float().div_(255)
+            if self.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            ids = batch["sample_ids"]
+            idx = batch["index"].numpy()
+            meta["index"].append(idx)
+            meta["labels"].append(batch["labels"].numpy())
+            meta["sample_ids"].append(ids.numpy())
+            for k, v in batch["extras"].items():
+                meta.setdefault(k, []).append(v.numpy())
+            for i, views in needed.items():
+                job, model = jobs[i], models[i]
+                labels_model = None
+                for v in views:
+                    view = parse_view(v)
+                    if view.needs_model and labels_model is None:
+                        targets = mappings[i].targets
+                        labels_model = torch.tensor(
+                            [targets[int(y)][0] for y in batch["labels"]], device=self.device
+                        )
+                    ctx = ViewContext(ids, labels_model, model if view.needs_model else None)
+                    xv = view(x, ctx)
+                    logits, feats = self._forward(model, xv)
+                    report.forward_passes += len(xv)
+                    o = outs[(i, v)]
+                    o["logits"].append(logits.cpu().numpy())
+                    o["index"].append(idx)
+                    if v in job.feature_views:
+                        o["features"].append(feats.cpu().numpy())
+            if bar is not None:
+                bar[0].advance(bar[1], len(imgs))
+        if skipped:
+            self.store.put_skipped(meta_key.dataset_fp, skipped)
+        for (i, v), o in outs.items():
+            arrays = {k: np.concatenate(a) for k, a in o.items() if a}
+            if not arrays:  # every image of the shard was skipped
+                arrays = {"index": np.zeros(0, np.int64),
+                          "logits": np.zeros((0, jobs[i].model.n_classes), np.float32)}
+            self.store.put_shard(keys[(i, v)], shard, n_shards, arrays)
+        if need_meta:
+            arrays = {k: np.concatenate(a) for k, a in meta.items() if a}
+            if not arrays:
+                arrays = {"index": np.zeros(0, np.int64), "labels": np.zeros(0, np.int64),
+                          "sample_ids": np.zeros(0, np.int64)}
+            self.store.put_shard(meta_key, shard, n_shards, arrays)
+
+
+class StoredArrays:
+    """Read access to what the engine stored for one (model, dataset): what measures receive."""
+
+    def __init__(self, store: Store, model_fp: str, dataset_fp: str) -> None:
+        self.store = store
+        self.model_fp = model_fp
+        self.dataset_fp = dataset_fp
+        self._meta: dict[str, np.ndarray] = {}
+
+    def _m(self, name: str) -> np.ndarray:
+        if name not in self._meta:
+            self._meta[name] = self.store.load(ArrayKey("", self.dataset_fp, META_VIEW), name)
+        return self._meta[name]
+
+    def labels(self) -> np.ndarray:
+        return self._m("labels")
+
+    def sample_ids(self) -> np.ndarray:
+        return self._m("sample_ids")
+
+    def index(self) -> np.ndarray:
+        return self._m("index")
+
+    def extra(self, name: str) -> np.ndarray:
+        return self._m(name)
+
+    def has(self, view: str, name: str = "logits") -> bool:
+        return self.store.has(ArrayKey(self.model_fp, self.dataset_fp, view), name)
+
+    def logits(self, view: str = "clean") -> np.ndarray:
+        return self.store.load(ArrayKey(self.model_fp, self.dataset_fp, view), "logits")
+
+    def features(self, view: str = "clean") -> np.ndarray:
+        return self.store.load(ArrayKey(self.model_fp, self.dataset_fp, view), "features")

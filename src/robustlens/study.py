@@ -1,0 +1,303 @@
+"""Plan and run a study: models x datasets x measures, one engine pass per (dataset, models).
+
+Data flows one way: config -> plan -> engine (decode once, all views) -> store -> measures
+-> results table and per-sample files -> analysis and report.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from robustlens.config import DatasetEntry, ModelEntry, StudyConfig
+from robustlens.data.base import Dataset
+from robustlens.engine import Engine, EngineJob, EngineReport, StoredArrays
+from robustlens.errors import ConfigError
+from robustlens.measures.base import DatasetInfo, Measure, ModelInfo, get_measure
+from robustlens.models.base import ModelAdapter
+from robustlens.store import Store
+
+
+def world_role(split: str) -> tuple[str, dict[str, Any]]:
+    """Role and tags of a synthetic-world split."""
+    if split == "val":
+        return "id", {}
+    if split.startswith("corrupt/"):
+        _, c, s = split.split("/")
+        return "corrupt", {"corruption": c, "severity": int(s)}
+    if split in ("train", "v2", "sketch", "cue_conflict", "spurious", "rendition"):
+        return split, {}
+    return "other", {}
+
+
+_LAYOUT_ROLES = {
+    "imagenet_val": "id", "imagenet_c": "corrupt", "imagenet_r": "rendition",
+    "imagenet_a": "natural", "imagenet_sketch": "sketch", "imagenet_v2": "v2",
+    "objectnet": "natural", "cue_conflict": "cue_conflict", "spurious_imagenet": "spurious",
+    "imagefolder": "other",
+}
+
+
+@dataclass
+class DatasetSpec:
+    """A dataset with its study role (built lazily: a dataset is opened when first used)."""
+
+    name: str
+    role: str
+    tags: dict[str, Any]
+    open: Callable[[], Dataset]
+    _ds: Dataset | None = None
+
+    def dataset(self) -> Dataset:
+        if self._ds is None:
+            self._ds = self.open()
+        return self._ds
+
+
+@dataclass
+class ModelSpec:
+    name: str
+    load: Callable[[], ModelAdapter]
+
+
+def world_from_config(cfg: StudyConfig, store: Store):
+    from robustlens.data.synthetic import SyntheticWorld, WorldConfig
+
+    section = cfg.world.model_dump() if cfg.world is not None else {}
+    return SyntheticWorld(WorldConfig(**section), store)
+
+
+def resolve_datasets(cfg: StudyConfig, store: Store) -> list[DatasetSpec]:
+    specs: list[DatasetSpec] = []
+    world = None
+    for entry in cfg.datasets:
+        if entry.world is not None:
+            world = world or world_from_config(cfg, store)
+            splits = world.split_names() if entry.world == "all" else list(entry.world)
+            for split in splits:
+                if split not in world.split_names():
+                    raise ConfigError(
+                        f"unknown world split {split!r}; available: {', '.join(world.split_names())}"
+                    )
+                role, tags = world_role(split)
+                specs.append(DatasetSpec(f"world/{split}", role, tags,
+                                         lambda s=split, w=world: w.dataset(s)))
+        else:
+            specs.extend(_layout_specs(entry))
+    names = [s.name for s in specs]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ConfigError(f"dataset names must be unique; duplicated: {dupes}")
+    return specs
+
+
+def _layout_specs(entry: DatasetEntry) -> list[DatasetSpec]:
+    from robustlens.data import imagenet
+    from robustlens.data.imagefolder import ImageFolderDataset
+
+    layout, root, size = entry.layout, entry.root, entry.size
+    role = entry.role or _LAYOUT_ROLES[layout or "imagefolder"]
+    name = entry.name or layout or "dataset"
+    if layout == "imagenet_c":
+        out = []
+        for ds in imagenet.imagenet_c(root, size=size):
+            _, c, s = ds.name.split("/")[-3:]
+            out.append(DatasetSpec(ds.name, "corrupt", {"corruption": c, "severity": int(s)},
+                                   lambda d=ds: d))
+        return out
+    openers: dict[str, Callable[[], Dataset]] = {
+        "imagefolder": lambda: ImageFolderDataset(root, size=size, name=name),
+        "imagenet_val": lambda: imagenet.imagenet_val(root, size=size),
+        "imagenet_r": lambda: imagenet.imagenet_r(root, size=size),
+        "imagenet_a": lambda: imagenet.imagenet_a(root, size=size),
+        "imagenet_sketch": lambda: imagenet.imagenet_sketch(root, size=size),
+        "imagenet_v2": lambda: imagenet.imagenet_v2(root, size=size),
+        "objectnet": lambda: imagenet.objectnet(root, entry.mapping_file, size=size),
+        "cue_conflict": lambda: imagenet.cue_conflict(root, entry.mapping_file, size=size),
+        "spurious_imagenet": lambda: imagenet.spurious_imagenet(root, size=size),
+    }
+    return [DatasetSpec(name, role, {}, openers[layout])]
+
+
+def resolve_models(cfg: StudyConfig) -> list[ModelSpec]:
+    from robustlens.models.zoo import load_zoo_model, zoo_members_in
+
+    specs: list[ModelSpec] = []
+    for m in cfg.models:
+        if m.source == "zoo":
+            zoo_dir = m.path or (cfg.zoo.dir if cfg.zoo else None)
+            if zoo_dir is None:
+                raise ConfigError("a model entry with source 'zoo' needs 'path' (the zoo directory)")
+            paths = zoo_members_in(zoo_dir)
+            if not paths:
+                raise ConfigError(f"zoo directory {zoo_dir} holds no checkpoints; run `robustlens zoo train`")
+            specs += [ModelSpec(p.stem, lambda p=p: load_zoo_model(p)) for p in paths]
+        elif m.source == "zoo_checkpoint":
+            specs.append(ModelSpec(m.name or Path(m.path or "").stem,
+                                   lambda m=m: load_zoo_model(m.path)))
+        else:
+            specs.append(ModelSpec(m.name or (m.arch or m.variant or m.source),
+                                   lambda m=m: _load_external(m)))
+    names = [s.name for s in specs]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ConfigError(f"model names must be unique; duplicated: {dupes}")
+    return specs
+
+
+def _load_external(m: ModelEntry) -> ModelAdapter:
+    from robustlens.models.pretrained import load_model
+
+    spec = {k: v for k, v in m.model_dump().items() if v is not None}
+    return load_model(spec)
+
+
+@dataclass
+class StudyResult:
+    """What a study run produced, and its cost."""
+
+    store: Store
+    output: Path
+    models: list[str]
+    datasets: list[str]
+    engine_reports: list[EngineReport] = field(default_factory=list)
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+    artifacts: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def images_decoded(self) -> int:
+        return sum(r.images_decoded for r in self.engine_reports)
+
+    @property
+    def forward_passes(self) -> int:
+        return sum(r.forward_passes for r in self.engine_reports)
+
+    def results(self):
+        return self.store.results(models=self.models)
+
+
+def plan_views(measures: Sequence[Measure], info: DatasetInfo) -> tuple[tuple[str, ...], frozenset[str]]:
+    """Union of the views the measures request on one dataset, and those needing features."""
+    views: dict[str, bool] = {}
+    for m in measures:
+        for v, feats in m.requests(info).items():
+            views[v] = views.get(v, False) or feats
+    ordered = tuple(sorted(views, key=lambda v: (v != "clean", v)))
+    return ordered, frozenset(v for v, f in views.items() if f)
+
+
+def _chunks(seq: Sequence, n: int) -> Iterator[Sequence]:
+    for i in range(0, len(seq), n):
+        yield seq[i : i + n]
+
+
+def run_study(cfg: StudyConfig, progress: bool = False,
+              log: Callable[[str], None] | None = None,
+              measures: Sequence[Measure] | None = None) -> StudyResult:
+    """Run every measure of the study for every model on every dataset (resumable)."""
+    log = log or (lambda s: None)
+    store = Store(cfg.store)
+    out_dir = Path(cfg.output)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    measures = list(measures) if measures is not None else [
+        get_measure(n, **cfg.measure_options.get(n, {})) for n in cfg.measures
+    ]
+    t0 = time.perf_counter()
+    dspecs = resolve_datasets(cfg, store)
+    mspecs = resolve_models(cfg)
+    if not dspecs:
+        raise ConfigError("the study names no datasets")
+    if not mspecs:
+        raise ConfigError("the study names no models")
+    result = StudyResult(store, out_dir, [m.name for m in mspecs], [d.name for d in dspecs])
+    engine = Engine(store, batch_size=cfg.engine.batch_size, shard_size=cfg.engine.shard_size,
+                    num_workers=cfg.engine.num_workers, device=cfg.engine.device,
+                    progress=progress)
+    t_engine = t_measure = 0.0
+    from robustlens.executors import get_executor
+
+    executor = get_executor(cfg)
+    for chunk in _chunks(mspecs, cfg.engine.models_per_pass):
+        models = [m.load() for m in chunk]
+        for m, spec in zip(models, chunk, strict=True):
+            m.name = spec.name
+        ta = time.perf_counter()
+        infos: dict[str, DatasetInfo] = {}
+        for ds in dspecs:
+            dataset = ds.dataset()
+            infos[ds.name] = DatasetInfo(ds.name, dataset.fingerprint(), ds.role,
+                                         tuple(dataset.classes), ds.tags)
+        reports = executor.run(engine, dspecs, models, measures, infos)
+        result.engine_reports.extend(reports)
+        for r in reports:
+            if r.forward_passes:
+                log(r.summary())
+        t_engine += time.perf_counter() - ta
+        tb = time.perf_counter()
+        for model in models:
+            _compute_measures(store, model, dspecs, infos, measures, out_dir, result)
+        t_measure += time.perf_counter() - tb
+        del models
+    result.stage_seconds = {"engine": t_engine, "measures": t_measure,
+                            "total": time.perf_counter() - t0}
+    return result
+
+
+def _compute_measures(store: Store, model: ModelAdapter, dspecs: Sequence[DatasetSpec],
+                      infos: dict[str, DatasetInfo], measures: Sequence[Measure], out_dir: Path,
+                      result: StudyResult) -> None:
+    import pandas as pd
+
+    w, b = model.classifier_weights()
+    minfo = ModelInfo(model.name, model.fingerprint(), tuple(model.classes), model.config, w, b)
+    arrays = {d.name: StoredArrays(store, minfo.fingerprint, infos[d.name].fingerprint)
+              for d in dspecs}
+    mappings = {d.name: d.dataset().class_mapping(model.classes) for d in dspecs}
+    rows: list[dict[str, Any]] = []
+    per_sample: dict[str, dict[str, np.ndarray]] = {}
+    for measure in measures:
+        used = {n: i for n, i in infos.items() if measure.requests(i)}
+        if not used:
+            continue
+        out = measure.compute(minfo, used, {n: arrays[n] for n in used},
+                              {n: mappings[n] for n in used})
+        for (ds, name), value in out.values.items():
+            rows.append({"model": model.name, "model_fp": minfo.fingerprint, "dataset": ds,
+                         "dataset_fp": infos[ds].fingerprint if ds in infos else "",
+                         "measure": measure.name, "name": name, "value": value})
+        for ds, cols in out.per_sample.items():
+            per_sample.setdefault(ds, {}).update(cols)
+        if out.artifacts:
+            result.artifacts.setdefault(model.name, {})[measure.name] = out.artifacts
+    store.put_results(rows)
+    if per_sample:
+        frames = []
+        for ds, cols in per_sample.items():
+            n = len(next(iter(cols.values())))
+            frame = pd.DataFrame({k: np.asarray(v) for k, v in cols.items() if len(v) == n})
+            frame.insert(0, "dataset", ds)
+            frames.append(frame)
+        df = pd.concat(frames, ignore_index=True)
+        df.insert(0, "model", model.name)
+        path = out_dir / "per_sample"
+        path.mkdir(parents=True, exist_ok=True)
+        safe = model.name.replace("/", "_")
+        df.to_parquet(path / f"{safe}.parquet", index=False)
+
+
+def results_wide(store: Store, models: Sequence[str] | None = None) -> Any:
+    """Per-model table: one row per model, one column per ``dataset|measure.name``."""
+    df = store.results(models=models)
+    if df.empty:
+        return df
+    df = df.assign(column=df["dataset"] + "|" + df["measure"] + "." + df["name"])
+    return df.pivot_table(index="model", columns="column", values="value", aggfunc="first")
+
+
+def asdict_safe(obj: Any) -> dict[str, Any]:
+    return asdict(obj)

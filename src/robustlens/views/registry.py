@@ -1,0 +1,184 @@
+"""The view registry: parse a spec string into a batched function on pixels in [0, 1]."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from robustlens.errors import ValidationError
+
+ViewFn = Callable[[torch.Tensor, "ViewContext"], torch.Tensor]
+
+
+@dataclass
+class ViewContext:
+    """What a view may use besides the pixels: sample ids always, labels and model for PGD."""
+
+    sample_ids: torch.Tensor  # int64 (B,)
+    labels: torch.Tensor | None = None  # int64 (B,), in the model's output space
+    model: nn.Module | None = None
+
+
+@dataclass(frozen=True)
+class View:
+    spec: str
+    fn: ViewFn
+    needs_model: bool = False
+    random: bool = False
+
+    def __call__(self, pixels: torch.Tensor, ctx: ViewContext) -> torch.Tensor:
+        return self.fn(pixels, ctx)
+
+
+# name -> (factory(args: list[str]) -> View, usage string)
+_REGISTRY: dict[str, tuple[Callable[[str, list[str]], View], str]] = {}
+
+
+def register_view(name: str, usage: str) -> Callable[[Callable[[str, list[str]], View]], Callable]:
+    """Register a view factory ``factory(spec, args) -> View`` under ``name``."""
+
+    def deco(factory: Callable[[str, list[str]], View]) -> Callable[[str, list[str]], View]:
+        _REGISTRY[name] = (factory, usage)
+        return factory
+
+    return deco
+
+
+def available_views() -> dict[str, str]:
+    """Registered view names and their usage strings."""
+    return {k: u for k, (_, u) in sorted(_REGISTRY.items())}
+
+
+@functools.lru_cache(maxsize=512)
+def parse_view(spec: str) -> View:
+    """Parse a view spec string; unknown names or bad arguments name the valid usage."""
+    name, *args = spec.strip().split(":")
+    if name not in _REGISTRY:
+        raise ValidationError(
+            f"unknown view {spec!r}; available: {', '.join(available_views().values())}"
+        )
+    factory, usage = _REGISTRY[name]
+    try:
+        return factory(spec, args)
+    except (ValueError, TypeError, IndexError) as exc:
+        raise ValidationError(f"bad view spec {spec!r}: {exc}; usage: {usage}") from exc
+
+
+def sample_seeds(spec: str, sample_ids: torch.Tensor) -> torch.Tensor:
+    """Per-sample 63-bit seeds from the view spec and the sample ids."""
+    base = int.from_bytes(hashlib.blake2b(spec.encode(), digest_size=8).digest(), "little") >> 2
+    return (sample_ids.to(torch.int64) ^ base) & ((1 << 62) - 1)
+
+
+def _no_args(spec: str, args: list[str]) -> None:
+    if args:
+        raise ValueError(f"view takes no arguments, got {args}")
+
+
+# ---------------------------------------------------------------- built-in views
+def gray_pixels(pixels: torch.Tensor) -> torch.Tensor:
+    """Luma 0.299 R + 0.587 G + 0.114 B copied to three channels, on pixels in [0, 1].
+
+    Applied before normalization (applying it after normalization is a known bug in public
+    EI code: it mixes channels with different means and stds).
+    """
+    w = torch.tensor([0.299, 0.587, 0.114], dtype=pixels.dtype, device=pixels.device)
+    luma = (pixels * w.view(1, 3, 1, 1)).sum(dim=1, keepdim=True)
+    return luma.expand(-1, 3, -1, -1).contiguous()
+
+
+@register_view("clean", "clean")
+def _clean(spec: str, args: list[str]) -> View:
+    _no_args(spec, args)
+    return View(spec, lambda x, ctx: x)
+
+
+def _rotation(k: int) -> Callable[[str, list[str]], View]:
+    def factory(spec: str, args: list[str]) -> View:
+        _no_args(spec, args)
+        # exact rotation by a multiple of 90 degrees: no interpolation
+        return View(spec, lambda x, ctx: torch.rot90(x, k=k, dims=(-2, -1)).contiguous())
+
+    return factory
+
+
+for _deg, _k in ((90, 1), (180, 2), (270, 3)):
+    register_view(f"rot{_deg}", f"rot{_deg}")(_rotation(_k))
+
+
+@register_view("gray", "gray")
+def _gray(spec: str, args: list[str]) -> View:
+    _no_args(spec, args)
+    return View(spec, lambda x, ctx: gray_pixels(x))
+
+
+@register_view("lowpass", "lowpass:CUTOFF (0 < CUTOFF <= 1)")
+def _lowpass(spec: str, args: list[str]) -> View:
+    (cutoff,) = args
+    c = float(cutoff)
+    if not 0 < c <= 1:
+        raise ValueError(f"cutoff must be in (0, 1], got {c}")
+    from robustlens.transforms.frequency import fft_filter
+
+    return View(spec, lambda x, ctx: fft_filter(x, c, kind="low"))
+
+
+@register_view("highpass", "highpass:CUTOFF (0 < CUTOFF <= 1)")
+def _highpass(spec: str, args: list[str]) -> View:
+    (cutoff,) = args
+    c = float(cutoff)
+    if not 0 < c <= 1:
+        raise ValueError(f"cutoff must be in (0, 1], got {c}")
+    from robustlens.transforms.frequency import fft_filter
+
+    return View(spec, lambda x, ctx: fft_filter(x, c, kind="high"))
+
+
+@register_view("bandnoise", "bandnoise:BAND:SIGMA")
+def _bandnoise(spec: str, args: list[str]) -> View:
+    band, sigma = int(args[0]), float(args[1])
+    from robustlens.transforms.frequency import band_noise
+
+    return View(
+        spec,
+        lambda x, ctx: band_noise(x, band, sigma, sample_seeds(spec, ctx.sample_ids)),
+        random=True,
+    )
+
+
+@register_view("corrupt", "corrupt:NAME:SEVERITY (SEVERITY 1..5)")
+def _corrupt(spec: str, args: list[str]) -> View:
+    name, severity = args[0], int(args[1])
+    from robustlens.transforms.corruptions import CORRUPTIONS, corrupt
+
+    if name not in CORRUPTIONS:
+        raise ValueError(f"unknown corruption {name!r}; available: {', '.join(CORRUPTIONS)}")
+    if not 1 <= severity <= 5:
+        raise ValueError(f"severity must be 1..5, got {severity}")
+    return View(
+        spec,
+        lambda x, ctx: corrupt(x, name, severity, sample_seeds(spec, ctx.sample_ids)),
+        random=True,
+    )
+
+
+@register_view("pgd", "pgd:linf:EPS:STEPS[:STEP] (EPS, STEP in pixel units of [0, 1])")
+def _pgd(spec: str, args: list[str]) -> View:
+    norm, eps, steps = args[0], float(args[1]), int(args[2])
+    step = float(args[3]) if len(args) > 3 else 2.0 / 255.0
+    if norm != "linf":
+        raise ValueError(f"only the linf norm is supported, got {norm!r}")
+    from robustlens.transforms.adversarial import pgd_attack
+
+    def fn(x: torch.Tensor, ctx: ViewContext) -> torch.Tensor:
+        if ctx.model is None or ctx.labels is None:
+            raise ValidationError(f"view {spec!r} needs the model and the labels")
+        seed = int(sample_seeds(spec, ctx.sample_ids[:1])[0]) if len(ctx.sample_ids) else 0
+        return pgd_attack(ctx.model, x, ctx.labels, eps=eps, step=step, steps=steps, seed=seed)
+
+    return View(spec, fn, needs_model=True, random=True)

@@ -1,0 +1,52 @@
+"""Shared fixtures: a tiny synthetic world and a tiny trained zoo (session-scoped, seconds)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from robustlens.data.synthetic import SyntheticWorld, WorldConfig
+from robustlens.models.zoo import ZooMember, train_zoo
+from robustlens.store import Store
+
+TINY_WORLD = WorldConfig(
+    seed=3, n_classes=4, image_size=32, n_train_per_class=40, n_val_per_class=12,
+    n_shift_per_class=6, corruptions=("gaussian_noise", "contrast"), severities=(1, 3),
+)
+
+TINY_ZOO = [
+    ZooMember("tiny-cnn", "cnn", 8, "standard", 3, lr=5e-3),
+    ZooMember("tiny-resnet", "resnet", 8, "texrand", 2, lr=5e-3),
+    ZooMember("tiny-mixer", "mixer", 16, "none", 2, mark_rate=0.0, lr=5e-3),
+]
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _torch_threads() -> None:
+    torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="session")
+def tiny_store(tmp_path_factory: pytest.TempPathFactory) -> Store:
+    return Store(tmp_path_factory.mktemp("store"))
+
+
+@pytest.fixture(scope="session")
+def tiny_world(tiny_store: Store) -> SyntheticWorld:
+    return SyntheticWorld(TINY_WORLD, tiny_store)
+
+
+@pytest.fixture(scope="session")
+def tiny_zoo_dir(tiny_world: SyntheticWorld, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("zoo")
+    train_zoo(tiny_world, TINY_ZOO, out, workers=1)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tiny_zoo_dir: Path):
+    from robustlens.models.zoo import load_zoo_model, zoo_members_in
+
+    return [load_zoo_model(p) for p in zoo_members_in(tiny_zoo_dir)]
