@@ -1,0 +1,765 @@
+"""Image files on disk as a :class:`~robustlens.data.base.Dataset`.
+
+Two classes live here:
+
+- :class:`FileListDataset` decodes an explicit, ordered list of image files under a root
+  (each with a label and optional extra labels). Every on-disk layout (ImageNet val, -C, -R,
+  ObjectNet, cue-conflict, ...) ends up as one of these.
+- :class:`ImageFolderDataset` indexes the generic ``root/<class>/<image>.jpg`` layout into a
+  :class:`FileListDataset`.
+
+Decoding (:func:`decode_rgb`) turns every PIL mode into 8-bit RGB: grayscale is copied to
+three channels, alpha is composited onto white, palette images are expanded, and 16-bit
+images (``I;16*`` and ``I``) are *scaled* by 255/65535 (PIL's own ``convert`` clips them,
+which turns every value above 255 white). Truncated files raise :class:`CorruptImageError`
+even when ``PIL.ImageFile.LOAD_TRUNCATED_IMAGES`` is set by someone else.
+
+Preprocessing (:func:`resize_and_crop`) is the standard ImageNet evaluation transform: the
+shorter side is resized to ``round(size / 0.875)`` (256 for 224) with PIL bilinear
+(antialiased) resampling, then a ``size x size`` centre crop is taken, exactly as
+``torchvision.transforms.Resize(256)`` + ``CenterCrop(224)`` do on PIL images. EXIF
+orientation is not applied (neither does the standard pipeline).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageFile
+
+from robustlens.data.base import ClassMapping, Dataset, Sample, stable_id
+from robustlens.errors import DatasetLayoutError, RobustlensError, ValidationError
+
+__all__ = [
+    "CROP_MODES",
+    "DEFAULT_LAYOUT",
+    "IMAGE_EXTENSIONS",
+    "CorruptImageError",
+    "FileListDataset",
+    "FolderIndex",
+    "ImageEntry",
+    "ImageFolderDataset",
+    "TargetMapping",
+    "decode_rgb",
+    "index_image_folders",
+    "resize_and_crop",
+]
+
+#: file extensions (lower case) treated as images; everything else is listed in ``ignored``
+IMAGE_EXTENSIONS: tuple[str, ...] = (
+    ".jpg",
+    ".jpeg",
+    ".png",
+    ".bmp",
+    ".ppm",
+    ".pgm",
+    ".pbm",
+    ".tif",
+    ".tiff",
+    ".webp",
+    ".gif",
+)
+#: ``center``: resize the shorter side to round(size / 0.875), centre-crop size x size (ImageNet
+#: eval); ``none``: resize straight to size x size; ``crop``: centre-crop size x size without
+#: resizing (images already stored at the model's size, e.g. ImageNet-C), upscaling the shorter
+#: side to ``size`` first only when it is smaller.
+CROP_MODES: tuple[str, ...] = ("center", "none", "crop")
+#: the layout :class:`ImageFolderDataset` expects, named in its errors
+DEFAULT_LAYOUT = "root/<class>/<image>.jpg"
+#: the ratio of crop to resize in the standard ImageNet evaluation transform (224 / 256)
+CROP_RATIO = 0.875
+_FINGERPRINT_VERSION = "robustlens.filelist.v1"
+_EDGE_BYTES = 4096
+_RESAMPLE = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC}
+
+
+class CorruptImageError(RobustlensError, OSError):
+    """An image file cannot be decoded (truncated, corrupt, not an image, missing).
+
+    Attributes:
+        path: the file that failed.
+        reason: the decoder's message.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], reason: str) -> None:
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"cannot decode image {self.path}: {reason}")
+
+
+# --------------------------------------------------------------------------------------------
+# decoding
+
+
+_TRUNCATION_LOCK = threading.Lock()
+_TRUNCATION_DEPTH = 0
+_TRUNCATION_SAVED = False
+
+
+@contextmanager
+def _strict_truncation() -> Iterator[None]:
+    """Force ``ImageFile.LOAD_TRUNCATED_IMAGES = False`` while decoding, restore it afterwards.
+
+    PIL reads that module-level flag inside ``Image.load``; if any other library set it, a
+    truncated file would decode silently with a grey bottom. The flag is saved by the first
+    decoder to enter and restored by the last to leave, so concurrent decoder threads neither
+    see ``True`` nor lose the caller's setting.
+    """
+    global _TRUNCATION_DEPTH, _TRUNCATION_SAVED
+    with _TRUNCATION_LOCK:
+        if _TRUNCATION_DEPTH == 0:
+            _TRUNCATION_SAVED = ImageFile.LOAD_TRUNCATED_IMAGES
+        ImageFile.LOAD_TRUNCATED_IMAGES = False
+        _TRUNCATION_DEPTH += 1
+    try:
+        yield
+    finally:
+        with _TRUNCATION_LOCK:
+            _TRUNCATION_DEPTH -= 1
+            if _TRUNCATION_DEPTH == 0:
+                ImageFile.LOAD_TRUNCATED_IMAGES = _TRUNCATION_SAVED
+
+
+def _to_rgb(img: Image.Image) -> Image.Image:
+    """Any PIL mode -> 8-bit ``RGB`` (16-bit scaled, alpha composited onto white)."""
+    mode = img.mode
+    if mode == "RGB" and "transparency" not in img.info:
+        return img
+    if mode.startswith("I;16") or mode == "I":
+        # 16-bit grey (PNG/TIFF): scale 0..65535 -> 0..255; "I" is 32-bit signed holding the
+        # same 16-bit range, so clip before scaling.
+        arr = np.asarray(img).astype(np.float64)
+        arr = np.clip(arr, 0, 65535) * (255.0 / 65535.0)
+        return Image.fromarray(np.rint(arr).astype(np.uint8), "L").convert("RGB")
+    if mode == "F":
+        arr = np.asarray(img).astype(np.float64)
+        arr = np.nan_to_num(arr, nan=0.0, posinf=255.0, neginf=0.0)
+        if arr.size and arr.max() <= 1.0:
+            arr = arr * 255.0  # float images in [0, 1]
+        return Image.fromarray(np.rint(np.clip(arr, 0, 255)).astype(np.uint8), "L").convert("RGB")
+    # alpha channels, and palette / grey / RGB images with a transparent colour key
+    has_alpha = mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in img.info
+    if has_alpha:
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    if mode == "1":
+        img = img.convert("L")
+    return img.convert("RGB")
+
+
+def decode_rgb(path: str | os.PathLike[str]) -> Image.Image:
+    """Decode an image file to an 8-bit RGB PIL image, strictly.
+
+    Grayscale is copied to three channels; palette images are expanded; transparent pixels
+    are composited onto white; 16-bit images (``I;16``, ``I``) are scaled, not clipped.
+
+    Args:
+        path: the image file.
+
+    Returns:
+        A loaded PIL image in mode ``RGB``.
+
+    Raises:
+        CorruptImageError: the file is missing, truncated, corrupt or not an image (PIL's
+            ``LOAD_TRUNCATED_IMAGES`` is ignored).
+    """
+    try:
+        with _strict_truncation(), Image.open(path) as img:
+            img.load()
+            rgb = _to_rgb(img)
+            rgb.load()
+            return rgb
+    except MemoryError:
+        raise
+    except Exception as exc:  # PIL raises OSError, SyntaxError, ValueError, struct.error, ...
+        raise CorruptImageError(path, f"{type(exc).__name__}: {exc}") from exc
+
+
+def resize_and_crop(
+    img: Image.Image, size: int, crop: str = "center", interpolation: str = "bilinear"
+) -> np.ndarray:
+    """Resize and crop an RGB image to ``size x size`` and return it as uint8 (H, W, 3).
+
+    Args:
+        img: an RGB PIL image.
+        size: output side length.
+        crop: one of :data:`CROP_MODES` (``center``: ImageNet eval transform, shorter side to
+            ``round(size / 0.875)`` then centre crop; ``none``: direct resize; ``crop``:
+            centre crop without resizing).
+        interpolation: ``bilinear`` (torchvision's default) or ``bicubic``.
+
+    Returns:
+        A new uint8 array of shape (size, size, 3).
+    """
+    resample = _RESAMPLE[interpolation]
+    if crop == "none":
+        if img.size != (size, size):
+            img = img.resize((size, size), resample)
+        return np.array(img, dtype=np.uint8)
+    short = round(size / CROP_RATIO) if crop == "center" else size
+    w, h = img.size
+    if crop == "center" or min(w, h) < size:
+        # torchvision.transforms.Resize(short): shorter side -> short, longer side truncated
+        new = (short, int(short * h / w)) if w <= h else (int(short * w / h), short)
+        if new != (w, h):
+            img = img.resize(new, resample)
+        w, h = img.size
+    top = round((h - size) / 2.0)
+    left = round((w - size) / 2.0)
+    img = img.crop((left, top, left + size, top + size))
+    return np.array(img, dtype=np.uint8)
+
+
+# --------------------------------------------------------------------------------------------
+# indexing
+
+
+@dataclass(frozen=True)
+class ImageEntry:
+    """One image file of a dataset.
+
+    Attributes:
+        path: path relative to the dataset root, with ``/`` separators (also the sample id
+            source).
+        label: index into the dataset's class list.
+        extras: extra integer labels (``texture_label``, ``spurious_label``, ...).
+    """
+
+    path: str
+    label: int
+    extras: Mapping[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TargetMapping:
+    """A mapping of a dataset's classes onto one fixed model class space.
+
+    :meth:`FileListDataset.class_mapping` returns ``mapping`` when the model's classes are
+    exactly ``model_classes`` (e.g. the 1000 ImageNet wnids in index order).
+    """
+
+    model_classes: tuple[str, ...]
+    mapping: ClassMapping
+
+
+@dataclass
+class FolderIndex:
+    """The result of :func:`index_image_folders`."""
+
+    classes: list[str]
+    entries: list[ImageEntry]
+    ignored: list[str]
+    skipped: list[tuple[str, str]]
+
+
+def _walk_files(folder: Path) -> tuple[list[Path], list[Path]]:
+    """Files under ``folder`` (recursively, sorted by path) and the hidden folders skipped."""
+    found: list[Path] = []
+    hidden: list[Path] = []
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
+        base = Path(dirpath)
+        hidden.extend(base / d for d in dirnames if d.startswith("."))
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        found.extend(base / f for f in filenames)
+    return sorted(found, key=lambda p: p.as_posix()), sorted(hidden)
+
+
+def _preview(names: Sequence[str], n: int = 10) -> str:
+    shown = list(names[:n])
+    more = f" and {len(names) - n} more" if len(names) > n else ""
+    return f"{shown}{more}"
+
+
+def _check_extensions(extensions: Sequence[str]) -> tuple[str, ...]:
+    if isinstance(extensions, str):
+        extensions = (extensions,)
+    exts = tuple(e.lower() if e.startswith(".") else "." + e.lower() for e in extensions)
+    if not exts:
+        raise ValidationError("extensions: expected at least one image extension, got none")
+    return exts
+
+
+def index_image_folders(
+    root: str | os.PathLike[str],
+    *,
+    classes: Sequence[str] | None = None,
+    folder_labels: Mapping[str, int] | None = None,
+    extensions: Sequence[str] = IMAGE_EXTENSIONS,
+    allow_empty: bool = False,
+    unknown_folders: str = "error",
+    layout: str = DEFAULT_LAYOUT,
+    expected: str | None = None,
+) -> FolderIndex:
+    """Index a ``root/<folder>/<image>`` tree without decoding anything.
+
+    Folders are visited in sorted order and files in sorted order (recursively), so the
+    index is deterministic. Non-image files (by extension) and hidden folders go to
+    ``ignored``; zero-byte image files go to ``skipped`` with a reason.
+
+    Args:
+        root: dataset root.
+        classes: the class list. Default: the sorted folder names.
+        folder_labels: folder name -> class index (e.g. ImageNet-V2's ``"7" -> 7``).
+            Default: a folder's label is the position of its name in ``classes``.
+        extensions: image file extensions (case-insensitive).
+        allow_empty: keep a class folder that holds no image instead of raising.
+        unknown_folders: ``"error"`` (default) or ``"ignore"`` (listed in ``ignored`` as
+            ``"<folder>/"``) for folders that are not classes.
+        layout: the expected layout, named in errors.
+        expected: what the folders should be, named in errors (e.g. ``"200 ImageNet-R wnid
+            folders like n01443537/"``).
+
+    Returns:
+        A :class:`FolderIndex` with the class list, entries, ignored and skipped files.
+
+    Raises:
+        DatasetLayoutError: missing root, no class folders, unknown folders, empty class folder.
+    """
+    root = Path(root)
+    exts = _check_extensions(extensions)
+    if unknown_folders not in ("error", "ignore"):
+        raise ValidationError(
+            f"unknown_folders: expected 'error' or 'ignore', got {unknown_folders!r}"
+        )
+    if not root.is_dir():
+        what = "is not a directory" if root.exists() else "does not exist"
+        raise DatasetLayoutError(f"dataset root {root} {what}; expected the layout {layout}")
+    ignored: list[str] = []
+    folders: list[Path] = []
+    for child in sorted(root.iterdir(), key=lambda p: p.name):
+        if child.is_dir():
+            if child.name.startswith("."):
+                ignored.append(child.name + "/")
+            else:
+                folders.append(child)
+        else:
+            ignored.append(child.name)
+    if not folders:
+        raise DatasetLayoutError(
+            f"no class folders in {root}; expected the layout {layout}, found "
+            f"{len(ignored)} file(s) and no folders: {_preview(ignored)}"
+        )
+    names = [f.name for f in folders]
+    if classes is None and folder_labels is None:
+        classes = names
+    class_list = list(classes) if classes is not None else None
+    if folder_labels is None:
+        assert class_list is not None
+        folder_labels = {c: i for i, c in enumerate(class_list)}
+    elif class_list is None:
+        raise ValidationError("folder_labels needs an explicit class list (classes=...)")
+    assert class_list is not None
+    n_classes = len(class_list)
+    for key, lab in folder_labels.items():
+        if not 0 <= int(lab) < n_classes:
+            raise ValidationError(
+                f"folder_labels[{key!r}] = {lab} is outside the {n_classes} classes"
+            )
+    unknown = [n for n in names if n not in folder_labels]
+    if unknown and unknown_folders == "error":
+        want = expected or f"{n_classes} class folders such as {_preview(class_list, 3)}"
+        raise DatasetLayoutError(
+            f"unexpected folders in {root}: expected {want} (layout {layout}); found "
+            f"{len(unknown)} folder(s) that are not: {_preview(unknown)}"
+        )
+    entries: list[ImageEntry] = []
+    skipped: list[tuple[str, str]] = []
+    for folder in folders:
+        if folder.name not in folder_labels:
+            ignored.append(folder.name + "/")
+            continue
+        label = int(folder_labels[folder.name])
+        n_images = 0
+        n_zero = 0
+        files, hidden = _walk_files(folder)
+        ignored.extend(h.relative_to(root).as_posix() + "/" for h in hidden)
+        for path in files:
+            rel = path.relative_to(root).as_posix()
+            if path.suffix.lower() not in exts or path.name.startswith("."):
+                ignored.append(rel)
+                continue
+            try:
+                size = path.stat().st_size
+            except OSError as exc:  # dangling link
+                skipped.append((rel, f"cannot stat: {exc}"))
+                continue
+            if size == 0:
+                skipped.append((rel, "zero-byte file"))
+                n_zero += 1
+                continue
+            entries.append(ImageEntry(rel, label))
+            n_images += 1
+        if n_images == 0 and not allow_empty:
+            why = f" (only {n_zero} zero-byte file(s))" if n_zero else ""
+            raise DatasetLayoutError(
+                f"class folder {folder} contains no images{why}; expected at least one "
+                f"{'/'.join(exts)} file per class folder (layout {layout}). Remove the folder "
+                "or pass allow_empty=True to keep the class without samples."
+            )
+    if not entries:
+        raise DatasetLayoutError(
+            f"no images found under {root}; expected the layout {layout} "
+            f"(found folders {_preview(names)})"
+        )
+    return FolderIndex(class_list, entries, ignored, skipped)
+
+
+# --------------------------------------------------------------------------------------------
+# datasets
+
+
+class FileListDataset(Dataset):
+    """A dataset over an explicit, ordered list of image files under ``root``.
+
+    Samples are decoded with :func:`decode_rgb`, optionally stripped of a ``border`` of pixels
+    on every side, then resized and cropped with :func:`resize_and_crop`. Labels, sample ids
+    and extra labels come from the index and never decode an image. A sample's id is
+    ``stable_id(relative path)``.
+
+    Args:
+        root: directory the entry paths are relative to.
+        entries: the files, in dataset order.
+        classes: the class names; ``entry.label`` indexes this list.
+        name: dataset name.
+        size: output side length.
+        crop: one of :data:`CROP_MODES`.
+        border: pixels removed from every side before resizing (ObjectNet's 1-pixel frame).
+        interpolation: ``bilinear`` or ``bicubic``.
+        extra_label_names: names of the extra labels every entry carries.
+        ignored: files left out because they are not images (or not part of the set).
+        skipped: ``(path, reason)`` of files that cannot be decoded.
+        target_mapping: a known mapping onto one model class space (see
+            :class:`TargetMapping`).
+        layout: the expected layout, for messages.
+    """
+
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        entries: Sequence[ImageEntry],
+        classes: Sequence[str],
+        *,
+        name: str,
+        size: int = 224,
+        crop: str = "center",
+        border: int = 0,
+        interpolation: str = "bilinear",
+        extra_label_names: Sequence[str] = (),
+        ignored: Sequence[str] = (),
+        skipped: Sequence[tuple[str, str]] = (),
+        target_mapping: TargetMapping | None = None,
+        layout: str = DEFAULT_LAYOUT,
+    ) -> None:
+        if not isinstance(size, int | np.integer) or isinstance(size, bool) or size < 1:
+            raise ValidationError(f"size: expected a positive integer, got {size!r}")
+        if crop not in CROP_MODES:
+            raise ValidationError(f"crop: expected one of {list(CROP_MODES)}, got {crop!r}")
+        if interpolation not in _RESAMPLE:
+            raise ValidationError(
+                f"interpolation: expected one of {list(_RESAMPLE)}, got {interpolation!r}"
+            )
+        if not isinstance(border, int | np.integer) or border < 0:
+            raise ValidationError(f"border: expected a non-negative integer, got {border!r}")
+        self.root = Path(root)
+        self.name = name
+        self.classes = list(classes)
+        self.size = int(size)
+        self.crop = crop
+        self.border = int(border)
+        self.interpolation = interpolation
+        self.layout = layout
+        self.extra_label_names = tuple(extra_label_names)
+        self.target_mapping = target_mapping
+        self.ignored: list[str] = list(ignored)
+        self.skipped = list(skipped)
+        n = len(self.classes)
+        for e in entries:
+            if not 0 <= e.label < n:
+                raise ValidationError(
+                    f"entry {e.path}: label {e.label} is outside the {n} classes of {name!r}"
+                )
+            missing = [k for k in self.extra_label_names if k not in e.extras]
+            if missing:
+                raise ValidationError(f"entry {e.path}: missing extra labels {missing}")
+        if target_mapping is not None and target_mapping.mapping.n_classes != n:
+            raise ValidationError(
+                f"target_mapping maps {target_mapping.mapping.n_classes} classes but "
+                f"{name!r} has {n}"
+            )
+        self._entries: list[ImageEntry] = list(entries)
+        self._ids = [stable_id(e.path) for e in self._entries]
+        self._fp_cache: tuple[str, str] | None = None
+
+    # -- index -------------------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    @property
+    def entries(self) -> list[ImageEntry]:
+        """The indexed files, in dataset order (a copy)."""
+        return list(self._entries)
+
+    def path(self, index: int) -> Path:
+        """Absolute path of sample ``index``."""
+        return self.root / self._entries[index].path
+
+    def labels(self) -> np.ndarray:
+        """All labels (int64), read from the index: no image is decoded."""
+        return np.fromiter((e.label for e in self._entries), dtype=np.int64, count=len(self))
+
+    def sample_ids(self) -> np.ndarray:
+        """``stable_id`` of every relative path (int64), without decoding."""
+        return np.asarray(self._ids, dtype=np.int64).reshape(-1)
+
+    def extra_labels(self) -> dict[str, np.ndarray]:
+        """Extra labels by name (int64 arrays), without decoding."""
+        return {
+            k: np.fromiter((e.extras[k] for e in self._entries), dtype=np.int64, count=len(self))
+            for k in self.extra_label_names
+        }
+
+    def class_mapping(self, model_classes: Sequence[str]) -> ClassMapping:
+        """Map the dataset's classes onto a model's classes.
+
+        Identity when the class lists agree; the dataset's :class:`TargetMapping` when the
+        model's classes are exactly its ``model_classes``; otherwise matching by name
+        (:meth:`Dataset.class_mapping`, which raises ``ClassMismatchError`` naming both
+        class counts).
+
+        Args:
+            model_classes: the model's class names in output order.
+
+        Returns:
+            The :class:`ClassMapping` to apply to the model's logits.
+        """
+        model_classes = list(model_classes)
+        if model_classes == self.classes:
+            return ClassMapping.identity(len(self.classes))
+        tm = self.target_mapping
+        if tm is not None and tuple(model_classes) == tm.model_classes:
+            return tm.mapping
+        return super().class_mapping(model_classes)
+
+    # -- decoding ----------------------------------------------------------------------------
+
+    def _record_skip(self, rel: str, reason: str) -> None:
+        if all(p != rel for p, _ in self.skipped):
+            self.skipped.append((rel, reason))
+
+    def _decode(self, entry: ImageEntry) -> np.ndarray:
+        img = decode_rgb(self.root / entry.path)
+        if self.border:
+            w, h = img.size
+            b = self.border
+            if w <= 2 * b or h <= 2 * b:
+                raise CorruptImageError(
+                    self.root / entry.path,
+                    f"image of {w}x{h} px is too small to remove a {b}-pixel border",
+                )
+            img = img.crop((b, b, w - b, h - b))
+        return resize_and_crop(img, self.size, self.crop, self.interpolation)
+
+    def load(self, index: int) -> Sample:
+        """Decode sample ``index`` to a uint8 (size, size, 3) image with its labels.
+
+        Args:
+            index: position in the dataset (negative indices count from the end).
+
+        Returns:
+            The decoded :class:`Sample`.
+
+        Raises:
+            CorruptImageError: the file cannot be decoded (it is also recorded in ``skipped``).
+        """
+        entry = self._entries[index]
+        sid = self._ids[index]
+        try:
+            image = self._decode(entry)
+        except CorruptImageError as exc:
+            self._record_skip(entry.path, exc.reason)
+            raise
+        return Sample(image, entry.label, sid, dict(entry.extras))
+
+    def verify(self, workers: int = 1) -> list[tuple[str, str]]:
+        """Decode every image; move the ones that fail from the index into ``skipped``.
+
+        Args:
+            workers: decoding threads (PIL releases the GIL while decoding).
+
+        Returns:
+            The ``(relative path, reason)`` pairs removed by this call.
+        """
+
+        def check(entry: ImageEntry) -> str | None:
+            try:
+                self._decode(entry)
+            except CorruptImageError as exc:
+                return exc.reason
+            return None
+
+        if workers > 1:
+            with ThreadPoolExecutor(max_workers=workers) as pool:
+                reasons = list(pool.map(check, self._entries))
+        else:
+            reasons = [check(e) for e in self._entries]
+        failed = [(e.path, r) for e, r in zip(self._entries, reasons, strict=True) if r is not None]
+        if failed:
+            keep = [i for i, r in enumerate(reasons) if r is None]
+            self._entries = [self._entries[i] for i in keep]
+            self._ids = [self._ids[i] for i in keep]
+            for rel, reason in failed:
+                self._record_skip(rel, reason)
+            self._fp_cache = None
+        return failed
+
+    # -- fingerprint -------------------------------------------------------------------------
+
+    def _stat_signature(self) -> str:
+        h = hashlib.sha256()
+        for e in self._entries:
+            try:
+                st = (self.root / e.path).stat()
+                h.update(f"{e.path}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ino}\n".encode())
+            except OSError:
+                h.update(f"{e.path}\0missing\n".encode())
+        return h.hexdigest()
+
+    def fingerprint(self) -> str:
+        """SHA-256 of the content and the preprocessing.
+
+        Covers, per file: relative path, label, extra labels, size in bytes and the first and
+        last 4 KiB of its bytes (so the fingerprint survives copying, unlike mtimes); plus
+        the class list, ``size``, ``crop``, ``border`` and ``interpolation``. A change in
+        the middle of a file larger than 8 KiB that keeps its size is not seen. The digest is
+        cached and recomputed when any file's size or mtime changes.
+
+        Returns:
+            A 64-character hex digest.
+        """
+        signature = self._stat_signature()
+        if self._fp_cache is not None and self._fp_cache[0] == signature:
+            return self._fp_cache[1]
+        h = hashlib.sha256()
+        header = {
+            "format": _FINGERPRINT_VERSION,
+            "classes": self.classes,
+            "size": self.size,
+            "crop": self.crop,
+            "border": self.border,
+            "interpolation": self.interpolation,
+            "extras": list(self.extra_label_names),
+        }
+        h.update(json.dumps(header, sort_keys=True).encode())
+        for e in self._entries:
+            extras = ",".join(f"{k}={e.extras[k]}" for k in self.extra_label_names)
+            path = self.root / e.path
+            try:
+                size = path.stat().st_size
+                with open(path, "rb") as f:
+                    head = f.read(_EDGE_BYTES)
+                    tail = b""
+                    if size > _EDGE_BYTES:
+                        f.seek(max(_EDGE_BYTES, size - _EDGE_BYTES))
+                        tail = f.read(_EDGE_BYTES)
+                digest = hashlib.sha256(head + b"\0" + tail).hexdigest()
+            except OSError:
+                size, digest = -1, "missing"
+            h.update(f"\n{e.path}\0{e.label}\0{extras}\0{size}\0{digest}".encode())
+        value = h.hexdigest()
+        self._fp_cache = (signature, value)
+        return value
+
+
+class ImageFolderDataset(FileListDataset):
+    """The generic ``root/<class>/<image>.jpg`` layout.
+
+    The index is built at construction (see :func:`index_image_folders`): class folders in
+    sorted order, files in sorted order; non-image files go to ``ignored``, zero-byte files to
+    ``skipped``. Call :meth:`verify` to decode everything up front and drop undecodable files.
+
+    Args:
+        root: dataset root.
+        size: output side length.
+        name: dataset name (default: the root folder's name).
+        classes: the class list (default: the sorted folder names). With a list, folders must
+            be among it; classes without a folder simply have no samples.
+        crop: one of :data:`CROP_MODES` (``center`` = ImageNet eval transform).
+        extensions: image file extensions (case-insensitive).
+        allow_empty: keep class folders without images instead of raising.
+        folder_labels: folder name -> class index, for folders not named like their class.
+        unknown_folders: ``"error"`` or ``"ignore"`` for folders that are not classes.
+        border: pixels removed from every side before resizing.
+        interpolation: ``bilinear`` or ``bicubic``.
+        layout: the expected layout, named in errors.
+        expected: what the class folders should be, named in errors.
+        target_mapping: a known mapping onto one model class space.
+
+    Raises:
+        DatasetLayoutError: missing root, no class folders, an empty class folder, or
+            (with ``classes``) a folder that is not a class. Errors name the expected layout.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> from PIL import Image
+        >>> root = pathlib.Path(tempfile.mkdtemp())
+        >>> for c in ("cat", "dog"):
+        ...     (root / c).mkdir()
+        ...     Image.new("RGB", (20, 10), "red").save(root / c / "a.png")
+        >>> ds = ImageFolderDataset(root, size=8)
+        >>> ds.classes, len(ds), ds.load(1).image.shape, ds.load(1).label
+        (['cat', 'dog'], 2, (8, 8, 3), 1)
+    """
+
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        size: int = 224,
+        name: str | None = None,
+        classes: Sequence[str] | None = None,
+        crop: str = "center",
+        extensions: Sequence[str] = IMAGE_EXTENSIONS,
+        *,
+        allow_empty: bool = False,
+        folder_labels: Mapping[str, int] | None = None,
+        unknown_folders: str = "error",
+        border: int = 0,
+        interpolation: str = "bilinear",
+        layout: str = DEFAULT_LAYOUT,
+        expected: str | None = None,
+        target_mapping: TargetMapping | None = None,
+    ) -> None:
+        index = index_image_folders(
+            root,
+            classes=classes,
+            folder_labels=folder_labels,
+            extensions=extensions,
+            allow_empty=allow_empty,
+            unknown_folders=unknown_folders,
+            layout=layout,
+            expected=expected,
+        )
+        super().__init__(
+            root,
+            index.entries,
+            index.classes,
+            name=name or Path(root).resolve().name,
+            size=size,
+            crop=crop,
+            border=border,
+            interpolation=interpolation,
+            ignored=index.ignored,
+            skipped=index.skipped,
+            target_mapping=target_mapping,
+            layout=layout,
+        )
