@@ -30,7 +30,7 @@ def world_role(split: str) -> tuple[str, dict[str, Any]]:
     if split.startswith("corrupt/"):
         _, c, s = split.split("/")
         return "corrupt", {"corruption": c, "severity": int(s)}
-    if split in ("train", "v2", "sketch", "cue_conflict", "spurious", "rendition"):
+    if split in ("train", "v2", "sketch", "cue_conflict", "spurious", "rendition", "adversarial"):
         return split, {}
     return "other", {}
 
@@ -274,6 +274,7 @@ def _compute_measures(store: Store, model: ModelAdapter, dspecs: Sequence[Datase
             per_sample.setdefault(ds, {}).update(cols)
         if out.artifacts:
             result.artifacts.setdefault(model.name, {})[measure.name] = out.artifacts
+            save_artifacts(out_dir, model.name, measure.name, out.artifacts)
     store.put_results(rows)
     if per_sample:
         frames = []
@@ -288,6 +289,45 @@ def _compute_measures(store: Store, model: ModelAdapter, dspecs: Sequence[Datase
         path.mkdir(parents=True, exist_ok=True)
         safe = model.name.replace("/", "_")
         df.to_parquet(path / f"{safe}.parquet", index=False)
+
+
+def _jsonable(x: Any) -> Any:
+    if isinstance(x, np.ndarray):
+        return x.tolist()
+    if isinstance(x, np.generic):
+        return x.item()
+    if isinstance(x, dict):
+        return {str(k): _jsonable(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [_jsonable(v) for v in x]
+    if hasattr(x, "__dataclass_fields__"):
+        return _jsonable(asdict(x))
+    if isinstance(x, float) and not np.isfinite(x):
+        return None
+    return x
+
+
+def save_artifacts(out_dir: Path, model: str, measure: str, artifacts: dict[str, Any]) -> Path:
+    """Write a measure's artifacts (curves, fits, components) as JSON for the report."""
+    import json
+
+    path = Path(out_dir) / "artifacts" / measure / f"{model.replace('/', '_')}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(_jsonable(artifacts)))
+    tmp.replace(path)
+    return path
+
+
+def load_artifacts(out_dir: Path) -> dict[str, dict[str, Any]]:
+    """{model: {measure: artifacts}} from an output directory."""
+    import json
+
+    out: dict[str, dict[str, Any]] = {}
+    root = Path(out_dir) / "artifacts"
+    for p in sorted(root.glob("*/*.json")) if root.exists() else []:
+        out.setdefault(p.stem, {})[p.parent.name] = json.loads(p.read_text())
+    return out
 
 
 def results_wide(store: Store, models: Sequence[str] | None = None) -> Any:

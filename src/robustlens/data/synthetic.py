@@ -20,6 +20,8 @@ cue_conflict       the shape of class i filled with the texture of class j != i
 spurious           background plus the mark of class k, and no object of class k
                    (``label`` = k, also stored as ``spurious_label``)
 rendition          flat colours and outlines in other styles (like ImageNet-R)
+adversarial        the first ``n_shift_per_class * K`` images of ``val``, for costly views
+                   such as PGD
 =================  ========================================================================
 
 Images are real RGB ``uint8`` arrays (32 px by default), rendered with 2x supersampling,
@@ -278,7 +280,7 @@ class SyntheticWorld:
     def split_names(self) -> list[str]:
         names = ["train", "val", "v2"]
         names += [f"corrupt/{c}/{s}" for c in self.corruption_names for s in self.config.severities]
-        names += ["sketch", "cue_conflict", "spurious", "rendition"]
+        names += ["sketch", "cue_conflict", "spurious", "rendition", "adversarial"]
         return names
 
     def fingerprint(self) -> str:
@@ -308,6 +310,10 @@ class SyntheticWorld:
                 out["masks"] = _to_uint8(mask)
             out["images"] = apply_marks(img, y, mark_u < cfg.mark_rate, self.codes)
             return out
+        if split == "adversarial":
+            base = self.split("val")
+            n = min(len(base["labels"]), cfg.n_shift_per_class * k)
+            return {"images": np.asarray(base["images"][:n]), "labels": np.asarray(base["labels"][:n])}
         if split.startswith("corrupt/"):
             _, name, sev = split.split("/")
             base = self.split("val")

@@ -16,7 +16,7 @@ from robustlens.errors import ConfigError
 #: roles a dataset can play in a study; measures choose datasets by role
 ROLES = (
     "train", "id", "v2", "corrupt", "sketch", "cue_conflict", "spurious", "rendition",
-    "natural", "other",
+    "adversarial", "natural", "other",
 )
 
 

@@ -1,0 +1,65 @@
+"""Report sections: each measure family registers a renderer; the report assembles them.
+
+A section function takes a :class:`ReportContext` and returns an HTML fragment (or ``None``
+when it has nothing to show). Figures are embedded as base64 PNG (no CDN, works offline).
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+
+@dataclass
+class ReportContext:
+    """Everything a section may read. Sections never run models."""
+
+    results: pd.DataFrame  # long: model, dataset, measure, name, value
+    artifacts: dict[str, dict[str, Any]]  # {model: {measure: artifacts}}
+    output_dir: Path
+    datasets: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> role, tags
+    models: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> config
+
+    def values(self, measure: str, name: str, dataset: str | None = None) -> pd.Series:
+        """One number per model (mean over datasets when ``dataset`` is None)."""
+        df = self.results[(self.results["measure"] == measure) & (self.results["name"] == name)]
+        if dataset is not None:
+            df = df[df["dataset"] == dataset]
+        return df.groupby("model")["value"].mean()
+
+
+def figure_html(fig: Any, alt: str, width: int | None = None) -> str:
+    """Embed a matplotlib figure as a base64 PNG <img> (and close it)."""
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    data = base64.b64encode(buf.getvalue()).decode()
+    style = f' style="max-width:{width}px"' if width else ""
+    return f'<img class="plot" alt="{alt}" src="data:image/png;base64,{data}"{style}>'
+
+
+SectionFn = Callable[[ReportContext], str | None]
+_SECTIONS: list[tuple[int, str, SectionFn]] = []
+
+
+def register_section(title: str, order: int = 100) -> Callable[[SectionFn], SectionFn]:
+    """Register a section renderer; lower ``order`` comes first."""
+
+    def deco(fn: SectionFn) -> SectionFn:
+        _SECTIONS[:] = [s for s in _SECTIONS if s[1] != title]
+        _SECTIONS.append((order, title, fn))
+        return fn
+
+    return deco
+
+
+def sections() -> list[tuple[int, str, SectionFn]]:
+    return sorted(_SECTIONS, key=lambda s: (s[0], s[1]))
