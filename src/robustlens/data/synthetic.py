@@ -324,7 +324,8 @@ class SyntheticWorld:
 
             x = torch.from_numpy(np.asarray(base["images"][:n])).permute(0, 3, 1, 2).float() / 255
             seeds = torch.arange(n, dtype=torch.int64) + 7919 * (1 + self.corruption_names.index(name))
-            xc = corrupt(x, name, int(sev), seeds)
+            # at 32 px, side/224 scaling makes mild blurs vanish; scale as for a 64-px image
+            xc = corrupt(x, name, int(sev), seeds, reference_side=2 * size)
             imgs = _to_uint8(xc.permute(0, 2, 3, 1).numpy())
             return {"images": imgs, "labels": np.asarray(base["labels"][:n])}
         per = cfg.n_shift_per_class

@@ -178,7 +178,7 @@ def _pgd(spec: str, args: list[str]) -> View:
     def fn(x: torch.Tensor, ctx: ViewContext) -> torch.Tensor:
         if ctx.model is None or ctx.labels is None:
             raise ValidationError(f"view {spec!r} needs the model and the labels")
-        seed = int(sample_seeds(spec, ctx.sample_ids[:1])[0]) if len(ctx.sample_ids) else 0
-        return pgd_attack(ctx.model, x, ctx.labels, eps=eps, step=step, steps=steps, seed=seed)
+        seeds = sample_seeds(spec, ctx.sample_ids).tolist()  # per-sample random starts
+        return pgd_attack(ctx.model, x, ctx.labels, eps=eps, step=step, steps=steps, seed=seeds)
 
     return View(spec, fn, needs_model=True, random=True)

@@ -1,0 +1,63 @@
+"""Pure metric functions: numpy arrays or torch tensors in, floats or arrays out. No I/O."""
+
+from robustlens.metrics.classification import accuracy, ece, predictions
+from robustlens.metrics.clustering import cluster_indicators
+from robustlens.metrics.critical_band import critical_band, critical_band_or_none
+from robustlens.metrics.effective_robustness import (
+    IMAGENET_BASELINES,
+    effective_robustness,
+    fit_baseline,
+    imagenet_baseline,
+    relative_robustness,
+)
+from robustlens.metrics.invariance import effective_invariance, rotation_invariance
+from robustlens.metrics.label_free import (
+    agreement,
+    atc,
+    average_confidence,
+    difference_of_confidence,
+    nuclear_norm,
+)
+from robustlens.metrics.shape_bias import shape_bias, shape_bias_per_category
+from robustlens.metrics.spectral import spectral_bias
+from robustlens.metrics.spurious import (
+    component_contributions,
+    find_spurious_components,
+    neural_pca,
+    spufix,
+    spurious_score,
+)
+from robustlens.transforms.adversarial import pgd_attack
+from robustlens.transforms.frequency import band_noise, fft_filter
+
+__all__ = [
+    "IMAGENET_BASELINES",
+    "accuracy",
+    "agreement",
+    "atc",
+    "average_confidence",
+    "band_noise",
+    "cluster_indicators",
+    "component_contributions",
+    "critical_band",
+    "critical_band_or_none",
+    "difference_of_confidence",
+    "ece",
+    "effective_invariance",
+    "effective_robustness",
+    "fft_filter",
+    "find_spurious_components",
+    "fit_baseline",
+    "imagenet_baseline",
+    "neural_pca",
+    "nuclear_norm",
+    "pgd_attack",
+    "predictions",
+    "relative_robustness",
+    "rotation_invariance",
+    "shape_bias",
+    "shape_bias_per_category",
+    "spectral_bias",
+    "spufix",
+    "spurious_score",
+]

@@ -1,0 +1,1 @@
+"""Batched image transforms on float pixels in [0, 1]: corruptions, frequency filters, PGD."""
