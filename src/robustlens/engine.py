@@ -79,7 +79,7 @@ class _SafeItems(torch.utils.data.Dataset):
         try:
             s = self.dataset.load(idx)
         except Exception as exc:  # noqa: BLE001 - any decode failure is a skip, reported
-            path = getattr(self.dataset, "item_name", lambda j: str(j))(idx)
+            path = str(getattr(exc, "path", None) or f"{self.dataset.name}[{idx}]")
             return ("skip", idx, path, f"{type(exc).__name__}: {exc}")
         return ("ok", idx, s)
 
@@ -149,10 +149,10 @@ class Engine:
                 e = min(b + self.batch_size, stop)
                 yield {
                     "images": torch.from_numpy(np.array(dataset.images[b:e], copy=True)),
-                    "labels": torch.from_numpy(labels[b:e]),
-                    "sample_ids": torch.from_numpy(ids[b:e]),
+                    "labels": torch.from_numpy(np.array(labels[b:e])),
+                    "sample_ids": torch.from_numpy(np.array(ids[b:e])),
                     "index": torch.arange(b, e, dtype=torch.int64),
-                    "extras": {k: torch.from_numpy(v[b:e]) for k, v in extras.items()},
+                    "extras": {k: torch.from_numpy(np.array(v[b:e])) for k, v in extras.items()},
                     "skipped": [],
                 }
             return

@@ -1,0 +1,143 @@
+import sqlite3
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from robustlens.data.base import ArrayDataset
+from robustlens.engine import Engine, EngineJob, StoredArrays
+from robustlens.errors import ClassMismatchError, StoreError, ValidationError
+from robustlens.models.base import adapter_from_module
+from robustlens.store import ArrayKey, Store
+
+
+def test_engine_counts_and_second_run_is_cached(tmp_path, tiny_world, tiny_models):
+    store = Store(tmp_path / "s")
+    ds = tiny_world.dataset("val")
+    views = ("clean", "rot90", "gray")
+    eng = Engine(store, batch_size=7, shard_size=20)
+    r1 = eng.run(ds, [EngineJob(m, views) for m in tiny_models])
+    assert r1.images_decoded == len(ds)  # once, whatever the number of models and views
+    assert r1.forward_passes == len(ds) * len(views) * len(tiny_models)
+    r2 = eng.run(ds, [EngineJob(m, views) for m in tiny_models])
+    assert r2.forward_passes == 0 and r2.images_decoded == 0
+    assert r2.shards_cached == r2.shards_total == 3
+    a = StoredArrays(store, tiny_models[0].fingerprint(), ds.fingerprint())
+    assert a.logits("rot90").shape == (len(ds), 4)
+    assert a.features("clean").shape[0] == len(ds)
+    np.testing.assert_array_equal(a.labels(), ds.labels())
+
+
+def test_engine_matches_direct_forward(tmp_path, tiny_world, tiny_models):
+    import torch
+
+    store = Store(tmp_path / "s")
+    ds = tiny_world.dataset("sketch")
+    m = tiny_models[0]
+    Engine(store, batch_size=5, shard_size=8).run(ds, [EngineJob(m, ("clean", "rot180"))])
+    x = torch.from_numpy(np.asarray(ds.images)).permute(0, 3, 1, 2).float() / 255
+    with torch.no_grad():
+        ref = m(torch.rot90(x, 2, dims=(-2, -1))).numpy()
+    got = StoredArrays(store, m.fingerprint(), ds.fingerprint()).logits("rot180")
+    np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-4)
+
+
+def test_shard_results_do_not_depend_on_batch_size(tmp_path, tiny_world, tiny_models):
+    ds = tiny_world.dataset("val")
+    m = tiny_models[1]
+    out = []
+    for bs in (4, 48):
+        store = Store(tmp_path / f"s{bs}")
+        Engine(store, batch_size=bs, shard_size=16).run(ds, [EngineJob(m, ("corrupt:gaussian_noise:3",))])
+        out.append(StoredArrays(store, m.fingerprint(), ds.fingerprint()).logits("corrupt:gaussian_noise:3"))
+    np.testing.assert_allclose(out[0], out[1], rtol=1e-4, atol=1e-4)  # per-sample seeded noise
+
+
+def test_class_count_mismatch_names_both_counts(tmp_path, tiny_world):
+    import torch
+
+    m = adapter_from_module("ten", torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3072, 10)),
+                            [f"c{i}" for i in range(10)], input_size=32)
+    with pytest.raises(ClassMismatchError, match=r"4 classes.*10"):
+        Engine(Store(tmp_path / "s")).run(tiny_world.dataset("val"), [EngineJob(m)])
+
+
+def test_unknown_view_fails_before_work(tmp_path, tiny_world, tiny_models):
+    store = Store(tmp_path / "s")
+    with pytest.raises(ValidationError, match="unknown view 'rot45'"):
+        Engine(store).run(tiny_world.dataset("val"), [EngineJob(tiny_models[0], ("rot45",))])
+    assert store.stats()["shards"] == 0
+
+
+def test_corrupt_images_are_skipped_and_listed(tmp_path, tiny_models):
+    from PIL import Image
+
+    from robustlens.data.imagefolder import ImageFolderDataset
+
+    root = tmp_path / "folder"
+    classes = tiny_models[0].classes
+    rng = np.random.default_rng(0)
+    for c in classes:
+        (root / c).mkdir(parents=True)
+        for i in range(3):
+            Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(root / c / f"{i}.png")
+    good = (root / classes[0] / "0.png").read_bytes()
+    (root / classes[1] / "truncated.png").write_bytes(good[: len(good) // 2])
+    (root / classes[2] / "garbage.png").write_bytes(b"not an image at all" * 10)
+    ds = ImageFolderDataset(root, size=32, crop="none")
+    store = Store(tmp_path / "s")
+    rep = Engine(store, batch_size=4, num_workers=0).run(ds, [EngineJob(tiny_models[0])])
+    names = sorted(item for item, _ in rep.skipped)
+    assert any("truncated.png" in n for n in names) and any("garbage.png" in n for n in names)
+    assert rep.images_decoded == 12
+    a = StoredArrays(store, tiny_models[0].fingerprint(), ds.fingerprint())
+    assert a.logits().shape[0] == len(a.labels()) == 12
+
+
+def test_read_only_store_is_a_clear_error(tmp_path):
+    import os
+
+    root = tmp_path / "ro"
+    root.mkdir()
+    os.chmod(root, 0o500)
+    try:
+        if os.access(root, os.W_OK):  # running as root: permissions do not bind
+            pytest.skip("permissions are not enforced for this user")
+        with pytest.raises(StoreError, match="not writable|read-only"):
+            Store(root / "store")
+    finally:
+        os.chmod(root, 0o700)
+
+
+def test_concurrent_writers_do_not_corrupt(tmp_path):
+    root = tmp_path / "s"
+    Store(root)
+    script = textwrap.dedent(f"""
+        import numpy as np, sys
+        from robustlens.store import Store, ArrayKey
+        st = Store({str(root)!r})
+        w = int(sys.argv[1])
+        for i in range(25):
+            key = ArrayKey("m%d" % (i % 5), "d", "clean")
+            st.put_shard(key, i % 3, 3, {{"logits": np.full((4, 2), i % 5, np.float32)}})
+            st.put_results([{{"model": "m", "model_fp": "m", "dataset": "d", "dataset_fp": "d",
+                             "measure": "x", "name": "w%d_%d" % (w, i), "value": float(i)}}])
+    """)
+    procs = [subprocess.Popen([sys.executable, "-c", script, str(w)]) for w in range(3)]
+    assert all(p.wait(timeout=120) == 0 for p in procs)
+    st = Store(root)
+    assert len(st.results()) == 75
+    for m in range(5):
+        arr = st.load(ArrayKey(f"m{m}", "d", "clean"), "logits")
+        assert arr.shape == (12, 2) and np.all(arr == m)
+    con = sqlite3.connect(root / "store.sqlite")
+    assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+def test_array_dataset_validates_inputs():
+    with pytest.raises(ValueError, match="uint8"):
+        ArrayDataset("x", np.zeros((2, 4, 4, 3), np.float32), np.zeros(2), ["a"], "fp")
+    with pytest.raises(ValueError, match=r"\(2\).*\(3\)"):
+        ArrayDataset("x", np.zeros((2, 4, 4, 3), np.uint8), np.zeros(3), ["a"], "fp")
