@@ -40,7 +40,7 @@ import numpy as np
 
 from robustlens.data.base import ArrayDataset
 
-GENERATOR_VERSION = "1"
+GENERATOR_VERSION = "2"
 
 SHAPES = (
     "disk", "square", "triangle", "plus", "ring", "bar", "star", "crescent", "tee", "hexagon",
@@ -322,7 +322,7 @@ class SyntheticWorld:
 
             from robustlens.transforms.corruptions import corrupt
 
-            x = torch.from_numpy(np.asarray(base["images"][:n])).permute(0, 3, 1, 2).float() / 255
+            x = torch.from_numpy(np.array(base["images"][:n])).permute(0, 3, 1, 2).float() / 255
             seeds = torch.arange(n, dtype=torch.int64) + 7919 * (1 + self.corruption_names.index(name))
             # at 32 px, side/224 scaling makes mild blurs vanish; scale as for a 64-px image
             xc = corrupt(x, name, int(sev), seeds, reference_side=2 * size)

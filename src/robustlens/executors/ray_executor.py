@@ -1,0 +1,119 @@
+"""The Ray executor: (dataset, models) engine jobs as Ray tasks; the driver commits results.
+
+Each task runs the same :class:`~robustlens.engine.Engine` into a private scratch store on its
+worker and returns the shard arrays; the driver writes them into the study's store. The store
+therefore never has concurrent writers across machines, keys and numbers are those of a local
+run, and a task whose worker dies is retried by Ray (``max_retries``). Shards already in the
+study's store are skipped by the workers' engines only when the store is on shared storage;
+otherwise the driver filters finished jobs before submitting them.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from robustlens.engine import Engine, EngineJob, EngineReport
+from robustlens.measures.base import DatasetInfo, Measure
+from robustlens.models.base import ModelAdapter
+from robustlens.store import META_VIEW, ArrayKey, Store
+
+
+def _run_job(dataset: Any, jobs: list[EngineJob], engine_kwargs: dict[str, Any]
+             ) -> tuple[EngineReport, list[tuple[ArrayKey, int, int, dict]], list[tuple[str, str]]]:
+    """Worker side: run the engine into a scratch store and return what it wrote."""
+    with tempfile.TemporaryDirectory(prefix="robustlens-ray-") as tmp:
+        scratch = Store(tmp)
+        report = Engine(scratch, **engine_kwargs).run(dataset, jobs)
+        dfp = dataset.fingerprint()
+        keys = [ArrayKey("", dfp, META_VIEW)] + [
+            ArrayKey(j.model.fingerprint(), dfp, v) for j in jobs for v in j.views
+        ]
+        shards = []
+        with scratch._connect() as con:
+            for key in keys:
+                rows = con.execute(
+                    "SELECT shard, n_shards FROM shards WHERE model_fp=? AND dataset_fp=? AND "
+                    "view=? AND engine_version=?",
+                    (key.model_fp, key.dataset_fp, key.view, key.engine_version),
+                ).fetchall()
+                for shard, n_shards in rows:
+                    names = [r[0] for r in con.execute(
+                        "SELECT name, hash FROM arrays WHERE model_fp=? AND dataset_fp=? AND "
+                        "view=? AND engine_version=? AND shard=?",
+                        (key.model_fp, key.dataset_fp, key.view, key.engine_version, shard),
+                    ).fetchall()]
+                    arrays = {}
+                    for name in names:
+                        (digest,) = con.execute(
+                            "SELECT hash FROM arrays WHERE model_fp=? AND dataset_fp=? AND view=? "
+                            "AND engine_version=? AND shard=? AND name=?",
+                            (key.model_fp, key.dataset_fp, key.view, key.engine_version, shard,
+                             name),
+                        ).fetchone()
+                        arrays[name] = scratch.get_array(digest)
+                    shards.append((key, shard, n_shards, arrays))
+        return report, shards, scratch.skipped(dfp)
+
+
+class RayExecutor:
+    """Run engine jobs on a Ray cluster (``address=None`` starts a local one)."""
+
+    def __init__(self, address: str | None = None, max_retries: int = 3,
+                 num_cpus_per_task: float = 1.0) -> None:
+        try:
+            import ray
+        except ImportError as exc:  # pragma: no cover - depends on the extra
+            raise ImportError(
+                "the Ray executor needs ray: pip install 'robustlens[ray]'"
+            ) from exc
+        self.ray = ray
+        if not ray.is_initialized():
+            ray.init(address=address, include_dashboard=False, log_to_driver=False,
+                     ignore_reinit_error=True)
+        self.max_retries = max_retries
+        self.num_cpus = num_cpus_per_task
+
+    def run(self, engine: Engine, dspecs: Sequence[Any], models: Sequence[ModelAdapter],
+            measures: Sequence[Measure], infos: Mapping[str, DatasetInfo]) -> list[EngineReport]:
+        from robustlens.executors.local import plan_jobs
+
+        ray = self.ray
+        use_gpu = engine.device.type == "cuda"
+        remote = ray.remote(_run_job).options(
+            max_retries=self.max_retries, retry_exceptions=False, num_cpus=self.num_cpus,
+            num_gpus=1 if use_gpu else 0,
+        )
+        engine_kwargs = {
+            "batch_size": engine.batch_size, "shard_size": engine.shard_size,
+            "num_workers": 0, "device": str(engine.device) if use_gpu else "cpu",
+        }
+        pending = {}
+        reports: list[EngineReport] = []
+        for ds in dspecs:
+            jobs = plan_jobs(models, measures, infos[ds.name])
+            if not jobs:
+                continue
+            dfp = infos[ds.name].fingerprint
+            keys = [ArrayKey(j.model.fingerprint(), dfp, v) for j in jobs for v in j.views]
+            # answered from the store: nothing to send
+            if all(engine.store.has(k) for k in keys) and engine.store.has(
+                ArrayKey("", dfp, META_VIEW)
+            ):
+                reports.append(EngineReport(dataset=ds.name, images=len(ds.dataset()),
+                                            shards_cached=1, shards_total=1))
+                continue
+            ref = remote.remote(ds.dataset(), jobs, engine_kwargs)
+            pending[ref] = ds.name
+        while pending:
+            done, _ = ray.wait(list(pending), num_returns=1)
+            ref = done[0]
+            pending.pop(ref)
+            report, shards, skipped = ray.get(ref)
+            for key, shard, n_shards, arrays in shards:
+                engine.store.put_shard(key, shard, n_shards, arrays)
+            if skipped:
+                engine.store.put_skipped(shards[0][0].dataset_fp if shards else "", skipped)
+            reports.append(report)
+        return reports
