@@ -190,6 +190,10 @@ class Engine:
             for v in job.views
         }
         done = self.store.completed_shards_many([meta_key, *keys.values()])
+        for (i, v), key in keys.items():
+            if v in jobs[i].feature_views:
+                # a shard cached by a run that kept no features is not done for this one
+                done[key] &= self.store.shards_with_array(key, "features")
         self.store.register(dfp, "dataset", dataset.name, {"n": n, "classes": len(dataset.classes)})
         for job in jobs:
             self.store.register(job.model.fingerprint(), "model", job.model.name, job.model.config)

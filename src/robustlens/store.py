@@ -207,6 +207,17 @@ class Store:
                         out[k].add(s)
         return out
 
+    def shards_with_array(self, key: ArrayKey, name: str) -> set[int]:
+        """Completed shards of ``key`` that hold the array ``name`` (e.g. ``features``)."""
+        with self._connect() as con:
+            rows = con.execute(
+                "SELECT a.shard FROM arrays a JOIN shards s USING (model_fp, dataset_fp, view, "
+                "engine_version, shard) WHERE a.model_fp=? AND a.dataset_fp=? AND a.view=? AND "
+                "a.engine_version=? AND a.name=?",
+                (key.model_fp, key.dataset_fp, key.view, key.engine_version, name),
+            ).fetchall()
+        return {r[0] for r in rows}
+
     def put_shard(
         self, key: ArrayKey, shard: int, n_shards: int, arrays: Mapping[str, np.ndarray]
     ) -> None:

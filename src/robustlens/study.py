@@ -168,6 +168,9 @@ class StudyResult:
     engine_reports: list[EngineReport] = field(default_factory=list)
     stage_seconds: dict[str, float] = field(default_factory=dict)
     artifacts: dict[str, dict[str, Any]] = field(default_factory=dict)
+    config: StudyConfig | None = None
+    dataset_roles: dict[str, dict[str, Any]] = field(default_factory=dict)
+    model_configs: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def images_decoded(self) -> int:
@@ -214,7 +217,9 @@ def run_study(cfg: StudyConfig, progress: bool = False,
         raise ConfigError("the study names no datasets")
     if not mspecs:
         raise ConfigError("the study names no models")
-    result = StudyResult(store, out_dir, [m.name for m in mspecs], [d.name for d in dspecs])
+    result = StudyResult(store, out_dir, [m.name for m in mspecs], [d.name for d in dspecs],
+                         config=cfg)
+    result.dataset_roles = {d.name: {"role": d.role, **d.tags} for d in dspecs}
     engine = Engine(store, batch_size=cfg.engine.batch_size, shard_size=cfg.engine.shard_size,
                     num_workers=cfg.engine.num_workers, device=cfg.engine.device,
                     progress=progress)
@@ -226,6 +231,7 @@ def run_study(cfg: StudyConfig, progress: bool = False,
         models = [m.load() for m in chunk]
         for m, spec in zip(models, chunk, strict=True):
             m.name = spec.name
+            result.model_configs[spec.name] = dict(m.config)
         ta = time.perf_counter()
         infos: dict[str, DatasetInfo] = {}
         for ds in dspecs:
@@ -277,18 +283,43 @@ def _compute_measures(store: Store, model: ModelAdapter, dspecs: Sequence[Datase
             save_artifacts(out_dir, model.name, measure.name, out.artifacts)
     store.put_results(rows)
     if per_sample:
-        frames = []
-        for ds, cols in per_sample.items():
-            n = len(next(iter(cols.values())))
-            frame = pd.DataFrame({k: np.asarray(v) for k, v in cols.items() if len(v) == n})
-            frame.insert(0, "dataset", ds)
-            frames.append(frame)
-        df = pd.concat(frames, ignore_index=True)
-        df.insert(0, "model", model.name)
-        path = out_dir / "per_sample"
-        path.mkdir(parents=True, exist_ok=True)
-        safe = model.name.replace("/", "_")
-        df.to_parquet(path / f"{safe}.parquet", index=False)
+        write_per_sample(out_dir, model.name, per_sample)
+
+
+def write_per_sample(out_dir: Path, model: str, per_sample: dict[str, dict[str, np.ndarray]]
+                     ) -> Path:
+    """Merge per-sample columns into ``out_dir/per_sample/{model}.parquet``.
+
+    Rows of one dataset are in stored order for every measure, so columns align by position;
+    columns computed by an earlier run with other measures are kept, new ones replace them.
+    """
+    import pandas as pd
+
+    path = Path(out_dir) / "per_sample" / f"{model.replace('/', '_')}.parquet"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    old = pd.read_parquet(path) if path.exists() else None
+    frames = []
+    datasets = list(per_sample)
+    if old is not None:
+        datasets += [d for d in old["dataset"].unique() if d not in per_sample]
+    for ds in datasets:
+        cols = per_sample.get(ds, {})
+        n = len(next(iter(cols.values()))) if cols else None
+        frame = pd.DataFrame({k: np.asarray(v) for k, v in cols.items() if len(v) == n})
+        if old is not None:
+            prev = old[old["dataset"] == ds].drop(columns=["model", "dataset"])
+            if n is None or len(prev) == n:
+                prev = prev.reset_index(drop=True)
+                keep = [c for c in prev.columns if c not in frame.columns]
+                frame = pd.concat([prev[keep], frame], axis=1) if n is not None else prev
+        frame.insert(0, "dataset", ds)
+        frames.append(frame)
+    df = pd.concat(frames, ignore_index=True)
+    df.insert(0, "model", model)
+    tmp = path.with_suffix(".tmp")
+    df.to_parquet(tmp, index=False)
+    tmp.replace(path)
+    return path
 
 
 def _jsonable(x: Any) -> Any:
@@ -338,6 +369,3 @@ def results_wide(store: Store, models: Sequence[str] | None = None) -> Any:
     df = df.assign(column=df["dataset"] + "|" + df["measure"] + "." + df["name"])
     return df.pivot_table(index="model", columns="column", values="value", aggfunc="first")
 
-
-def asdict_safe(obj: Any) -> dict[str, Any]:
-    return asdict(obj)

@@ -141,3 +141,32 @@ def test_array_dataset_validates_inputs():
         ArrayDataset("x", np.zeros((2, 4, 4, 3), np.float32), np.zeros(2), ["a"], "fp")
     with pytest.raises(ValueError, match=r"\(2\).*\(3\)"):
         ArrayDataset("x", np.zeros((2, 4, 4, 3), np.uint8), np.zeros(3), ["a"], "fp")
+
+
+def test_cached_view_without_features_is_recomputed_for_features(tmp_path, tiny_world, tiny_models):
+    store = Store(tmp_path / "s")
+    ds = tiny_world.dataset("v2")
+    m = tiny_models[0]
+    eng = Engine(store, batch_size=16, shard_size=16)
+    eng.run(ds, [EngineJob(m, ("clean",), frozenset())])
+    a = StoredArrays(store, m.fingerprint(), ds.fingerprint())
+    with pytest.raises(KeyError):
+        a.features("clean")
+    logits_before = a.logits("clean")
+    rep = eng.run(ds, [EngineJob(m, ("clean",), frozenset({"clean"}))])
+    assert rep.forward_passes == len(ds)
+    assert a.features("clean").shape[0] == len(ds)
+    np.testing.assert_array_equal(a.logits("clean"), logits_before)
+
+
+def test_per_sample_columns_of_earlier_runs_are_kept(tmp_path):
+    import pandas as pd
+
+    from robustlens.study import write_per_sample
+
+    write_per_sample(tmp_path, "m", {"d1": {"sample_id": np.arange(3), "ei": np.ones(3)}})
+    write_per_sample(tmp_path, "m", {"d1": {"sample_id": np.arange(3), "correct": np.zeros(3, bool)},
+                                    "d2": {"sample_id": np.arange(2)}})
+    df = pd.read_parquet(tmp_path / "per_sample" / "m.parquet")
+    assert set(df.columns) == {"model", "dataset", "sample_id", "ei", "correct"}
+    assert len(df) == 5 and df.loc[df.dataset == "d1", "ei"].tolist() == [1.0, 1.0, 1.0]

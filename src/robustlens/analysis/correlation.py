@@ -84,11 +84,32 @@ def _coefficient_and_p(x: np.ndarray, y: np.ndarray, method: str) -> tuple[float
         warnings.simplefilter("ignore", RuntimeWarning)
         if method == "spearman":
             res = stats.spearmanr(x, y)
+            if len(x) <= _EXACT_SPEARMAN_MAX_N and np.isfinite(res.statistic):
+                # the t-approximation gives p = 0 for rho = +-1 at any n (3 models would be
+                # "significant"); small samples get the exact permutation p-value instead
+                return float(res.statistic), _exact_spearman_p(x, y, float(res.statistic))
         elif method == "pearson":
             res = stats.pearsonr(x, y)
         else:
             res = stats.kendalltau(x, y)
     return float(res.statistic), float(res.pvalue)
+
+
+_EXACT_SPEARMAN_MAX_N = 8
+
+
+def _exact_spearman_p(x: np.ndarray, y: np.ndarray, rho: float) -> float:
+    """Two-sided exact p-value of Spearman's rho over all permutations of y's ranks."""
+    import itertools
+
+    rx, ry = stats.rankdata(x), stats.rankdata(y)
+    perms = np.array(list(itertools.permutations(ry)))
+    a = rx - rx.mean()
+    b = perms - perms.mean(axis=1, keepdims=True)
+    denom = np.sqrt((a * a).sum() * (b * b).sum(axis=1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        null = (b @ a) / denom
+    return float(np.mean(np.abs(null) >= abs(rho) - 1e-12))
 
 
 def _rowwise_pearson(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -141,7 +162,8 @@ def correlate(
     ``1 - alpha``: resample the n pairs with replacement ``n_boot`` times (with
     ``numpy.random.default_rng(seed)``), recompute the coefficient, and take the
     ``alpha/2`` and ``1 - alpha/2`` quantiles (resamples with a constant variable are skipped).
-    ``significant`` is ``p_value < alpha``.
+    ``significant`` is ``p_value < alpha``. Spearman p-values for n <= 8 are exact (all
+    permutations), so that three models in perfect order are not "significant".
 
     With fewer than 3 valid pairs nothing is estimated: every number is NaN, ``n`` says how
     many pairs there were, and ``significant`` is False.
@@ -163,7 +185,7 @@ def correlate(
     Example:
         >>> r = correlate([1, 2, 3, 4, 5], [1, 4, 9, 16, 25], n_boot=200)
         >>> round(r.coefficient, 4), round(r.p_value, 6), r.significant, r.n
-        (1.0, 0.0, True, 5)
+        (1.0, 0.016667, True, 5)
         >>> correlate([1, 2, float("nan")], [3, 1, 2]).n  # too few valid pairs
         2
     """

@@ -27,8 +27,21 @@ from robustlens.metrics.spurious import (
     spufix,
     spurious_score,
 )
-from robustlens.transforms.adversarial import pgd_attack
-from robustlens.transforms.frequency import band_noise, fft_filter
+
+_LAZY = {  # these pull in torch/torchvision: imported on first use only
+    "pgd_attack": "robustlens.transforms.adversarial",
+    "band_noise": "robustlens.transforms.frequency",
+    "fft_filter": "robustlens.transforms.frequency",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'robustlens.metrics' has no attribute {name!r}")
+
 
 __all__ = [
     "IMAGENET_BASELINES",
