@@ -20,9 +20,12 @@ from robustlens.models.base import ModelAdapter
 from robustlens.store import META_VIEW, ArrayKey, Store
 
 
-def _run_job(dataset: Any, jobs: list[EngineJob], engine_kwargs: dict[str, Any]
+def _run_job(dataset: Any, jobs: list[EngineJob], engine_kwargs: dict[str, Any], threads: int
              ) -> tuple[EngineReport, list[tuple[ArrayKey, int, int, dict]], list[tuple[str, str]]]:
     """Worker side: run the engine into a scratch store and return what it wrote."""
+    import torch
+
+    torch.set_num_threads(threads)  # as many threads as CPUs the task holds: no oversubscription
     with tempfile.TemporaryDirectory(prefix="robustlens-ray-") as tmp:
         scratch = Store(tmp)
         report = Engine(scratch, **engine_kwargs).run(dataset, jobs)
@@ -104,7 +107,7 @@ class RayExecutor:
                 reports.append(EngineReport(dataset=ds.name, images=len(ds.dataset()),
                                             shards_cached=1, shards_total=1))
                 continue
-            ref = remote.remote(ds.dataset(), jobs, engine_kwargs)
+            ref = remote.remote(ds.dataset(), jobs, engine_kwargs, max(1, int(self.num_cpus)))
             pending[ref] = ds.name
         while pending:
             done, _ = ray.wait(list(pending), num_returns=1)
