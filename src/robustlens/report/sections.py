@@ -25,6 +25,7 @@ class ReportContext:
     output_dir: Path
     datasets: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> role, tags
     models: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> config
+    study: dict[str, Any] = field(default_factory=dict)  # name, counters, stage seconds
 
     def values(self, measure: str, name: str, dataset: str | None = None) -> pd.Series:
         """One number per model (mean over datasets when ``dataset`` is None)."""
@@ -32,6 +33,21 @@ class ReportContext:
         if dataset is not None:
             df = df[df["dataset"] == dataset]
         return df.groupby("model")["value"].mean()
+
+    def role(self, dataset: str) -> str:
+        """The study role of a dataset (``id``, ``corrupt``, ``sketch``, ...; ``other``)."""
+        return str(self.datasets.get(dataset, {}).get("role", "other"))
+
+    def datasets_with_role(self, *roles: str) -> list[str]:
+        """Datasets of the given roles, in study order."""
+        return [d for d, info in self.datasets.items() if info.get("role") in roles]
+
+    def iter_per_sample(self, columns: list[str] | None = None, datasets: list[str] | None = None):
+        """Yield ``(model, per-sample DataFrame)`` one model at a time (bounded memory)."""
+        from robustlens.report.exports import iter_per_sample
+
+        models = list(self.models) or None
+        yield from iter_per_sample(self.output_dir, models, columns, datasets)
 
 
 def figure_html(fig: Any, alt: str, width: int | None = None) -> str:

@@ -1,0 +1,213 @@
+"""Exports of a study: per-model results as CSV and Parquet, per-sample outputs per model.
+
+Files written by :func:`export_results` into ``out_dir``:
+
+``results_long.csv`` / ``results_long.parquet``
+    One row per (model, dataset, measure, name): columns ``model, model_fp, dataset,
+    dataset_fp, measure, name, value`` (``value`` is NaN where a measure had no number).
+``results_wide.csv`` / ``results_wide.parquet``
+    One row per model: column ``model`` then one column per ``dataset|measure.name``
+    (e.g. ``world/val|accuracy.accuracy``), sorted by name. Model-level numbers use the
+    dataset name ``*`` (their ``dataset_fp`` is empty, which ``pandas.read_csv`` reads as NaN).
+
+Per-sample outputs are written by the study itself, one Parquet file per model, at
+``out_dir/per_sample/{model}.parquet`` (a ``/`` in a model name becomes ``_``). Each file has
+one row per (dataset, sample) with columns ``model, dataset, sample_id`` and the columns the
+measures add: ``label, prediction, confidence, correct`` (accuracy) and, depending on the
+measures run, per-view agreement, effective invariance and so on. Read them with
+:func:`read_per_sample` (one model, or all models concatenated) or stream them with
+:func:`iter_per_sample` (one model at a time, so a zoo of hundreds of models never sits in
+memory at once). Everything here is plain pandas/pyarrow::
+
+    import pandas as pd
+    wide = pd.read_parquet("robustlens-out/results_wide.parquet")
+    one = pd.read_parquet("robustlens-out/per_sample/tiny-cnn.parquet")
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+__all__ = [
+    "export_results",
+    "iter_per_sample",
+    "per_sample_files",
+    "per_sample_path",
+    "read_per_sample",
+    "wide_table",
+]
+
+LONG_COLUMNS = ["model", "model_fp", "dataset", "dataset_fp", "measure", "name", "value"]
+
+
+def _safe(model: str) -> str:
+    return model.replace("/", "_")
+
+
+def wide_table(long: pd.DataFrame) -> pd.DataFrame:
+    """Pivot long results to one row per model, one column per ``dataset|measure.name``.
+
+    Args:
+        long: long results with columns model, dataset, measure, name, value.
+
+    Returns:
+        DataFrame with a ``model`` column first, then the value columns sorted by name.
+
+    Example:
+        >>> long = pd.DataFrame({"model": ["a", "a", "b"], "dataset": ["val", "v2", "val"],
+        ...                      "measure": "accuracy", "name": "accuracy",
+        ...                      "value": [0.9, 0.8, 0.7]})
+        >>> w = wide_table(long)
+        >>> list(w.columns), w["val|accuracy.accuracy"].tolist()
+        (['model', 'v2|accuracy.accuracy', 'val|accuracy.accuracy'], [0.9, 0.7])
+    """
+    if long.empty:
+        return pd.DataFrame({"model": pd.Series([], dtype=object)})
+    col = (
+        long["dataset"].astype(str)
+        + "|"
+        + long["measure"].astype(str)
+        + "."
+        + long["name"].astype(str)
+    )
+    df = pd.DataFrame(
+        {
+            "model": long["model"].astype(str).to_numpy(),
+            "column": col.to_numpy(),
+            "value": pd.to_numeric(long["value"], errors="coerce").to_numpy(),
+        }
+    )
+    wide = df.pivot_table(
+        index="model", columns="column", values="value", aggfunc="first", dropna=False, sort=True
+    )
+    wide = wide.reindex(columns=sorted(wide.columns))
+    wide.columns = [str(c) for c in wide.columns]
+    wide.columns.name = None
+    out = wide.reset_index()
+    out["model"] = out["model"].astype(str)
+    return out
+
+
+def export_results(
+    store: Any, out_dir: str | Path, models: Sequence[str] | None = None
+) -> dict[str, Path]:
+    """Write the study's results as long and wide CSV and Parquet files into ``out_dir``.
+
+    Args:
+        store: a :class:`robustlens.store.Store` (or a path to one).
+        out_dir: directory for the files (created if missing).
+        models: restrict to these models (default: every model in the store).
+
+    Returns:
+        ``{"results_long.csv": path, ...}`` for the four files written.
+    """
+    from robustlens.store import Store
+
+    if not isinstance(store, Store):
+        store = Store(store)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    long = store.results(models=list(models) if models is not None else None)
+    long = long.reindex(columns=LONG_COLUMNS)
+    for c in LONG_COLUMNS[:-1]:
+        long[c] = long[c].astype(str)
+    long["value"] = pd.to_numeric(long["value"], errors="coerce").astype("float64")
+    wide = wide_table(long)
+    paths: dict[str, Path] = {}
+    for stem, df in (("results_long", long), ("results_wide", wide)):
+        csv, pq = out / f"{stem}.csv", out / f"{stem}.parquet"
+        _atomic(csv, lambda p, df=df: df.to_csv(p, index=False))
+        _atomic(pq, lambda p, df=df: df.to_parquet(p, index=False))
+        paths[csv.name], paths[pq.name] = csv, pq
+    return paths
+
+
+def _atomic(path: Path, write: Any) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    write(tmp)
+    tmp.replace(path)
+
+
+def per_sample_path(out_dir: str | Path, model: str) -> Path:
+    """Where the study writes the per-sample Parquet file of ``model``."""
+    return Path(out_dir) / "per_sample" / f"{_safe(model)}.parquet"
+
+
+def per_sample_files(out_dir: str | Path, models: Sequence[str] | None = None) -> dict[str, Path]:
+    """``{model: path}`` of the per-sample files that exist (all, or those of ``models``)."""
+    if models is not None:
+        paths = {m: per_sample_path(out_dir, m) for m in models}
+        return {m: p for m, p in paths.items() if p.exists()}
+    root = Path(out_dir) / "per_sample"
+    return {p.stem: p for p in sorted(root.glob("*.parquet"))} if root.exists() else {}
+
+
+def _read(
+    path: Path, columns: Sequence[str] | None, datasets: Sequence[str] | None
+) -> pd.DataFrame:
+    import pyarrow.parquet as pq
+
+    cols = None
+    if columns is not None:
+        have = set(pq.read_schema(path).names)
+        cols = [c for c in dict.fromkeys(["model", "dataset", *columns]) if c in have]
+    filters = [("dataset", "in", list(datasets))] if datasets is not None else None
+    return pd.read_parquet(path, columns=cols, filters=filters)
+
+
+def iter_per_sample(
+    out_dir: str | Path,
+    models: Sequence[str] | None = None,
+    columns: Sequence[str] | None = None,
+    datasets: Sequence[str] | None = None,
+) -> Iterator[tuple[str, pd.DataFrame]]:
+    """Yield ``(model, per-sample DataFrame)`` one model at a time (bounded memory).
+
+    Args:
+        out_dir: the study's output directory.
+        models: these models only (default: every file under ``out_dir/per_sample``).
+        columns: read only these columns (``model`` and ``dataset`` are always read; names a
+            file lacks are skipped).
+        datasets: keep only rows of these datasets (filtered while reading).
+    """
+    for model, path in per_sample_files(out_dir, models).items():
+        df = _read(path, columns, datasets)
+        name = str(df["model"].iloc[0]) if "model" in df.columns and len(df) else model
+        yield name, df
+
+
+def read_per_sample(
+    out_dir: str | Path,
+    model: str | None = None,
+    columns: Sequence[str] | None = None,
+    datasets: Sequence[str] | None = None,
+) -> pd.DataFrame:
+    """Per-sample outputs as a DataFrame: one model's, or every model's concatenated.
+
+    Args:
+        out_dir: the study's output directory (holding ``per_sample/``).
+        model: a model name; None reads every model (mind the memory on a large zoo; use
+            :func:`iter_per_sample` to stream).
+        columns: read only these columns (``model`` and ``dataset`` always come along).
+        datasets: keep only rows of these datasets.
+
+    Raises:
+        FileNotFoundError: no per-sample file for ``model`` (names the files that exist).
+    """
+    if model is not None:
+        path = per_sample_path(out_dir, model)
+        if not path.exists():
+            have = sorted(per_sample_files(out_dir))
+            raise FileNotFoundError(
+                f"no per-sample file for model {model!r} at {path}; models with files: "
+                f"{have or 'none (run the study first)'}"
+            )
+        return _read(path, columns, datasets)
+    frames = [df for _, df in iter_per_sample(out_dir, columns=columns, datasets=datasets)]
+    if not frames:
+        return pd.DataFrame(columns=["model", "dataset", "sample_id"])
+    return pd.concat(frames, ignore_index=True)
