@@ -282,18 +282,22 @@ class Engine:
             meta["sample_ids"].append(ids.numpy())
             for k, v in batch["extras"].items():
                 meta.setdefault(k, []).append(v.numpy())
-            for i, views in needed.items():
-                job, model = jobs[i], models[i]
-                labels_model = None
-                for v in views:
-                    view = parse_view(v)
-                    if view.needs_model and labels_model is None:
+            # view-major order: a view that does not need the model is computed once per batch
+            # and shared by every model that asked for it; one view is in memory at a time
+            for v in dict.fromkeys(v for views in needed.values() for v in views):
+                view = parse_view(v)
+                users = [i for i, views in needed.items() if v in views]
+                shared = None if view.needs_model else view(x, ViewContext(ids))
+                for i in users:
+                    job, model = jobs[i], models[i]
+                    if shared is None:
                         targets = mappings[i].targets
                         labels_model = torch.tensor(
                             [targets[int(y)][0] for y in batch["labels"]], device=self.device
                         )
-                    ctx = ViewContext(ids, labels_model, model if view.needs_model else None)
-                    xv = view(x, ctx)
+                        xv = view(x, ViewContext(ids, labels_model, model))
+                    else:
+                        xv = shared
                     logits, feats = self._forward(model, xv)
                     report.forward_passes += len(xv)
                     o = outs[(i, v)]

@@ -85,6 +85,7 @@ def resolve_datasets(cfg: StudyConfig, store: Store) -> list[DatasetSpec]:
                         f"unknown world split {split!r}; available: {', '.join(world.split_names())}"
                     )
                 role, tags = world_role(split)
+                tags = {**tags, "image_size": world.config.image_size}
                 specs.append(DatasetSpec(f"world/{split}", role, tags,
                                          lambda s=split, w=world: w.dataset(s)))
         else:
@@ -101,13 +102,15 @@ def _layout_specs(entry: DatasetEntry) -> list[DatasetSpec]:
     from robustlens.data.imagefolder import ImageFolderDataset
 
     layout, root, size = entry.layout, entry.root, entry.size
+    size_tag = {"image_size": size}
     role = entry.role or _LAYOUT_ROLES[layout or "imagefolder"]
     name = entry.name or layout or "dataset"
     if layout == "imagenet_c":
         out = []
         for ds in imagenet.imagenet_c(root, size=size):
             _, c, s = ds.name.split("/")[-3:]
-            out.append(DatasetSpec(ds.name, "corrupt", {"corruption": c, "severity": int(s)},
+            out.append(DatasetSpec(ds.name, "corrupt",
+                                   {"corruption": c, "severity": int(s), **size_tag},
                                    lambda d=ds: d))
         return out
     openers: dict[str, Callable[[], Dataset]] = {
@@ -121,7 +124,7 @@ def _layout_specs(entry: DatasetEntry) -> list[DatasetSpec]:
         "cue_conflict": lambda: imagenet.cue_conflict(root, entry.mapping_file, size=size),
         "spurious_imagenet": lambda: imagenet.spurious_imagenet(root, size=size),
     }
-    return [DatasetSpec(name, role, {}, openers[layout])]
+    return [DatasetSpec(name, role, dict(size_tag), openers[layout])]
 
 
 def resolve_models(cfg: StudyConfig) -> list[ModelSpec]:

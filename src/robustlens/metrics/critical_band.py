@@ -226,8 +226,9 @@ def _fit(x: np.ndarray, s: np.ndarray) -> tuple[float, float, float, float]:
         raise FitError(f"Gaussian fit returned a degenerate width w={w:.3g} octaves")
     if not (x.min() - 1.0 <= mu <= x.max() + 1.0):
         raise FitError(
-            f"fitted peak at {2.0**mu:.4g} cycles/image lies more than one octave outside the "
-            f"measured bands [{2.0 ** x.min():.4g}, {2.0 ** x.max():.4g}]"
+            f"fitted peak at log2 frequency {mu:.4g} (cycles/image) lies more than one octave "
+            "outside the "
+            f"measured bands [{2.0 ** x.min():.4g}, {2.0 ** x.max():.4g}] cycles/image"
         )
     fwhm = _FWHM_PER_SIGMA * w
     if fwhm > 2.0 * max(span, 1.0):

@@ -90,7 +90,12 @@ def default_zoo(epochs_scale: float = 1.0) -> list[ZooMember]:
 
 # --------------------------------------------------------------------------- augmentation
 def _standard(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-    """Random 2-px reflect-padded crop and horizontal flip."""
+    """Random 2-px reflect-padded crop, horizontal flip and random grayscale (p = 0.2).
+
+    Random grayscale (as in SimCLR-style pipelines) keeps colour from being the only cue, so
+    grayscale invariance and low-contrast grayscale band-noise accuracy vary across the zoo
+    instead of collapsing to chance for every model.
+    """
     n, _, h, w = x.shape
     pad = F.pad(x, (2, 2, 2, 2), mode="reflect")
     ox = torch.randint(0, 5, (n,), generator=gen)
@@ -98,6 +103,11 @@ def _standard(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     out = torch.stack([pad[i, :, oy[i] : oy[i] + h, ox[i] : ox[i] + w] for i in range(n)])
     flip = torch.rand(n, generator=gen) < 0.5
     out[flip] = out[flip].flip(-1)
+    gray = torch.rand(n, generator=gen) < 0.2
+    if gray.any():
+        from robustlens.views.registry import gray_pixels
+
+        out[gray] = gray_pixels(out[gray])
     return out
 
 
