@@ -357,6 +357,23 @@ class Store:
             raise _readonly_hint(self.root, exc) from exc
         return len(values)
 
+    def drop_stale_results(self, model: str, model_fp: str, dataset_fps: Mapping[str, str]) -> int:
+        """Delete results of ``model`` computed for other weights or other dataset contents.
+
+        Results are read by name in tables and reports; after a model is retrained or a dataset
+        changes, the rows of the old fingerprints would otherwise shadow the new ones.
+        """
+        with self._transaction() as con:
+            n = con.execute(
+                "DELETE FROM results WHERE model=? AND model_fp<>?", (model, model_fp)
+            ).rowcount
+            for ds, fp in dataset_fps.items():
+                n += con.execute(
+                    "DELETE FROM results WHERE model=? AND dataset=? AND dataset_fp<>?",
+                    (model, ds, fp),
+                ).rowcount
+        return n
+
     def results(
         self,
         models: Iterable[str] | None = None,

@@ -284,6 +284,8 @@ def _compute_measures(store: Store, model: ModelAdapter, dspecs: Sequence[Datase
         if out.artifacts:
             result.artifacts.setdefault(model.name, {})[measure.name] = out.artifacts
             save_artifacts(out_dir, model.name, measure.name, out.artifacts)
+    store.drop_stale_results(model.name, minfo.fingerprint,
+                             {n: i.fingerprint for n, i in infos.items()})
     store.put_results(rows)
     if per_sample:
         write_per_sample(out_dir, model.name, per_sample)

@@ -170,3 +170,13 @@ def test_per_sample_columns_of_earlier_runs_are_kept(tmp_path):
     df = pd.read_parquet(tmp_path / "per_sample" / "m.parquet")
     assert set(df.columns) == {"model", "dataset", "sample_id", "ei", "correct"}
     assert len(df) == 5 and df.loc[df.dataset == "d1", "ei"].tolist() == [1.0, 1.0, 1.0]
+
+
+def test_results_of_retrained_model_replace_the_old_ones(tmp_path):
+    store = Store(tmp_path / "s")
+    row = {"model": "m", "dataset": "d", "dataset_fp": "d1", "measure": "a", "name": "acc"}
+    store.put_results([{**row, "model_fp": "old", "value": 0.1}])
+    store.drop_stale_results("m", "new", {"d": "d1"})
+    store.put_results([{**row, "model_fp": "new", "value": 0.9}])
+    df = store.results(models=["m"])
+    assert df["value"].tolist() == [0.9] and df["model_fp"].tolist() == ["new"]
