@@ -116,6 +116,8 @@ def zoo_train(
         ]
         world = _world(cfg)
         out_dir = out or Path(zoo.dir)
+        if zoo.generated is not None:
+            members += _generated_twins(world, members, zoo.generated, out_dir)
         todo = [m for m in members if force or not (out_dir / f"{m.name}.safetensors").exists()]
         with Progress("[bold]zoo", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                       "{task.description}", console=console, transient=True) as p:
@@ -130,6 +132,42 @@ def zoo_train(
         console.print(f"zoo: {len(members)} members in {out_dir}")
     except RobustlensError as exc:
         _fail(exc)
+
+
+def _generated_twins(world, members, section, zoo_dir: Path) -> list:
+    """Train the world generator and sample its images once (both cached), return the twins."""
+    from robustlens.generate import (
+        generated_zoo_members,
+        sample_world_generator,
+        train_world_generator,
+    )
+
+    root = zoo_dir / section.dir
+    gen_dir, img_dir = root / "generator", root / "images"
+    by_name = {m.name: m for m in members}
+    missing = [t for t in section.twins if t not in by_name]
+    if missing:
+        raise RobustlensError(
+            f"zoo.generated.twins names {missing}, which are not zoo members; "
+            f"members are: {', '.join(by_name)}"
+        )
+    done_marker = img_dir / f".complete-{section.n_per_class}-{section.sample_steps}"
+    if not done_marker.exists():
+        t0 = time.perf_counter()
+        if not (gen_dir / "generator.json").exists():
+            with Progress("[bold]generator", BarColumn(), TimeElapsedColumn(), console=console,
+                          transient=True) as p:
+                task = p.add_task("train", total=1.0)
+                train_world_generator(world, gen_dir, steps=section.train_steps,
+                                      progress=lambda f: p.update(task, completed=f))
+            console.print(f"  trained the world generator in {time.perf_counter() - t0:.1f}s")
+        t1 = time.perf_counter()
+        sample_world_generator(gen_dir, img_dir, section.n_per_class, steps=section.sample_steps)
+        done_marker.write_text("ok")
+        console.print(f"  sampled {section.n_per_class} images per class in "
+                      f"{time.perf_counter() - t1:.1f}s")
+    return generated_zoo_members([by_name[t] for t in section.twins], img_dir.resolve(),
+                                 ratio=section.ratio)
 
 
 @zoo_app.command("list")

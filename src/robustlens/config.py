@@ -28,11 +28,23 @@ class WorldSection(_Strict):
     severities: tuple[int, ...] = (1, 2, 3, 4, 5)
 
 
+class GeneratedSection(_Strict):
+    """Real + generated training (seed 004): a world generator and matched "-gen" twins."""
+
+    dir: str = "generated"  # generator and its images, relative to the zoo directory
+    train_steps: int = Field(240, ge=1)
+    sample_steps: int = Field(25, ge=1)
+    n_per_class: int = Field(300, ge=1)
+    ratio: float = Field(1.0, gt=0)
+    twins: list[str] = Field(default_factory=lambda: ["cnn32-standard", "resnet16-standard"])
+
+
 class ZooSection(_Strict):
     dir: str = "zoo"
     members: Literal["default"] | list[dict[str, Any]] = "default"
     epochs_scale: float = 1.0
     workers: int = 2
+    generated: GeneratedSection | None = None
 
 
 class ModelEntry(_Strict):
@@ -65,6 +77,9 @@ class DatasetEntry(_Strict):
     role: str | None = None
     size: int = 224
     mapping_file: str | None = None
+    # derived ImageNet-C-style sets, corrupted at load time (when no -C copy is on disk)
+    corruptions: list[str] = Field(default_factory=list)
+    severities: list[int] = Field(default_factory=lambda: [1, 2, 3, 4, 5])
 
     @model_validator(mode="after")
     def _one_kind(self) -> DatasetEntry:

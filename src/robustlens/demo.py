@@ -20,10 +20,18 @@ def demo_config_dict(quick: bool = False) -> dict[str, Any]:
     have = set(available_measures())
     world: dict[str, Any] = {"seed": 0}
     zoo: dict[str, Any] = {"dir": "zoo", "members": "default", "workers": 2}
+    try:
+        import diffusers  # noqa: F401
+
+        zoo["generated"] = {"train_steps": 240, "n_per_class": 300}
+    except ImportError:  # the [gen] extra is not installed: a zoo without generated twins
+        pass
     if quick:
         world.update(n_train_per_class=150, n_val_per_class=30, n_shift_per_class=15,
                      severities=[1, 3, 5])
         zoo["epochs_scale"] = 0.5
+        if "generated" in zoo:
+            zoo["generated"] = {"train_steps": 60, "n_per_class": 100, "sample_steps": 10}
     return {
         "name": "demo",
         "store": "store",

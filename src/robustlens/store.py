@@ -36,6 +36,7 @@ import numpy as np
 from robustlens.errors import StoreError
 
 ENGINE_VERSION = "1"
+SCHEMA_VERSION = 2
 META_VIEW = "__meta__"  # labels, extra labels and sample ids of a dataset shard
 
 _SCHEMA = """
@@ -66,7 +67,7 @@ CREATE TABLE IF NOT EXISTS results (
     model TEXT NOT NULL, model_fp TEXT NOT NULL, dataset TEXT NOT NULL,
     dataset_fp TEXT NOT NULL, measure TEXT NOT NULL, name TEXT NOT NULL, value REAL,
     created REAL NOT NULL,
-    PRIMARY KEY (model_fp, dataset_fp, measure, name)
+    PRIMARY KEY (model, dataset, measure, name)
 );
 CREATE TABLE IF NOT EXISTS entities (
     fingerprint TEXT PRIMARY KEY, kind TEXT NOT NULL, name TEXT NOT NULL, info TEXT NOT NULL
@@ -112,9 +113,26 @@ class Store:
         try:
             self.objects_dir.mkdir(parents=True, exist_ok=True)
             with self._connect() as con:
+                self._migrate(con)
                 con.executescript(_SCHEMA)
+                con.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         except (OSError, sqlite3.Error) as exc:
             raise _readonly_hint(self.root, exc) from exc
+
+    @staticmethod
+    def _migrate(con: sqlite3.Connection) -> None:
+        """Bring a store written by an older robustlens up to the current schema."""
+        version = con.execute("PRAGMA user_version").fetchone()[0]
+        has_results = con.execute(
+            "SELECT 1 FROM sqlite_master WHERE type='table' AND name='results'"
+        ).fetchone()
+        if has_results and version < 2:
+            # v1 keyed results by fingerprints: two study datasets with the same files (say,
+            # the same folder in two roles) overwrote each other. v2 keys them by name.
+            con.execute("ALTER TABLE results RENAME TO results_v1")
+            con.executescript(_SCHEMA)
+            con.execute("INSERT OR REPLACE INTO results SELECT * FROM results_v1")
+            con.execute("DROP TABLE results_v1")
 
     # ------------------------------------------------------------------ connection
     @contextlib.contextmanager

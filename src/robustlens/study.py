@@ -124,7 +124,22 @@ def _layout_specs(entry: DatasetEntry) -> list[DatasetSpec]:
         "cue_conflict": lambda: imagenet.cue_conflict(root, entry.mapping_file, size=size),
         "spurious_imagenet": lambda: imagenet.spurious_imagenet(root, size=size),
     }
-    return [DatasetSpec(name, role, dict(size_tag), openers[layout])]
+    base = DatasetSpec(name, role, dict(size_tag), openers[layout])
+    derived = []
+    for corruption in entry.corruptions:
+        for severity in entry.severities:
+            derived.append(DatasetSpec(
+                f"{name}/corrupt/{corruption}/{severity}", "corrupt",
+                {"corruption": corruption, "severity": severity, **size_tag},
+                lambda c=corruption, s=severity: _corrupted(base.dataset(), c, s),
+            ))
+    return [base, *derived]
+
+
+def _corrupted(base: Dataset, corruption: str, severity: int) -> Dataset:
+    from robustlens.data.derived import CorruptedDataset
+
+    return CorruptedDataset(base, corruption, severity)
 
 
 def resolve_models(cfg: StudyConfig) -> list[ModelSpec]:

@@ -180,3 +180,12 @@ def test_results_of_retrained_model_replace_the_old_ones(tmp_path):
     store.put_results([{**row, "model_fp": "new", "value": 0.9}])
     df = store.results(models=["m"])
     assert df["value"].tolist() == [0.9] and df["model_fp"].tolist() == ["new"]
+
+
+def test_two_datasets_with_the_same_files_keep_separate_results(tmp_path):
+    store = Store(tmp_path / "s")
+    base = {"model": "m", "model_fp": "f", "dataset_fp": "same", "measure": "a", "name": "acc"}
+    store.put_results([{**base, "dataset": "photos", "value": 0.5},
+                       {**base, "dataset": "photos-adversarial", "value": 0.25}])
+    df = store.results().set_index("dataset")
+    assert df.loc["photos", "value"] == 0.5 and df.loc["photos-adversarial", "value"] == 0.25
