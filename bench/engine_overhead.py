@@ -51,6 +51,7 @@ def main() -> None:
                 xv = view(xb, ViewContext(ids[b : b + args.batch_size]))
                 # the engine feeds decoded HWC images, i.e. channels-last tensors; so does this
                 batches.append(xv.contiguous(memory_format=torch.channels_last))
+
         def bare_forward() -> float:
             t = time.perf_counter()
             with torch.no_grad():

@@ -37,8 +37,10 @@ def make_zoo(root: Path, n: int) -> Path:
         arch, width = archs[i % len(archs)]
         member = ZooMember(f"rand-{i:02d}-{arch}{width}", arch, width, seed=i)
         model = build_adapter(member, list(SHAPES))
-        save_file({k: v.contiguous() for k, v in model.state_dict().items()},
-                  str(root / f"{member.name}.safetensors"))
+        save_file(
+            {k: v.contiguous() for k, v in model.state_dict().items()},
+            str(root / f"{member.name}.safetensors"),
+        )
         meta = {"member": asdict(member), "classes": list(SHAPES), "image_size": 32}
         (root / f"{member.name}.json").write_text(json.dumps(meta))
     return root
@@ -46,10 +48,13 @@ def make_zoo(root: Path, n: int) -> Path:
 
 def config(tmp: Path, zoo: Path, executor: str, store: str) -> dict:
     return {
-        "store": store, "output": str(tmp / f"out-{executor}"),
+        "store": store,
+        "output": str(tmp / f"out-{executor}"),
         "world": {"corruptions": ["gaussian_noise", "contrast"], "severities": [3]},
         "models": [{"source": "zoo", "path": str(zoo)}],
-        "datasets": [{"world": SPLITS}], "measures": ["accuracy"], "executor": executor,
+        "datasets": [{"world": SPLITS}],
+        "measures": ["accuracy"],
+        "executor": executor,
         "engine": {"batch_size": 256, "shard_size": 1024, "models_per_pass": 4},
     }
 
@@ -97,8 +102,10 @@ def main() -> None:
             dt = time.perf_counter() - t0
             ray.shutdown()
             rates[n_workers] = res.forward_passes / dt
-            print(f"ray {n_workers} worker(s): {res.forward_passes} forward passes in {dt:.1f}s "
-                  f"= {rates[n_workers]:.0f} images/s")
+            print(
+                f"ray {n_workers} worker(s): {res.forward_passes} forward passes in {dt:.1f}s "
+                f"= {rates[n_workers]:.0f} images/s"
+            )
 
         peaks = {}
         for n, zoo in ((4, zoo4), (16, zoo16)):
@@ -108,12 +115,15 @@ def main() -> None:
             shutil.copytree(world_store, store, dirs_exist_ok=True)
             out = subprocess.run(
                 [sys.executable, "-c", MEMORY_CHILD, json.dumps(config(tmp, zoo, "local", store))],
-                check=True, capture_output=True, text=True,
+                check=True,
+                capture_output=True,
+                text=True,
             )
             info = json.loads(out.stdout.strip().splitlines()[-1])
             peaks[n] = info["peak_kib"] / 1024
-            print(f"{n} models: peak RSS {peaks[n]:.0f} MiB "
-                  f"({info['forward_passes']} forward passes)")
+            print(
+                f"{n} models: peak RSS {peaks[n]:.0f} MiB ({info['forward_passes']} forward passes)"
+            )
         print(f"memory ratio (16 models / 4 models): {peaks[16] / peaks[4]:.2f}")
     print(f"ratio: {rates[2] / rates[1]:.2f}")
 

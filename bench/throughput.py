@@ -67,8 +67,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for r in range(args.repeats):  # interleaved, so background load hits both alike
             t_bare = min(t_bare, bare())
-            eng = Engine(Store(f"{tmp}/{r}"), batch_size=args.batch_size, shard_size=4096,
-                         device=str(device))
+            eng = Engine(
+                Store(f"{tmp}/{r}"), batch_size=args.batch_size, shard_size=4096, device=str(device)
+            )
             t = time.perf_counter()
             rep = eng.run(ds, [EngineJob(model, ("clean",))])
             t_engine = min(t_engine, time.perf_counter() - t)

@@ -12,8 +12,14 @@ from robustlens.models.zoo import ZooMember, train_zoo
 from robustlens.store import Store
 
 TINY_WORLD = WorldConfig(
-    seed=3, n_classes=4, image_size=32, n_train_per_class=40, n_val_per_class=12,
-    n_shift_per_class=6, corruptions=("gaussian_noise", "contrast"), severities=(1, 3),
+    seed=3,
+    n_classes=4,
+    image_size=32,
+    n_train_per_class=40,
+    n_val_per_class=12,
+    n_shift_per_class=6,
+    corruptions=("gaussian_noise", "contrast"),
+    severities=(1, 3),
 )
 
 TINY_ZOO = [

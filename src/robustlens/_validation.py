@@ -21,7 +21,9 @@ def to_numpy(x: Any, name: str = "array", dtype: Any = None) -> np.ndarray:
     try:
         arr = np.asarray(x, dtype=dtype)
     except (TypeError, ValueError) as exc:
-        raise ValidationError(f"{name}: cannot convert {type(x).__name__} to an array ({exc})")
+        raise ValidationError(
+            f"{name}: cannot convert {type(x).__name__} to an array ({exc})"
+        ) from exc
     return arr
 
 

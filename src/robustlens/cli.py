@@ -44,8 +44,12 @@ def _load_cfg(config: Path | None, **overrides: Any):
     from robustlens.demo import demo_config_path
 
     path = config or demo_config_path()
-    cfg = load_config(path) if config else parse_config(
-        __import__("yaml").safe_load(path.read_text()), str(path), base_dir=Path.cwd()
+    cfg = (
+        load_config(path)
+        if config
+        else parse_config(
+            __import__("yaml").safe_load(path.read_text()), str(path), base_dir=Path.cwd()
+        )
     )
     update = {k: v for k, v in overrides.items() if v is not None}
     return cfg.model_copy(update=update) if update else cfg
@@ -69,8 +73,14 @@ def world_build(
         cfg = _load_cfg(config, store=str(store) if store else None)
         world = _world(cfg)
         names = world.split_names()
-        with Progress("[bold]world", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                      console=console, transient=True) as p:
+        with Progress(
+            "[bold]world",
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+            transient=True,
+        ) as p:
             task = p.add_task("splits", total=len(names))
             for _ in world.build_all():
                 p.advance(task)
@@ -83,8 +93,12 @@ def world_build(
 def world_export(
     out: Annotated[Path, typer.Argument(help="Directory for the ImageFolder tree.")],
     config: ConfigOpt = None,
-    split: Annotated[list[str] | None, typer.Option(help="Splits to export (default: all).")] = None,
-    limit_per_class: Annotated[int | None, typer.Option(help="At most this many per class.")] = None,
+    split: Annotated[
+        list[str] | None, typer.Option(help="Splits to export (default: all).")
+    ] = None,
+    limit_per_class: Annotated[
+        int | None, typer.Option(help="At most this many per class.")
+    ] = None,
 ) -> None:
     """Export world splits as PNG ImageFolder trees (out/split/class/*.png) to look at."""
     try:
@@ -111,24 +125,34 @@ def zoo_train(
         zoo = cfg.zoo
         if zoo is None:
             raise RobustlensError("the config has no 'zoo' section")
-        members = default_zoo(zoo.epochs_scale) if zoo.members == "default" else [
-            ZooMember(**{**m, "tags": tuple(m.get("tags", ()))}) for m in zoo.members
-        ]
+        members = (
+            default_zoo(zoo.epochs_scale)
+            if zoo.members == "default"
+            else [ZooMember(**{**m, "tags": tuple(m.get("tags", ()))}) for m in zoo.members]
+        )
         world = _world(cfg)
         out_dir = out or Path(zoo.dir)
         if zoo.generated is not None:
             members += _generated_twins(world, members, zoo.generated, out_dir)
         todo = [m for m in members if force or not (out_dir / f"{m.name}.safetensors").exists()]
-        with Progress("[bold]zoo", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                      "{task.description}", console=console, transient=True) as p:
+        with Progress(
+            "[bold]zoo",
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            "{task.description}",
+            console=console,
+            transient=True,
+        ) as p:
             task = p.add_task("training", total=len(todo))
 
             def done(name: str, dt: float) -> None:
                 p.advance(task)
                 console.print(f"  trained {name} in {dt:.1f}s")
 
-            train_zoo(world, members, out_dir, workers=workers or zoo.workers, on_done=done,
-                      force=force)
+            train_zoo(
+                world, members, out_dir, workers=workers or zoo.workers, on_done=done, force=force
+            )
         console.print(f"zoo: {len(members)} members in {out_dir}")
     except RobustlensError as exc:
         _fail(exc)
@@ -155,19 +179,26 @@ def _generated_twins(world, members, section, zoo_dir: Path) -> list:
     if not done_marker.exists():
         t0 = time.perf_counter()
         if not (gen_dir / "generator.json").exists():
-            with Progress("[bold]generator", BarColumn(), TimeElapsedColumn(), console=console,
-                          transient=True) as p:
+            with Progress(
+                "[bold]generator", BarColumn(), TimeElapsedColumn(), console=console, transient=True
+            ) as p:
                 task = p.add_task("train", total=1.0)
-                train_world_generator(world, gen_dir, steps=section.train_steps,
-                                      progress=lambda f: p.update(task, completed=f))
+                train_world_generator(
+                    world,
+                    gen_dir,
+                    steps=section.train_steps,
+                    progress=lambda f: p.update(task, completed=f),
+                )
             console.print(f"  trained the world generator in {time.perf_counter() - t0:.1f}s")
         t1 = time.perf_counter()
         sample_world_generator(gen_dir, img_dir, section.n_per_class, steps=section.sample_steps)
         done_marker.write_text("ok")
-        console.print(f"  sampled {section.n_per_class} images per class in "
-                      f"{time.perf_counter() - t1:.1f}s")
-    return generated_zoo_members([by_name[t] for t in section.twins], img_dir.resolve(),
-                                 ratio=section.ratio)
+        console.print(
+            f"  sampled {section.n_per_class} images per class in {time.perf_counter() - t1:.1f}s"
+        )
+    return generated_zoo_members(
+        [by_name[t] for t in section.twins], img_dir.resolve(), ratio=section.ratio
+    )
 
 
 @zoo_app.command("list")
@@ -177,14 +208,22 @@ def zoo_list(zoo_dir: Annotated[Path, typer.Argument(help="Zoo directory.")]) ->
     for p in sorted(zoo_dir.glob("*.json")):
         meta = json.loads(p.read_text())
         m = meta["member"]
-        table.add_row(m["name"], m["arch"], str(m["width"]), m["augment"], str(m["epochs"]),
-                      str(m["mark_rate"]), str(meta.get("train_seconds")))
+        table.add_row(
+            m["name"],
+            m["arch"],
+            str(m["width"]),
+            m["augment"],
+            str(m["epochs"]),
+            str(m["mark_rate"]),
+            str(meta.get("train_seconds")),
+        )
     Console().print(table)
 
 
 # ------------------------------------------------------------------------------ eval / study
-def print_results(store, models, datasets, measure: str = "accuracy", name: str = "accuracy",
-                  max_cols: int = 12) -> None:
+def print_results(
+    store, models, datasets, measure: str = "accuracy", name: str = "accuracy", max_cols: int = 12
+) -> None:
     df = store.results(models=models, measures=[measure])
     df = df[df["name"] == name]
     if df.empty:
@@ -192,7 +231,7 @@ def print_results(store, models, datasets, measure: str = "accuracy", name: str 
     wide = df.pivot_table(index="model", columns="dataset", values="value", aggfunc="first")
     cols = [c for c in datasets if c in wide.columns]
     corrupt = [c for c in cols if "/corrupt/" in c or c.startswith("imagenet_c")]
-    shown = [c for c in cols if c not in corrupt][: max_cols]
+    shown = [c for c in cols if c not in corrupt][:max_cols]
     table = Table(title=f"{measure}.{name}")
     table.add_column("model", style="bold")
     for c in shown:
@@ -216,13 +255,23 @@ def eval_cmd(
     run_cmd(config, store, measures=["accuracy"])
 
 
-def run_cmd(config: Path | None, store: Path | None, measures: list[str] | None = None,
-            executor: str | None = None, address: str | None = None):
+def run_cmd(
+    config: Path | None,
+    store: Path | None,
+    measures: list[str] | None = None,
+    executor: str | None = None,
+    address: str | None = None,
+):
     from robustlens.study import run_study
 
     try:
-        cfg = _load_cfg(config, store=str(store) if store else None,
-                        measures=measures, executor=executor, ray_address=address)
+        cfg = _load_cfg(
+            config,
+            store=str(store) if store else None,
+            measures=measures,
+            executor=executor,
+            ray_address=address,
+        )
         t0 = time.perf_counter()
         result = run_study(cfg, progress=True, log=lambda s: console.print(f"  {s}"))
         print_results(result.store, result.models, result.datasets)
@@ -271,9 +320,8 @@ def demo_cmd(
     quick: Annotated[bool, typer.Option(help="A smaller world and zoo (a few minutes).")] = False,
 ) -> None:
     """The demo study: synthetic world -> trained zoo -> every measure -> report."""
-    from robustlens.demo import demo_config_dict
-
     from robustlens.config import parse_config
+    from robustlens.demo import demo_config_dict
 
     try:
         workdir.mkdir(parents=True, exist_ok=True)

@@ -68,8 +68,16 @@ class DatasetEntry(_Strict):
     world: Literal["all"] | list[str] | None = None
     layout: (
         Literal[
-            "imagefolder", "imagenet_val", "imagenet_c", "imagenet_r", "imagenet_a",
-            "imagenet_sketch", "imagenet_v2", "objectnet", "cue_conflict", "spurious_imagenet",
+            "imagefolder",
+            "imagenet_val",
+            "imagenet_c",
+            "imagenet_r",
+            "imagenet_a",
+            "imagenet_sketch",
+            "imagenet_v2",
+            "objectnet",
+            "cue_conflict",
+            "spurious_imagenet",
         ]
         | None
     ) = None
@@ -124,8 +132,9 @@ def _format_pydantic(exc: ValidationError, source: str) -> str:
     return f"invalid study config {source}:\n" + "\n".join(lines)
 
 
-def parse_config(data: dict[str, Any], source: str = "<dict>", base_dir: Path | None = None
-                 ) -> StudyConfig:
+def parse_config(
+    data: dict[str, Any], source: str = "<dict>", base_dir: Path | None = None
+) -> StudyConfig:
     """Validate a config dict; relative paths are resolved against ``base_dir``."""
     if not isinstance(data, dict):
         raise ConfigError(f"study config {source} must be a mapping, got {type(data).__name__}")

@@ -9,7 +9,13 @@ from typing import Any
 import yaml
 
 DEMO_MEASURES = [
-    "accuracy", "invariance", "label_free", "clustering", "biases", "spurious", "robustness",
+    "accuracy",
+    "invariance",
+    "label_free",
+    "clustering",
+    "biases",
+    "spurious",
+    "robustness",
 ]
 
 
@@ -23,12 +29,13 @@ def demo_config_dict(quick: bool = False) -> dict[str, Any]:
     try:
         import diffusers  # noqa: F401
 
-        zoo["generated"] = {"train_steps": 240, "n_per_class": 300}
+        zoo["generated"] = {"train_steps": 240, "n_per_class": 150}
     except ImportError:  # the [gen] extra is not installed: a zoo without generated twins
         pass
     if quick:
-        world.update(n_train_per_class=150, n_val_per_class=30, n_shift_per_class=15,
-                     severities=[1, 3, 5])
+        world.update(
+            n_train_per_class=150, n_val_per_class=30, n_shift_per_class=15, severities=[1, 3, 5]
+        )
         zoo["epochs_scale"] = 0.5
         if "generated" in zoo:
             zoo["generated"] = {"train_steps": 60, "n_per_class": 100, "sample_steps": 10}

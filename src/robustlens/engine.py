@@ -78,7 +78,7 @@ class _SafeItems(torch.utils.data.Dataset):
         idx = self.indices[i]
         try:
             s = self.dataset.load(idx)
-        except Exception as exc:  # noqa: BLE001 - any decode failure is a skip, reported
+        except Exception as exc:
             path = str(getattr(exc, "path", None) or f"{self.dataset.name}[{idx}]")
             return ("skip", idx, path, f"{type(exc).__name__}: {exc}")
         return ("ok", idx, s)
@@ -128,13 +128,17 @@ class Engine:
         progress: bool = False,
     ) -> None:
         if batch_size < 1 or shard_size < 1:
-            raise ValueError(f"batch_size and shard_size must be >= 1, got {batch_size}, {shard_size}")
+            raise ValueError(
+                f"batch_size and shard_size must be >= 1, got {batch_size}, {shard_size}"
+            )
         self.store = store
         self.batch_size = batch_size
         self.shard_size = shard_size
         import os
 
-        self.num_workers = (2 if (os.cpu_count() or 1) > 2 else 0) if num_workers is None else num_workers
+        self.num_workers = (
+            (2 if (os.cpu_count() or 1) > 2 else 0) if num_workers is None else num_workers
+        )
         self.device = resolve_device(device)
         cuda = self.device.type == "cuda"
         self.amp = cuda if amp is None else amp
@@ -186,7 +190,8 @@ class Engine:
                 parse_view(v)  # unknown views fail before any work is done
         meta_key = ArrayKey("", dfp, META_VIEW)
         keys = {
-            (i, v): ArrayKey(job.model.fingerprint(), dfp, v) for i, job in enumerate(jobs)
+            (i, v): ArrayKey(job.model.fingerprint(), dfp, v)
+            for i, job in enumerate(jobs)
             for v in job.views
         }
         done = self.store.completed_shards_many([meta_key, *keys.values()])
@@ -199,7 +204,8 @@ class Engine:
             self.store.register(job.model.fingerprint(), "model", job.model.name, job.model.config)
 
         todo_shards = [
-            s for s in range(n_shards)
+            s
+            for s in range(n_shards)
             if s not in done[meta_key] or any(s not in done[k] for k in keys.values())
         ]
         report.shards_cached = n_shards - len(todo_shards)
@@ -209,9 +215,9 @@ class Engine:
             return report
 
         models = self._prepare_models(jobs)
-        bar = self._progress_bar(dataset.name, sum(
-            min(self.shard_size, n - s * self.shard_size) for s in todo_shards
-        ))
+        bar = self._progress_bar(
+            dataset.name, sum(min(self.shard_size, n - s * self.shard_size) for s in todo_shards)
+        )
         try:
             for s in todo_shards:
                 start, stop = s * self.shard_size, min((s + 1) * self.shard_size, n)
@@ -219,8 +225,22 @@ class Engine:
                     i: [v for v in job.views if s not in done[keys[(i, v)]]]
                     for i, job in enumerate(jobs)
                 }
-                self._run_shard(dataset, jobs, models, mappings, needed, keys, meta_key,
-                                s, n_shards, start, stop, s not in done[meta_key], report, bar)
+                self._run_shard(
+                    dataset,
+                    jobs,
+                    models,
+                    mappings,
+                    needed,
+                    keys,
+                    meta_key,
+                    s,
+                    n_shards,
+                    start,
+                    stop,
+                    s not in done[meta_key],
+                    report,
+                    bar,
+                )
                 report.shards_computed += 1
         finally:
             if bar is not None:
@@ -243,25 +263,47 @@ class Engine:
             return None
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
-        p = Progress("[bold]{task.description}", BarColumn(), MofNCompleteColumn(),
-                     TimeRemainingColumn(), transient=True)
+        p = Progress(
+            "[bold]{task.description}",
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            transient=True,
+        )
         p.start()
         return p, p.add_task(name, total=total)
 
     def _forward(self, model: ModelAdapter, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         ctx = (
             torch.autocast(self.device.type, dtype=torch.bfloat16)
-            if self.amp else contextlib.nullcontext()
+            if self.amp
+            else contextlib.nullcontext()
         )
         with torch.no_grad(), ctx:
             logits, feats = model.forward_with_features(x)
         return logits.float(), feats.float()
 
-    def _run_shard(self, dataset, jobs, models, mappings, needed, keys, meta_key, shard,
-                   n_shards, start, stop, need_meta, report, bar) -> None:
+    def _run_shard(
+        self,
+        dataset,
+        jobs,
+        models,
+        mappings,
+        needed,
+        keys,
+        meta_key,
+        shard,
+        n_shards,
+        start,
+        stop,
+        need_meta,
+        report,
+        bar,
+    ) -> None:
         outs: dict[tuple[int, str], dict[str, list[np.ndarray]]] = {
             (i, v): {"logits": [], "features": [], "index": []}
-            for i, views in needed.items() for v in views
+            for i, views in needed.items()
+            for v in views
         }
         meta: dict[str, list[np.ndarray]] = {"index": [], "labels": [], "sample_ids": []}
         skipped: list[tuple[str, str]] = []
@@ -272,7 +314,12 @@ class Engine:
                 continue
             imgs = batch["images"]
             report.images_decoded += len(imgs)
-            x = imgs.to(self.device, non_blocking=non_blocking).permute(0, 3, 1, 2).float().div_(255)
+            x = (
+                imgs.to(self.device, non_blocking=non_blocking)
+                .permute(0, 3, 1, 2)
+                .float()
+                .div_(255)
+            )
             if self.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             ids = batch["sample_ids"]
@@ -312,14 +359,19 @@ class Engine:
         for (i, v), o in outs.items():
             arrays = {k: np.concatenate(a) for k, a in o.items() if a}
             if not arrays:  # every image of the shard was skipped
-                arrays = {"index": np.zeros(0, np.int64),
-                          "logits": np.zeros((0, jobs[i].model.n_classes), np.float32)}
+                arrays = {
+                    "index": np.zeros(0, np.int64),
+                    "logits": np.zeros((0, jobs[i].model.n_classes), np.float32),
+                }
             self.store.put_shard(keys[(i, v)], shard, n_shards, arrays)
         if need_meta:
             arrays = {k: np.concatenate(a) for k, a in meta.items() if a}
             if not arrays:
-                arrays = {"index": np.zeros(0, np.int64), "labels": np.zeros(0, np.int64),
-                          "sample_ids": np.zeros(0, np.int64)}
+                arrays = {
+                    "index": np.zeros(0, np.int64),
+                    "labels": np.zeros(0, np.int64),
+                    "sample_ids": np.zeros(0, np.int64),
+                }
             self.store.put_shard(meta_key, shard, n_shards, arrays)
 
 

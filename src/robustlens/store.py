@@ -251,13 +251,28 @@ class Store:
                     )
                     con.execute(
                         "INSERT OR REPLACE INTO arrays VALUES (?,?,?,?,?,?,?,?)",
-                        (key.model_fp, key.dataset_fp, key.view, key.engine_version, shard,
-                         name, digest, n_rows),
+                        (
+                            key.model_fp,
+                            key.dataset_fp,
+                            key.view,
+                            key.engine_version,
+                            shard,
+                            name,
+                            digest,
+                            n_rows,
+                        ),
                     )
                 con.execute(
                     "INSERT OR REPLACE INTO shards VALUES (?,?,?,?,?,?,?)",
-                    (key.model_fp, key.dataset_fp, key.view, key.engine_version, shard,
-                     n_shards, now),
+                    (
+                        key.model_fp,
+                        key.dataset_fp,
+                        key.view,
+                        key.engine_version,
+                        shard,
+                        n_shards,
+                        now,
+                    ),
                 )
         except sqlite3.Error as exc:
             raise _readonly_hint(self.root, exc) from exc
@@ -359,11 +374,19 @@ class Store:
 
     # ------------------------------------------------------------------ results
     def put_results(self, rows: Iterable[Mapping[str, Any]]) -> int:
-        """Upsert result rows with keys model, model_fp, dataset, dataset_fp, measure, name, value."""
+        """Upsert result rows (keys: model, model_fp, dataset, dataset_fp, measure, name, value)."""
         now = time.time()
         values = [
-            (r["model"], r["model_fp"], r["dataset"], r["dataset_fp"], r["measure"], r["name"],
-             None if r["value"] is None or not np.isfinite(r["value"]) else float(r["value"]), now)
+            (
+                r["model"],
+                r["model_fp"],
+                r["dataset"],
+                r["dataset_fp"],
+                r["measure"],
+                r["name"],
+                None if r["value"] is None or not np.isfinite(r["value"]) else float(r["value"]),
+                now,
+            )
             for r in rows
         ]
         if not values:
@@ -411,7 +434,8 @@ class Store:
         with self._connect() as con:
             return pd.read_sql_query(
                 "SELECT model, model_fp, dataset, dataset_fp, measure, name, value FROM results"
-                + where + " ORDER BY model, dataset, measure, name",
+                + where
+                + " ORDER BY model, dataset, measure, name",
                 con,
                 params=params,
             )

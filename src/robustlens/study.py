@@ -16,7 +16,7 @@ import numpy as np
 
 from robustlens.config import DatasetEntry, ModelEntry, StudyConfig
 from robustlens.data.base import Dataset
-from robustlens.engine import Engine, EngineJob, EngineReport, StoredArrays
+from robustlens.engine import Engine, EngineReport, StoredArrays
 from robustlens.errors import ConfigError
 from robustlens.measures.base import DatasetInfo, Measure, ModelInfo, get_measure
 from robustlens.models.base import ModelAdapter
@@ -36,9 +36,15 @@ def world_role(split: str) -> tuple[str, dict[str, Any]]:
 
 
 _LAYOUT_ROLES = {
-    "imagenet_val": "id", "imagenet_c": "corrupt", "imagenet_r": "rendition",
-    "imagenet_a": "natural", "imagenet_sketch": "sketch", "imagenet_v2": "v2",
-    "objectnet": "natural", "cue_conflict": "cue_conflict", "spurious_imagenet": "spurious",
+    "imagenet_val": "id",
+    "imagenet_c": "corrupt",
+    "imagenet_r": "rendition",
+    "imagenet_a": "natural",
+    "imagenet_sketch": "sketch",
+    "imagenet_v2": "v2",
+    "objectnet": "natural",
+    "cue_conflict": "cue_conflict",
+    "spurious_imagenet": "spurious",
     "imagefolder": "other",
 }
 
@@ -82,12 +88,14 @@ def resolve_datasets(cfg: StudyConfig, store: Store) -> list[DatasetSpec]:
             for split in splits:
                 if split not in world.split_names():
                     raise ConfigError(
-                        f"unknown world split {split!r}; available: {', '.join(world.split_names())}"
+                        f"unknown world split {split!r}; "
+                        f"available: {', '.join(world.split_names())}"
                     )
                 role, tags = world_role(split)
                 tags = {**tags, "image_size": world.config.image_size}
-                specs.append(DatasetSpec(f"world/{split}", role, tags,
-                                         lambda s=split, w=world: w.dataset(s)))
+                specs.append(
+                    DatasetSpec(f"world/{split}", role, tags, lambda s=split, w=world: w.dataset(s))
+                )
         else:
             specs.extend(_layout_specs(entry))
     names = [s.name for s in specs]
@@ -109,9 +117,14 @@ def _layout_specs(entry: DatasetEntry) -> list[DatasetSpec]:
         out = []
         for ds in imagenet.imagenet_c(root, size=size):
             _, c, s = ds.name.split("/")[-3:]
-            out.append(DatasetSpec(ds.name, "corrupt",
-                                   {"corruption": c, "severity": int(s), **size_tag},
-                                   lambda d=ds: d))
+            out.append(
+                DatasetSpec(
+                    ds.name,
+                    "corrupt",
+                    {"corruption": c, "severity": int(s), **size_tag},
+                    lambda d=ds: d,
+                )
+            )
         return out
     openers: dict[str, Callable[[], Dataset]] = {
         "imagefolder": lambda: ImageFolderDataset(root, size=size, name=name),
@@ -128,11 +141,14 @@ def _layout_specs(entry: DatasetEntry) -> list[DatasetSpec]:
     derived = []
     for corruption in entry.corruptions:
         for severity in entry.severities:
-            derived.append(DatasetSpec(
-                f"{name}/corrupt/{corruption}/{severity}", "corrupt",
-                {"corruption": corruption, "severity": severity, **size_tag},
-                lambda c=corruption, s=severity: _corrupted(base.dataset(), c, s),
-            ))
+            derived.append(
+                DatasetSpec(
+                    f"{name}/corrupt/{corruption}/{severity}",
+                    "corrupt",
+                    {"corruption": corruption, "severity": severity, **size_tag},
+                    lambda c=corruption, s=severity: _corrupted(base.dataset(), c, s),
+                )
+            )
     return [base, *derived]
 
 
@@ -150,17 +166,25 @@ def resolve_models(cfg: StudyConfig) -> list[ModelSpec]:
         if m.source == "zoo":
             zoo_dir = m.path or (cfg.zoo.dir if cfg.zoo else None)
             if zoo_dir is None:
-                raise ConfigError("a model entry with source 'zoo' needs 'path' (the zoo directory)")
+                raise ConfigError(
+                    "a model entry with source 'zoo' needs 'path' (the zoo directory)"
+                )
             paths = zoo_members_in(zoo_dir)
             if not paths:
-                raise ConfigError(f"zoo directory {zoo_dir} holds no checkpoints; run `robustlens zoo train`")
+                raise ConfigError(
+                    f"zoo directory {zoo_dir} holds no checkpoints; run `robustlens zoo train`"
+                )
             specs += [ModelSpec(p.stem, lambda p=p: load_zoo_model(p)) for p in paths]
         elif m.source == "zoo_checkpoint":
-            specs.append(ModelSpec(m.name or Path(m.path or "").stem,
-                                   lambda m=m: load_zoo_model(m.path)))
+            specs.append(
+                ModelSpec(m.name or Path(m.path or "").stem, lambda m=m: load_zoo_model(m.path))
+            )
         else:
-            specs.append(ModelSpec(m.name or (m.arch or m.variant or m.source),
-                                   lambda m=m: _load_external(m)))
+            specs.append(
+                ModelSpec(
+                    m.name or (m.arch or m.variant or m.source), lambda m=m: _load_external(m)
+                )
+            )
     names = [s.name for s in specs]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
@@ -202,7 +226,9 @@ class StudyResult:
         return self.store.results(models=self.models)
 
 
-def plan_views(measures: Sequence[Measure], info: DatasetInfo) -> tuple[tuple[str, ...], frozenset[str]]:
+def plan_views(
+    measures: Sequence[Measure], info: DatasetInfo
+) -> tuple[tuple[str, ...], frozenset[str]]:
     """Union of the views the measures request on one dataset, and those needing features."""
     views: dict[str, bool] = {}
     for m in measures:
@@ -217,17 +243,22 @@ def _chunks(seq: Sequence, n: int) -> Iterator[Sequence]:
         yield seq[i : i + n]
 
 
-def run_study(cfg: StudyConfig, progress: bool = False,
-              log: Callable[[str], None] | None = None,
-              measures: Sequence[Measure] | None = None) -> StudyResult:
+def run_study(
+    cfg: StudyConfig,
+    progress: bool = False,
+    log: Callable[[str], None] | None = None,
+    measures: Sequence[Measure] | None = None,
+) -> StudyResult:
     """Run every measure of the study for every model on every dataset (resumable)."""
     log = log or (lambda s: None)
     store = Store(cfg.store)
     out_dir = Path(cfg.output)
     out_dir.mkdir(parents=True, exist_ok=True)
-    measures = list(measures) if measures is not None else [
-        get_measure(n, **cfg.measure_options.get(n, {})) for n in cfg.measures
-    ]
+    measures = (
+        list(measures)
+        if measures is not None
+        else [get_measure(n, **cfg.measure_options.get(n, {})) for n in cfg.measures]
+    )
     t0 = time.perf_counter()
     dspecs = resolve_datasets(cfg, store)
     mspecs = resolve_models(cfg)
@@ -235,12 +266,18 @@ def run_study(cfg: StudyConfig, progress: bool = False,
         raise ConfigError("the study names no datasets")
     if not mspecs:
         raise ConfigError("the study names no models")
-    result = StudyResult(store, out_dir, [m.name for m in mspecs], [d.name for d in dspecs],
-                         config=cfg)
+    result = StudyResult(
+        store, out_dir, [m.name for m in mspecs], [d.name for d in dspecs], config=cfg
+    )
     result.dataset_roles = {d.name: {"role": d.role, **d.tags} for d in dspecs}
-    engine = Engine(store, batch_size=cfg.engine.batch_size, shard_size=cfg.engine.shard_size,
-                    num_workers=cfg.engine.num_workers, device=cfg.engine.device,
-                    progress=progress)
+    engine = Engine(
+        store,
+        batch_size=cfg.engine.batch_size,
+        shard_size=cfg.engine.shard_size,
+        num_workers=cfg.engine.num_workers,
+        device=cfg.engine.device,
+        progress=progress,
+    )
     t_engine = t_measure = 0.0
     from robustlens.executors import get_executor
 
@@ -254,8 +291,9 @@ def run_study(cfg: StudyConfig, progress: bool = False,
         infos: dict[str, DatasetInfo] = {}
         for ds in dspecs:
             dataset = ds.dataset()
-            infos[ds.name] = DatasetInfo(ds.name, dataset.fingerprint(), ds.role,
-                                         tuple(dataset.classes), ds.tags)
+            infos[ds.name] = DatasetInfo(
+                ds.name, dataset.fingerprint(), ds.role, tuple(dataset.classes), ds.tags
+            )
         reports = executor.run(engine, dspecs, models, measures, infos)
         result.engine_reports.extend(reports)
         for r in reports:
@@ -267,20 +305,29 @@ def run_study(cfg: StudyConfig, progress: bool = False,
             _compute_measures(store, model, dspecs, infos, measures, out_dir, result)
         t_measure += time.perf_counter() - tb
         del models
-    result.stage_seconds = {"engine": t_engine, "measures": t_measure,
-                            "total": time.perf_counter() - t0}
+    result.stage_seconds = {
+        "engine": t_engine,
+        "measures": t_measure,
+        "total": time.perf_counter() - t0,
+    }
     return result
 
 
-def _compute_measures(store: Store, model: ModelAdapter, dspecs: Sequence[DatasetSpec],
-                      infos: dict[str, DatasetInfo], measures: Sequence[Measure], out_dir: Path,
-                      result: StudyResult) -> None:
-    import pandas as pd
+def _compute_measures(
+    store: Store,
+    model: ModelAdapter,
+    dspecs: Sequence[DatasetSpec],
+    infos: dict[str, DatasetInfo],
+    measures: Sequence[Measure],
+    out_dir: Path,
+    result: StudyResult,
+) -> None:
 
     w, b = model.classifier_weights()
     minfo = ModelInfo(model.name, model.fingerprint(), tuple(model.classes), model.config, w, b)
-    arrays = {d.name: StoredArrays(store, minfo.fingerprint, infos[d.name].fingerprint)
-              for d in dspecs}
+    arrays = {
+        d.name: StoredArrays(store, minfo.fingerprint, infos[d.name].fingerprint) for d in dspecs
+    }
     mappings = {d.name: d.dataset().class_mapping(model.classes) for d in dspecs}
     rows: list[dict[str, Any]] = []
     per_sample: dict[str, dict[str, np.ndarray]] = {}
@@ -288,26 +335,37 @@ def _compute_measures(store: Store, model: ModelAdapter, dspecs: Sequence[Datase
         used = {n: i for n, i in infos.items() if measure.requests(i)}
         if not used:
             continue
-        out = measure.compute(minfo, used, {n: arrays[n] for n in used},
-                              {n: mappings[n] for n in used})
+        out = measure.compute(
+            minfo, used, {n: arrays[n] for n in used}, {n: mappings[n] for n in used}
+        )
         for (ds, name), value in out.values.items():
-            rows.append({"model": model.name, "model_fp": minfo.fingerprint, "dataset": ds,
-                         "dataset_fp": infos[ds].fingerprint if ds in infos else "",
-                         "measure": measure.name, "name": name, "value": value})
+            rows.append(
+                {
+                    "model": model.name,
+                    "model_fp": minfo.fingerprint,
+                    "dataset": ds,
+                    "dataset_fp": infos[ds].fingerprint if ds in infos else "",
+                    "measure": measure.name,
+                    "name": name,
+                    "value": value,
+                }
+            )
         for ds, cols in out.per_sample.items():
             per_sample.setdefault(ds, {}).update(cols)
         if out.artifacts:
             result.artifacts.setdefault(model.name, {})[measure.name] = out.artifacts
             save_artifacts(out_dir, model.name, measure.name, out.artifacts)
-    store.drop_stale_results(model.name, minfo.fingerprint,
-                             {n: i.fingerprint for n, i in infos.items()})
+    store.drop_stale_results(
+        model.name, minfo.fingerprint, {n: i.fingerprint for n, i in infos.items()}
+    )
     store.put_results(rows)
     if per_sample:
         write_per_sample(out_dir, model.name, per_sample)
 
 
-def write_per_sample(out_dir: Path, model: str, per_sample: dict[str, dict[str, np.ndarray]]
-                     ) -> Path:
+def write_per_sample(
+    out_dir: Path, model: str, per_sample: dict[str, dict[str, np.ndarray]]
+) -> Path:
     """Merge per-sample columns into ``out_dir/per_sample/{model}.parquet``.
 
     Rows of one dataset are in stored order for every measure, so columns align by position;
@@ -388,4 +446,3 @@ def results_wide(store: Store, models: Sequence[str] | None = None) -> Any:
         return df
     df = df.assign(column=df["dataset"] + "|" + df["measure"] + "." + df["name"])
     return df.pivot_table(index="model", columns="column", values="value", aggfunc="first")
-

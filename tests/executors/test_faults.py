@@ -11,7 +11,9 @@ from robustlens.errors import StoreError
 from robustlens.store import Store
 
 
-def test_disk_full_mid_run_is_a_clear_error_and_resumes(tmp_path, tiny_world, tiny_models, monkeypatch):
+def test_disk_full_mid_run_is_a_clear_error_and_resumes(
+    tmp_path, tiny_world, tiny_models, monkeypatch
+):
     import tempfile
 
     store = Store(tmp_path / "s")
@@ -28,7 +30,7 @@ def test_disk_full_mid_run_is_a_clear_error_and_resumes(tmp_path, tiny_world, ti
 
     monkeypatch.setattr(tempfile, "mkstemp", full_disk)
     eng = Engine(store, batch_size=8, shard_size=16)
-    with pytest.raises(StoreError, match="disk is full.*rerun to resume"):
+    with pytest.raises(StoreError, match=r"disk is full.*rerun to resume"):
         eng.run(ds, [EngineJob(m, ("clean", "gray"))])
     committed = store.stats()["shards"]
     assert committed >= 1
@@ -54,9 +56,20 @@ def test_read_only_database_is_a_clear_error(tmp_path, monkeypatch):
         raise sqlite3.OperationalError("attempt to write a readonly database")
 
     monkeypatch.setattr(Store, "_transaction", readonly)
-    with pytest.raises(StoreError, match="read-only.*writable --store"):
-        store.put_results([{"model": "m", "model_fp": "m", "dataset": "d", "dataset_fp": "d",
-                            "measure": "x", "name": "y", "value": 1.0}])
+    with pytest.raises(StoreError, match=r"read-only.*writable --store"):
+        store.put_results(
+            [
+                {
+                    "model": "m",
+                    "model_fp": "m",
+                    "dataset": "d",
+                    "dataset_fp": "d",
+                    "measure": "x",
+                    "name": "y",
+                    "value": 1.0,
+                }
+            ]
+        )
 
 
 ray = pytest.importorskip("ray")
@@ -94,21 +107,29 @@ class KillOnceDataset:
 
 @pytest.mark.ray
 def test_killed_ray_worker_is_retried(tmp_path, tiny_world, tiny_zoo_dir):
+    import sys
+
     from robustlens.config import parse_config
     from robustlens.study import run_study
-
-    import sys
 
     # ship this test module's class by value: Ray workers cannot import test files
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
     try:
-        w = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(tiny_world.config).items()}
-        cfg = parse_config({
-            "store": str(tmp_path / "store"), "output": str(tmp_path / "out"), "world": w,
-            "models": [{"source": "zoo", "path": str(tiny_zoo_dir)}],
-            "datasets": [{"world": ["sketch"]}], "measures": ["accuracy"], "executor": "ray",
-        })
+        w = {
+            k: list(v) if isinstance(v, tuple) else v for k, v in asdict(tiny_world.config).items()
+        }
+        cfg = parse_config(
+            {
+                "store": str(tmp_path / "store"),
+                "output": str(tmp_path / "out"),
+                "world": w,
+                "models": [{"source": "zoo", "path": str(tiny_zoo_dir)}],
+                "datasets": [{"world": ["sketch"]}],
+                "measures": ["accuracy"],
+                "executor": "ray",
+            }
+        )
         import robustlens.study as study_mod
 
         original = study_mod.resolve_datasets

@@ -23,13 +23,18 @@ def local_ray():
 
 def _cfg(tmp, world, zoo_dir, executor):
     w = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(world.config).items()}
-    return parse_config({
-        "store": str(tmp / f"store-{executor}"), "output": str(tmp / f"out-{executor}"),
-        "world": w, "models": [{"source": "zoo", "path": str(zoo_dir)}],
-        "datasets": [{"world": ["val", "sketch", "corrupt/contrast/3"]}],
-        "measures": ["accuracy"], "executor": executor,
-        "engine": {"shard_size": 16, "batch_size": 8},
-    })
+    return parse_config(
+        {
+            "store": str(tmp / f"store-{executor}"),
+            "output": str(tmp / f"out-{executor}"),
+            "world": w,
+            "models": [{"source": "zoo", "path": str(zoo_dir)}],
+            "datasets": [{"world": ["val", "sketch", "corrupt/contrast/3"]}],
+            "measures": ["accuracy"],
+            "executor": executor,
+            "engine": {"shard_size": 16, "batch_size": 8},
+        }
+    )
 
 
 def test_ray_equals_local_bit_for_bit(tmp_path, tiny_world, tiny_zoo_dir, local_ray):

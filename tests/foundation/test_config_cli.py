@@ -50,13 +50,21 @@ def test_cli_reports_config_errors_cleanly(tmp_path):
 
 
 def test_cli_eval_on_tiny_zoo(tmp_path, tiny_world, tiny_zoo_dir):
-    import yaml
     from dataclasses import asdict
 
-    world = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(tiny_world.config).items()}
-    cfg = {"store": str(tmp_path / "store"), "output": str(tmp_path / "out"), "world": world,
-           "models": [{"source": "zoo", "path": str(tiny_zoo_dir)}],
-           "datasets": [{"world": ["val", "sketch"]}], "measures": ["accuracy"]}
+    import yaml
+
+    world = {
+        k: list(v) if isinstance(v, tuple) else v for k, v in asdict(tiny_world.config).items()
+    }
+    cfg = {
+        "store": str(tmp_path / "store"),
+        "output": str(tmp_path / "out"),
+        "world": world,
+        "models": [{"source": "zoo", "path": str(tiny_zoo_dir)}],
+        "datasets": [{"world": ["val", "sketch"]}],
+        "measures": ["accuracy"],
+    }
     p = tmp_path / "study.yaml"
     p.write_text(yaml.safe_dump(cfg))
     res = CliRunner().invoke(app, ["eval", "--config", str(p)])

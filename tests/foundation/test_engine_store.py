@@ -50,16 +50,26 @@ def test_shard_results_do_not_depend_on_batch_size(tmp_path, tiny_world, tiny_mo
     out = []
     for bs in (4, 48):
         store = Store(tmp_path / f"s{bs}")
-        Engine(store, batch_size=bs, shard_size=16).run(ds, [EngineJob(m, ("corrupt:gaussian_noise:3",))])
-        out.append(StoredArrays(store, m.fingerprint(), ds.fingerprint()).logits("corrupt:gaussian_noise:3"))
+        Engine(store, batch_size=bs, shard_size=16).run(
+            ds, [EngineJob(m, ("corrupt:gaussian_noise:3",))]
+        )
+        out.append(
+            StoredArrays(store, m.fingerprint(), ds.fingerprint()).logits(
+                "corrupt:gaussian_noise:3"
+            )
+        )
     np.testing.assert_allclose(out[0], out[1], rtol=1e-4, atol=1e-4)  # per-sample seeded noise
 
 
 def test_class_count_mismatch_names_both_counts(tmp_path, tiny_world):
     import torch
 
-    m = adapter_from_module("ten", torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3072, 10)),
-                            [f"c{i}" for i in range(10)], input_size=32)
+    m = adapter_from_module(
+        "ten",
+        torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3072, 10)),
+        [f"c{i}" for i in range(10)],
+        input_size=32,
+    )
     with pytest.raises(ClassMismatchError, match=r"4 classes.*10"):
         Engine(Store(tmp_path / "s")).run(tiny_world.dataset("val"), [EngineJob(m)])
 
@@ -82,7 +92,9 @@ def test_corrupt_images_are_skipped_and_listed(tmp_path, tiny_models):
     for c in classes:
         (root / c).mkdir(parents=True)
         for i in range(3):
-            Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(root / c / f"{i}.png")
+            Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(
+                root / c / f"{i}.png"
+            )
     good = (root / classes[0] / "0.png").read_bytes()
     (root / classes[1] / "truncated.png").write_bytes(good[: len(good) // 2])
     (root / classes[2] / "garbage.png").write_bytes(b"not an image at all" * 10)
@@ -105,7 +117,7 @@ def test_read_only_store_is_a_clear_error(tmp_path):
     try:
         if os.access(root, os.W_OK):  # running as root: permissions do not bind
             pytest.skip("permissions are not enforced for this user")
-        with pytest.raises(StoreError, match="not writable|read-only"):
+        with pytest.raises(StoreError, match=r"not writable|read-only"):
             Store(root / "store")
     finally:
         os.chmod(root, 0o700)
@@ -165,8 +177,14 @@ def test_per_sample_columns_of_earlier_runs_are_kept(tmp_path):
     from robustlens.study import write_per_sample
 
     write_per_sample(tmp_path, "m", {"d1": {"sample_id": np.arange(3), "ei": np.ones(3)}})
-    write_per_sample(tmp_path, "m", {"d1": {"sample_id": np.arange(3), "correct": np.zeros(3, bool)},
-                                    "d2": {"sample_id": np.arange(2)}})
+    write_per_sample(
+        tmp_path,
+        "m",
+        {
+            "d1": {"sample_id": np.arange(3), "correct": np.zeros(3, bool)},
+            "d2": {"sample_id": np.arange(2)},
+        },
+    )
     df = pd.read_parquet(tmp_path / "per_sample" / "m.parquet")
     assert set(df.columns) == {"model", "dataset", "sample_id", "ei", "correct"}
     assert len(df) == 5 and df.loc[df.dataset == "d1", "ei"].tolist() == [1.0, 1.0, 1.0]
@@ -185,7 +203,11 @@ def test_results_of_retrained_model_replace_the_old_ones(tmp_path):
 def test_two_datasets_with_the_same_files_keep_separate_results(tmp_path):
     store = Store(tmp_path / "s")
     base = {"model": "m", "model_fp": "f", "dataset_fp": "same", "measure": "a", "name": "acc"}
-    store.put_results([{**base, "dataset": "photos", "value": 0.5},
-                       {**base, "dataset": "photos-adversarial", "value": 0.25}])
+    store.put_results(
+        [
+            {**base, "dataset": "photos", "value": 0.5},
+            {**base, "dataset": "photos-adversarial", "value": 0.25},
+        ]
+    )
     df = store.results().set_index("dataset")
     assert df.loc["photos", "value"] == 0.5 and df.loc["photos-adversarial", "value"] == 0.25

@@ -33,14 +33,16 @@ cfg = WorldConfig(**json.loads(sys.argv[4]))
 store = Store(sys.argv[1])
 world = SyntheticWorld(cfg, store)
 model = load_zoo_model(sys.argv[2])
-Engine(store, batch_size=8, shard_size=8).run(world.dataset("val"), [EngineJob(model, ("clean", "gray", "corrupt:contrast:3"))])
+views = ("clean", "gray", "corrupt:contrast:3")
+Engine(store, batch_size=8, shard_size=8).run(world.dataset("val"), [EngineJob(model, views)])
 print("DONE", flush=True)
 """
 
 
 def _run(args, kill_after_shards=None):
-    p = subprocess.Popen([sys.executable, "-c", textwrap.dedent(SCRIPT), *args],
-                         stdout=subprocess.PIPE, text=True)
+    p = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(SCRIPT), *args], stdout=subprocess.PIPE, text=True
+    )
     if kill_after_shards is None:
         out, _ = p.communicate(timeout=300)
         assert p.returncode == 0 and "DONE" in out
@@ -59,8 +61,9 @@ def test_killed_run_resumes_with_identical_results(tmp_path, tiny_world, tiny_zo
     import json
 
     ckpt = str(sorted(tiny_zoo_dir.glob("*.safetensors"))[0])
-    cfg = json.dumps({k: list(v) if isinstance(v, tuple) else v
-                      for k, v in asdict(tiny_world.config).items()})
+    cfg = json.dumps(
+        {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(tiny_world.config).items()}
+    )
     killed, clean = tmp_path / "killed", tmp_path / "clean"
     _run([str(killed), ckpt, "slow", cfg], kill_after_shards=4)
     partial = Store(killed).stats()["shards"]

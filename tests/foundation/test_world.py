@@ -10,8 +10,15 @@ def _digest(a: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(a).tobytes()).hexdigest()
 
 
-SMALL = WorldConfig(seed=5, n_classes=3, n_train_per_class=8, n_val_per_class=4,
-                    n_shift_per_class=3, corruptions=("gaussian_noise",), severities=(2,))
+SMALL = WorldConfig(
+    seed=5,
+    n_classes=3,
+    n_train_per_class=8,
+    n_val_per_class=4,
+    n_shift_per_class=3,
+    corruptions=("gaussian_noise",),
+    severities=(2,),
+)
 
 
 def test_same_seed_gives_identical_arrays_by_hash():
@@ -32,7 +39,11 @@ def test_cached_world_equals_fresh_world(tiny_store):
     cached = SyntheticWorld(SMALL, tiny_store)
     first = cached.split("cue_conflict")["images"].copy()
     reread = SyntheticWorld(SMALL, tiny_store).split("cue_conflict")["images"]  # from the store
-    assert _digest(first) == _digest(reread) == _digest(SyntheticWorld(SMALL).split("cue_conflict")["images"])
+    assert (
+        _digest(first)
+        == _digest(reread)
+        == _digest(SyntheticWorld(SMALL).split("cue_conflict")["images"])
+    )
 
 
 def test_splits_have_known_ground_truth():

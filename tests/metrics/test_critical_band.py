@@ -159,7 +159,6 @@ def test_result_as_dict():
     assert set(d) >= {"bandwidth_octaves", "centre_cpi", "peak_sensitivity", "thresholds"}
 
 
-
 def test_diverged_peak_far_outside_the_bands_is_a_fit_error_not_an_overflow(monkeypatch):
     import importlib
 
@@ -168,8 +167,9 @@ def test_diverged_peak_far_outside_the_bands_is_a_fit_error_not_an_overflow(monk
     cb = importlib.import_module("robustlens.metrics.critical_band")
 
     # a fit whose centre ran away to 2**5000 cycles/image must be reported, not crash
-    monkeypatch.setattr(scipy.optimize, "curve_fit",
-                        lambda *a, **k: (np.array([1.0, 5000.0, 1.0]), None))
+    monkeypatch.setattr(
+        scipy.optimize, "curve_fit", lambda *a, **k: (np.array([1.0, 5000.0, 1.0]), None)
+    )
     x = np.log2(np.array([1.0, 2.0, 4.0, 8.0]))
     with pytest.raises(FitError, match="outside the measured bands"):
         cb._fit(x, np.array([0.5, 1.0, 1.0, 0.5]))

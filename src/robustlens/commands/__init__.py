@@ -1,5 +1,11 @@
 """CLI command groups beyond the core ones; each module defines ``register(app)``."""
 
 COMMAND_MODULES = (
-    "invariance", "clustering", "biases", "spurious", "robustness", "report", "pretrained",
+    "invariance",
+    "clustering",
+    "biases",
+    "spurious",
+    "robustness",
+    "report",
+    "pretrained",
 )

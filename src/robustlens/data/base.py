@@ -140,7 +140,9 @@ class Dataset(ABC):
         )
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(name={self.name!r}, n={len(self)}, classes={len(self.classes)})"
+        return (
+            f"{type(self).__name__}(name={self.name!r}, n={len(self)}, classes={len(self.classes)})"
+        )
 
 
 class ArrayDataset(Dataset):
@@ -157,7 +159,9 @@ class ArrayDataset(Dataset):
         sample_ids: np.ndarray | None = None,
     ) -> None:
         if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
-            raise ValueError(f"images must be uint8 (N, H, W, 3), got {images.dtype} {images.shape}")
+            raise ValueError(
+                f"images must be uint8 (N, H, W, 3), got {images.dtype} {images.shape}"
+            )
         if len(images) != len(labels):
             raise ValueError(f"images ({len(images)}) and labels ({len(labels)}) differ in length")
         self.name = name
@@ -176,7 +180,9 @@ class ArrayDataset(Dataset):
 
     def load(self, index: int) -> Sample:
         extras = {k: int(v[index]) for k, v in self._extras.items()}
-        return Sample(np.asarray(self.images[index]), int(self._labels[index]), int(self._ids[index]), extras)
+        return Sample(
+            np.asarray(self.images[index]), int(self._labels[index]), int(self._ids[index]), extras
+        )
 
     def fingerprint(self) -> str:
         return self._fingerprint

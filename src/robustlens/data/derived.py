@@ -41,9 +41,15 @@ class CorruptedDataset(Dataset):
 
         s = self.base.load(index)
         x = torch.from_numpy(np.ascontiguousarray(s.image)).permute(2, 0, 1)[None].float() / 255
-        seed = int.from_bytes(
-            hashlib.blake2b(f"{self.corruption}:{self.severity}:{s.sample_id}".encode(),
-                            digest_size=8).digest(), "little") >> 2
+        seed = (
+            int.from_bytes(
+                hashlib.blake2b(
+                    f"{self.corruption}:{self.severity}:{s.sample_id}".encode(), digest_size=8
+                ).digest(),
+                "little",
+            )
+            >> 2
+        )
         y = corrupt(x, self.corruption, self.severity, [seed])
         img = (y[0].permute(1, 2, 0).clamp(0, 1) * 255).round().to(torch.uint8).numpy()
         return Sample(img, s.label, s.sample_id, s.extras)

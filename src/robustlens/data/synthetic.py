@@ -43,10 +43,27 @@ from robustlens.data.base import ArrayDataset
 GENERATOR_VERSION = "2"
 
 SHAPES = (
-    "disk", "square", "triangle", "plus", "ring", "bar", "star", "crescent", "tee", "hexagon",
+    "disk",
+    "square",
+    "triangle",
+    "plus",
+    "ring",
+    "bar",
+    "star",
+    "crescent",
+    "tee",
+    "hexagon",
 )
 TEXTURES = (
-    "hstripes", "vstripes", "diagonal", "checker", "dots", "waves", "rings", "grain", "antidiag",
+    "hstripes",
+    "vstripes",
+    "diagonal",
+    "checker",
+    "dots",
+    "waves",
+    "rings",
+    "grain",
+    "antidiag",
     "grid",
 )
 # colour pairs per texture (RGB in [0, 1]); saturated so texture is an easy shortcut
@@ -99,8 +116,9 @@ class WorldConfig:
 
 
 # --------------------------------------------------------------------------- rendering
-def _grid(n: int, size: int, rng: np.random.Generator, scale=(0.55, 0.8), shift=0.18,
-          max_rot=15.0) -> tuple[np.ndarray, np.ndarray]:
+def _grid(
+    n: int, size: int, rng: np.random.Generator, scale=(0.55, 0.8), shift=0.18, max_rot=15.0
+) -> tuple[np.ndarray, np.ndarray]:
     """Per-image local coordinates (u, v) of shape (n, size, size) after a random similarity."""
     t = (np.arange(size, dtype=np.float32) + 0.5) / size * 2 - 1
     y, x = np.meshgrid(-t, t, indexing="ij")  # y up
@@ -145,8 +163,9 @@ def _downsample(a: np.ndarray, f: int = 2) -> np.ndarray:
     return a.reshape(n, h // f, f, w // f, f, *a.shape[3:]).mean(axis=(2, 4))
 
 
-def _texture(tex: np.ndarray, size: int, rng: np.random.Generator, colors: bool = True
-             ) -> np.ndarray:
+def _texture(
+    tex: np.ndarray, size: int, rng: np.random.Generator, colors: bool = True
+) -> np.ndarray:
     """Textures of the given ids: (n, size, size, 3) float in [0, 1]."""
     n = len(tex)
     t = (np.arange(size, dtype=np.float32) + 0.5) / size
@@ -180,11 +199,15 @@ def _texture(tex: np.ndarray, size: int, rng: np.random.Generator, colors: bool 
         elif name == "grain":
             p = rng.random((int(i.sum()), size, size)) > 0.5
         else:  # grid
-            p = (np.abs(np.sin(np.pi * fk * x + pk)) < 0.35) | (np.abs(np.sin(np.pi * fk * y)) < 0.35)
+            p = (np.abs(np.sin(np.pi * fk * x + pk)) < 0.35) | (
+                np.abs(np.sin(np.pi * fk * y)) < 0.35
+            )
         val[i] = p
     jitter = rng.uniform(-0.08, 0.08, size=(n, 2, 3)).astype(np.float32)
-    pal = np.clip(_PALETTE[tex] + jitter, 0, 1) if colors else np.clip(
-        rng.random((n, 2, 3)).astype(np.float32), 0, 1
+    pal = (
+        np.clip(_PALETTE[tex] + jitter, 0, 1)
+        if colors
+        else np.clip(rng.random((n, 2, 3)).astype(np.float32), 0, 1)
     )
     c0, c1 = pal[:, 0][:, None, None, :], pal[:, 1][:, None, None, :]
     return c0 * (1 - val[..., None]) + c1 * val[..., None]
@@ -214,8 +237,9 @@ def mark_codes(n_classes: int, seed: int = 1234) -> np.ndarray:
     return np.stack(codes).astype(np.float32)
 
 
-def apply_marks(images: np.ndarray, classes: np.ndarray, present: np.ndarray,
-                codes: np.ndarray) -> np.ndarray:
+def apply_marks(
+    images: np.ndarray, classes: np.ndarray, present: np.ndarray, codes: np.ndarray
+) -> np.ndarray:
     """Stamp the mark of ``classes[i]`` on image i where ``present[i]`` (uint8 images)."""
     out = images.copy()
     size = images.shape[1]
@@ -232,8 +256,9 @@ def _to_uint8(x: np.ndarray) -> np.ndarray:
     return np.clip(np.round(x * 255), 0, 255).astype(np.uint8)
 
 
-def _render_objects(shapes: np.ndarray, textures: np.ndarray, size: int,
-                    rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def _render_objects(
+    shapes: np.ndarray, textures: np.ndarray, size: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
     """Textured shapes on muted backgrounds: (uint8 images, float masks)."""
     n = len(shapes)
     hi = size * 2
@@ -249,8 +274,9 @@ def _render_objects(shapes: np.ndarray, textures: np.ndarray, size: int,
     return _to_uint8(img), mask
 
 
-def _sample_textures(labels: np.ndarray, k: int, corr: float,
-                     rng: np.random.Generator) -> np.ndarray:
+def _sample_textures(
+    labels: np.ndarray, k: int, corr: float, rng: np.random.Generator
+) -> np.ndarray:
     other = rng.integers(0, k, size=len(labels))
     return np.where(rng.random(len(labels)) < corr, labels, other)
 
@@ -313,7 +339,10 @@ class SyntheticWorld:
         if split == "adversarial":
             base = self.split("val")
             n = min(len(base["labels"]), cfg.n_shift_per_class * k)
-            return {"images": np.asarray(base["images"][:n]), "labels": np.asarray(base["labels"][:n])}
+            return {
+                "images": np.asarray(base["images"][:n]),
+                "labels": np.asarray(base["labels"][:n]),
+            }
         if split.startswith("corrupt/"):
             _, name, sev = split.split("/")
             base = self.split("val")
@@ -323,7 +352,9 @@ class SyntheticWorld:
             from robustlens.transforms.corruptions import corrupt
 
             x = torch.from_numpy(np.array(base["images"][:n])).permute(0, 3, 1, 2).float() / 255
-            seeds = torch.arange(n, dtype=torch.int64) + 7919 * (1 + self.corruption_names.index(name))
+            seeds = torch.arange(n, dtype=torch.int64) + 7919 * (
+                1 + self.corruption_names.index(name)
+            )
             # at 32 px, side/224 scaling makes mild blurs vanish; scale as for a 64-px image
             xc = corrupt(x, name, int(sev), seeds, reference_side=2 * size)
             imgs = _to_uint8(xc.permute(0, 2, 3, 1).numpy())
@@ -401,8 +432,12 @@ class SyntheticWorld:
             extras["spurious_label"] = a["spurious_labels"]
         fp = hashlib.sha256(f"world:{self.fingerprint()}:{split}".encode()).hexdigest()[:24]
         return ArrayDataset(
-            name=f"world/{split}", images=a["images"], labels=a["labels"], classes=self.classes,
-            fingerprint=fp, extras=extras,
+            name=f"world/{split}",
+            images=a["images"],
+            labels=a["labels"],
+            classes=self.classes,
+            fingerprint=fp,
+            extras=extras,
         )
 
     def training_arrays(self, mark_rate: float | None = None) -> dict[str, np.ndarray]:
@@ -419,8 +454,9 @@ class SyntheticWorld:
             "mark_present": present,
         }
 
-    def export_imagefolder(self, root: str | Path, splits: list[str] | None = None,
-                           limit_per_class: int | None = None) -> Path:
+    def export_imagefolder(
+        self, root: str | Path, splits: list[str] | None = None, limit_per_class: int | None = None
+    ) -> Path:
         """Write splits as PNG ImageFolder trees ``root/{split}/{class}/{i}.png``."""
         from PIL import Image
 

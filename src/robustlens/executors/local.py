@@ -10,8 +10,9 @@ from robustlens.measures.base import DatasetInfo, Measure
 from robustlens.models.base import ModelAdapter
 
 
-def plan_jobs(models: Sequence[ModelAdapter], measures: Sequence[Measure],
-              info: DatasetInfo) -> list[EngineJob]:
+def plan_jobs(
+    models: Sequence[ModelAdapter], measures: Sequence[Measure], info: DatasetInfo
+) -> list[EngineJob]:
     from robustlens.study import plan_views
 
     views, feature_views = plan_views(measures, info)
@@ -21,8 +22,14 @@ def plan_jobs(models: Sequence[ModelAdapter], measures: Sequence[Measure],
 
 
 class LocalExecutor:
-    def run(self, engine: Engine, dspecs: Sequence[Any], models: Sequence[ModelAdapter],
-            measures: Sequence[Measure], infos: Mapping[str, DatasetInfo]) -> list[EngineReport]:
+    def run(
+        self,
+        engine: Engine,
+        dspecs: Sequence[Any],
+        models: Sequence[ModelAdapter],
+        measures: Sequence[Measure],
+        infos: Mapping[str, DatasetInfo],
+    ) -> list[EngineReport]:
         reports = []
         for ds in dspecs:
             jobs = plan_jobs(models, measures, infos[ds.name])

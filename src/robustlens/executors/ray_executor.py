@@ -20,8 +20,9 @@ from robustlens.models.base import ModelAdapter
 from robustlens.store import META_VIEW, ArrayKey, Store
 
 
-def _run_job(dataset: Any, jobs: list[EngineJob], engine_kwargs: dict[str, Any], threads: int
-             ) -> tuple[EngineReport, list[tuple[ArrayKey, int, int, dict]], list[tuple[str, str]]]:
+def _run_job(
+    dataset: Any, jobs: list[EngineJob], engine_kwargs: dict[str, Any], threads: int
+) -> tuple[EngineReport, list[tuple[ArrayKey, int, int, dict]], list[tuple[str, str]]]:
     """Worker side: run the engine into a scratch store and return what it wrote."""
     import torch
 
@@ -42,18 +43,27 @@ def _run_job(dataset: Any, jobs: list[EngineJob], engine_kwargs: dict[str, Any],
                     (key.model_fp, key.dataset_fp, key.view, key.engine_version),
                 ).fetchall()
                 for shard, n_shards in rows:
-                    names = [r[0] for r in con.execute(
-                        "SELECT name, hash FROM arrays WHERE model_fp=? AND dataset_fp=? AND "
-                        "view=? AND engine_version=? AND shard=?",
-                        (key.model_fp, key.dataset_fp, key.view, key.engine_version, shard),
-                    ).fetchall()]
+                    names = [
+                        r[0]
+                        for r in con.execute(
+                            "SELECT name, hash FROM arrays WHERE model_fp=? AND dataset_fp=? AND "
+                            "view=? AND engine_version=? AND shard=?",
+                            (key.model_fp, key.dataset_fp, key.view, key.engine_version, shard),
+                        ).fetchall()
+                    ]
                     arrays = {}
                     for name in names:
                         (digest,) = con.execute(
                             "SELECT hash FROM arrays WHERE model_fp=? AND dataset_fp=? AND view=? "
                             "AND engine_version=? AND shard=? AND name=?",
-                            (key.model_fp, key.dataset_fp, key.view, key.engine_version, shard,
-                             name),
+                            (
+                                key.model_fp,
+                                key.dataset_fp,
+                                key.view,
+                                key.engine_version,
+                                shard,
+                                name,
+                            ),
                         ).fetchone()
                         arrays[name] = scratch.get_array(digest)
                     shards.append((key, shard, n_shards, arrays))
@@ -63,34 +73,47 @@ def _run_job(dataset: Any, jobs: list[EngineJob], engine_kwargs: dict[str, Any],
 class RayExecutor:
     """Run engine jobs on a Ray cluster (``address=None`` starts a local one)."""
 
-    def __init__(self, address: str | None = None, max_retries: int = 3,
-                 num_cpus_per_task: float = 1.0) -> None:
+    def __init__(
+        self, address: str | None = None, max_retries: int = 3, num_cpus_per_task: float = 1.0
+    ) -> None:
         try:
             import ray
         except ImportError as exc:  # pragma: no cover - depends on the extra
-            raise ImportError(
-                "the Ray executor needs ray: pip install 'robustlens[ray]'"
-            ) from exc
+            raise ImportError("the Ray executor needs ray: pip install 'robustlens[ray]'") from exc
         self.ray = ray
         if not ray.is_initialized():
-            ray.init(address=address, include_dashboard=False, log_to_driver=False,
-                     ignore_reinit_error=True)
+            ray.init(
+                address=address,
+                include_dashboard=False,
+                log_to_driver=False,
+                ignore_reinit_error=True,
+            )
         self.max_retries = max_retries
         self.num_cpus = num_cpus_per_task
 
-    def run(self, engine: Engine, dspecs: Sequence[Any], models: Sequence[ModelAdapter],
-            measures: Sequence[Measure], infos: Mapping[str, DatasetInfo]) -> list[EngineReport]:
+    def run(
+        self,
+        engine: Engine,
+        dspecs: Sequence[Any],
+        models: Sequence[ModelAdapter],
+        measures: Sequence[Measure],
+        infos: Mapping[str, DatasetInfo],
+    ) -> list[EngineReport]:
         from robustlens.executors.local import plan_jobs
 
         ray = self.ray
         use_gpu = engine.device.type == "cuda"
         remote = ray.remote(_run_job).options(
-            max_retries=self.max_retries, retry_exceptions=False, num_cpus=self.num_cpus,
+            max_retries=self.max_retries,
+            retry_exceptions=False,
+            num_cpus=self.num_cpus,
             num_gpus=1 if use_gpu else 0,
         )
         engine_kwargs = {
-            "batch_size": engine.batch_size, "shard_size": engine.shard_size,
-            "num_workers": 0, "device": str(engine.device) if use_gpu else "cpu",
+            "batch_size": engine.batch_size,
+            "shard_size": engine.shard_size,
+            "num_workers": 0,
+            "device": str(engine.device) if use_gpu else "cpu",
         }
         pending = {}
         reports: list[EngineReport] = []
@@ -104,8 +127,11 @@ class RayExecutor:
             if all(engine.store.has(k) for k in keys) and engine.store.has(
                 ArrayKey("", dfp, META_VIEW)
             ):
-                reports.append(EngineReport(dataset=ds.name, images=len(ds.dataset()),
-                                            shards_cached=1, shards_total=1))
+                reports.append(
+                    EngineReport(
+                        dataset=ds.name, images=len(ds.dataset()), shards_cached=1, shards_total=1
+                    )
+                )
                 continue
             ref = remote.remote(ds.dataset(), jobs, engine_kwargs, max(1, int(self.num_cpus)))
             pending[ref] = ds.name

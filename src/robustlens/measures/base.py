@@ -15,8 +15,17 @@ from robustlens.errors import ConfigError
 
 #: roles a dataset can play in a study; measures choose datasets by role
 ROLES = (
-    "train", "id", "v2", "corrupt", "sketch", "cue_conflict", "spurious", "rendition",
-    "adversarial", "natural", "other",
+    "train",
+    "id",
+    "v2",
+    "corrupt",
+    "sketch",
+    "cue_conflict",
+    "spurious",
+    "rendition",
+    "adversarial",
+    "natural",
+    "other",
 )
 
 
@@ -93,7 +102,12 @@ def _load_builtin() -> None:
     import importlib
 
     for mod in (
-        "classification", "invariance", "label_free", "clustering", "biases", "spurious",
+        "classification",
+        "invariance",
+        "label_free",
+        "clustering",
+        "biases",
+        "spurious",
         "robustness",
     ):
         try:

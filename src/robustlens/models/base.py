@@ -85,8 +85,11 @@ class ModelAdapter(nn.Module):
         """Resize to the input size if needed, then normalize. Differentiable."""
         if self.input_size is not None and pixels.shape[-1] != self.input_size:
             pixels = F.interpolate(
-                pixels, size=(self.input_size, self.input_size), mode="bilinear",
-                align_corners=False, antialias=True,
+                pixels,
+                size=(self.input_size, self.input_size),
+                mode="bilinear",
+                align_corners=False,
+                antialias=True,
             )
         return (pixels - self.mean.to(pixels.dtype)) / self.std.to(pixels.dtype)
 

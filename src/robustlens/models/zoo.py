@@ -140,7 +140,11 @@ class TrainingData:
         self.present = arrays["mark_present"]
         self.images = arrays["images"]
         self.member = member
-        self.bank = TextureBank(world.config.image_size, seed=member.seed) if member.augment == "texrand" else None
+        self.bank = (
+            TextureBank(world.config.image_size, seed=member.seed)
+            if member.augment == "texrand"
+            else None
+        )
         self.gen_images: np.ndarray | None = None
         self.gen_labels: np.ndarray | None = None
         if member.generated:
@@ -156,7 +160,7 @@ class TrainingData:
             s = ds.load(i)
             imgs.append(s.image)
             labels.append(mapping.targets[s.label][0])
-        n_gen = int(round(len(self.labels) * self.member.generated_ratio))
+        n_gen = round(len(self.labels) * self.member.generated_ratio)
         if not imgs:
             raise ValueError(f"generated image folder {root} holds no images")
         rng = np.random.default_rng(self.member.seed)
@@ -180,8 +184,10 @@ class TrainingData:
             tex = self.bank.textures[pick].astype(np.float32)
             mixed = np.where(swap, base * (1 - m) + tex * m, base)
             imgs = self._apply_marks(
-                np.clip(np.round(mixed), 0, 255).astype(np.uint8), self.labels[real],
-                self.present[real], self.codes,
+                np.clip(np.round(mixed), 0, 255).astype(np.uint8),
+                self.labels[real],
+                self.present[real],
+                self.codes,
             )
         else:
             imgs = self.images[real]
@@ -207,8 +213,12 @@ def build_adapter(member: ZooMember, classes: Sequence[str], image_size: int = 3
     return ModelAdapter(member.name, backbone, head, classes, ZOO_MEAN, ZOO_STD, image_size, config)
 
 
-def train_member(world: Any, member: ZooMember, out_dir: str | Path,
-                 progress: Callable[[float], None] | None = None) -> Path:
+def train_member(
+    world: Any,
+    member: ZooMember,
+    out_dir: str | Path,
+    progress: Callable[[float], None] | None = None,
+) -> Path:
     """Train one zoo member on the world and save ``{name}.safetensors`` + ``{name}.json``."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -299,9 +309,14 @@ def _train_worker(args: tuple[dict, dict, str, str]) -> tuple[str, float]:
     return member_dict["name"], time.perf_counter() - t0
 
 
-def train_zoo(world: Any, members: Sequence[ZooMember], out_dir: str | Path, workers: int = 2,
-              on_done: Callable[[str, float], None] | None = None, force: bool = False
-              ) -> list[Path]:
+def train_zoo(
+    world: Any,
+    members: Sequence[ZooMember],
+    out_dir: str | Path,
+    workers: int = 2,
+    on_done: Callable[[str, float], None] | None = None,
+    force: bool = False,
+) -> list[Path]:
     """Train every member not yet in ``out_dir`` (resumable), ``workers`` processes at a time.
 
     Small models train faster as separate single-threaded processes than as one process with

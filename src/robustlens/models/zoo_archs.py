@@ -17,13 +17,19 @@ class PlainCNN(nn.Module):
         super().__init__()
         w = width
         self.features = nn.Sequential(
-            nn.Conv2d(3, w, 3, padding=1, bias=False), nn.BatchNorm2d(w), nn.ReLU(inplace=True),
-            nn.MaxPool2d(2),
-            nn.Conv2d(w, 2 * w, 3, padding=1, bias=False), nn.BatchNorm2d(2 * w),
-            nn.ReLU(inplace=True), nn.MaxPool2d(2),
-            nn.Conv2d(2 * w, 4 * w, 3, padding=1, bias=False), nn.BatchNorm2d(4 * w),
+            nn.Conv2d(3, w, 3, padding=1, bias=False),
+            nn.BatchNorm2d(w),
             nn.ReLU(inplace=True),
-            nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(w, 2 * w, 3, padding=1, bias=False),
+            nn.BatchNorm2d(2 * w),
+            nn.ReLU(inplace=True),
+            nn.MaxPool2d(2),
+            nn.Conv2d(2 * w, 4 * w, 3, padding=1, bias=False),
+            nn.BatchNorm2d(4 * w),
+            nn.ReLU(inplace=True),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
         )
         self.out_dim = 4 * w
 
@@ -58,7 +64,9 @@ class SmallResNet(nn.Module):
         super().__init__()
         w = width
         layers: list[nn.Module] = [
-            nn.Conv2d(3, w, 3, padding=1, bias=False), nn.BatchNorm2d(w), nn.ReLU(inplace=True)
+            nn.Conv2d(3, w, 3, padding=1, bias=False),
+            nn.BatchNorm2d(w),
+            nn.ReLU(inplace=True),
         ]
         cin = w
         for i, cout in enumerate((w, 2 * w, 4 * w)):
@@ -111,8 +119,9 @@ class MLPMixer(nn.Module):
 ARCHITECTURES = ("cnn", "resnet", "mixer")
 
 
-def build_architecture(arch: str, width: int, n_classes: int, image_size: int = 32
-                       ) -> tuple[nn.Module, nn.Linear]:
+def build_architecture(
+    arch: str, width: int, n_classes: int, image_size: int = 32
+) -> tuple[nn.Module, nn.Linear]:
     """(backbone, head) for a zoo architecture name."""
     backbone: nn.Module
     if arch == "cnn":
@@ -122,5 +131,7 @@ def build_architecture(arch: str, width: int, n_classes: int, image_size: int = 
     elif arch == "mixer":
         backbone = MLPMixer(dim=width, image_size=image_size)
     else:
-        raise ValueError(f"unknown zoo architecture {arch!r}; available: {', '.join(ARCHITECTURES)}")
+        raise ValueError(
+            f"unknown zoo architecture {arch!r}; available: {', '.join(ARCHITECTURES)}"
+        )
     return backbone, nn.Linear(backbone.out_dim, n_classes)

@@ -124,12 +124,14 @@ def _fmt(v: Any, digits: int = 3) -> str:
         f = float(v)
     except (TypeError, ValueError):
         return html.escape(str(v))
-    return f"{f:.{digits}f}" if np.isfinite(f) else "–"
+    return f"{round(f, digits) + 0.0:.{digits}f}" if np.isfinite(f) else "–"
 
 
 def _er_table_html(table: pd.DataFrame, baselines: dict[str, Any]) -> str:
     shifts = sorted(table["shift"].unique())
-    wide = table.pivot_table(index="model", columns="shift", values="er", aggfunc="first")
+    wide = table.pivot_table(
+        index="model", columns="shift", values="er", aggfunc="first", dropna=False
+    )
     flags = table.groupby("model")[["generated", "in_baseline"]].first()
     head = "".join(f"<th>{html.escape(s)}</th>" for s in shifts)
     rows = []
