@@ -131,12 +131,6 @@ def test_generated_twins_train_on_real_plus_generated(tiny_generator, tiny_world
         generated_zoo_members([twin], gen_dir)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="zoo.TrainingData._load_generated draws min(n_gen, n_available) images *with* "
-    "replacement when fewer generated images exist than the ratio asks for, so the 1:1 ratio "
-    "is not met (and images repeat while others are left out); remove this mark once fixed",
-)
 def test_generated_ratio_is_met_with_fewer_generated_images(tiny_generator, tiny_world, tmp_path):
     from robustlens.models.zoo import TrainingData
 
@@ -144,6 +138,9 @@ def test_generated_ratio_is_met_with_fewer_generated_images(tiny_generator, tiny
     (twin,) = generated_zoo_members([ZooMember("t", "cnn", 8, "none", 1)], gen_dir)
     data = TrainingData(tiny_world, twin)
     assert len(data.gen_labels) == len(data.labels)
+    # every generated image is used at least once
+    n_unique = len({img.tobytes() for img in data.gen_images})
+    assert n_unique == 2 * len(tiny_world.classes)
 
 
 def test_read_classes_file_looks_up_imagenet_names(tmp_path):

@@ -110,7 +110,7 @@ def _layout_specs(entry: DatasetEntry) -> list[DatasetSpec]:
     from robustlens.data.imagefolder import ImageFolderDataset
 
     layout, root, size = entry.layout, entry.root, entry.size
-    size_tag = {"image_size": size}
+    size_tag = {"image_size": size, "layout": layout}
     role = entry.role or _LAYOUT_ROLES[layout or "imagefolder"]
     name = entry.name or layout or "dataset"
     if layout == "imagenet_c":

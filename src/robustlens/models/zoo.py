@@ -164,7 +164,11 @@ class TrainingData:
         if not imgs:
             raise ValueError(f"generated image folder {root} holds no images")
         rng = np.random.default_rng(self.member.seed)
-        pick = rng.choice(len(imgs), size=min(n_gen, len(imgs)), replace=n_gen > len(imgs))
+        if n_gen <= len(imgs):
+            pick = rng.choice(len(imgs), size=n_gen, replace=False)
+        else:  # every generated image once, the rest of the ratio drawn with replacement
+            extra = rng.choice(len(imgs), size=n_gen - len(imgs), replace=True)
+            pick = np.concatenate([np.arange(len(imgs)), extra])
         self.gen_images = np.stack(imgs)[pick]
         self.gen_labels = np.asarray(labels, dtype=np.int64)[pick]
 
