@@ -496,7 +496,13 @@ class TextureBank:
     seed: int = 0
     textures: np.ndarray = field(init=False)
 
+    flat_fraction: float = 0.25
+
     def __post_init__(self) -> None:
         rng = np.random.default_rng(self.seed)
         fam = rng.integers(0, len(TEXTURES), size=self.n)
-        self.textures = _to_uint8(_texture(fam, self.size, rng, colors=False))
+        tex = _texture(fam, self.size, rng, colors=False)
+        # some flat fills: without them, flat-colour renditions are a texture never seen
+        flat = rng.random(self.n) < self.flat_fraction
+        tex[flat] = rng.random((int(flat.sum()), 1, 1, 3)).astype(np.float32)
+        self.textures = _to_uint8(tex)
