@@ -345,3 +345,21 @@ def test_module_source_errors_name_the_problem():
         )
     with pytest.raises(ConfigError, match=r"not an nn\.Module"):
         load_model({"source": "module", "factory": "builtins:dict"})
+
+
+def test_efficientnet_lite0_rotation_ei_is_between_zero_and_one(lite0):
+    from robustlens.data.photos import load_photo
+    from robustlens.metrics import effective_invariance
+
+    photos = [load_photo(n, size=224) for n in ("chelsea", "coffee", "rocket", "camera")]
+    x = torch.from_numpy(np.stack(photos)).permute(0, 3, 1, 2).float() / 255
+    with torch.no_grad():
+        p = lite0(x).softmax(-1).numpy()
+        ei = np.mean(
+            [
+                effective_invariance(p, lite0(torch.rot90(x, k, (-2, -1))).softmax(-1).numpy())
+                for k in (1, 2, 3)
+            ],
+            axis=0,
+        )
+    assert 0.0 < ei.mean() < 1.0  # a real model is neither fully invariant nor fully broken

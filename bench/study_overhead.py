@@ -1,0 +1,118 @@
+"""Study overhead: full study time / bare forward time of every view the study runs.
+
+A small world and 4 zoo architectures (random weights: time does not depend on them) go
+through a study with the measures accuracy, invariance, label_free, clustering, biases
+(without PGD, whose cost is the attack itself), spurious and robustness. The bare reference
+forwards, for every dataset, the exact views the planner asked for through every model,
+from pre-built tensors at the same batch size. The study's time includes the engine, every
+measure, the per-sample files and the store. The study then runs again on the warm store.
+
+Usage: python bench/study_overhead.py
+Prints the headline last: ``ratio: X.XX`` = study time / bare forward time (target <= 1.3).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from robustlens.config import parse_config
+from robustlens.measures import get_measure
+from robustlens.measures.base import DatasetInfo
+from robustlens.models.zoo import load_zoo_model, zoo_members_in
+from robustlens.store import Store
+from robustlens.study import plan_views, resolve_datasets, run_study
+from robustlens.views import ViewContext, parse_view
+
+sys.path.insert(0, str(Path(__file__).parent))
+from scale import make_zoo
+
+MEASURES = [
+    "accuracy",
+    "invariance",
+    "label_free",
+    "clustering",
+    "biases",
+    "spurious",
+    "robustness",
+]
+
+
+def main() -> None:
+    torch.set_num_threads(2)
+    with tempfile.TemporaryDirectory() as t:
+        tmp = Path(t)
+        zoo = make_zoo(tmp / "zoo", 4)
+        world = {
+            "n_train_per_class": 60,
+            "n_val_per_class": 30,
+            "n_shift_per_class": 10,
+            "corruptions": ["gaussian_noise", "contrast", "pixelate"],
+            "severities": [1, 3, 5],
+        }
+        options = {"biases": {"parts": ["shape", "spectral", "critical_band"]}}
+        raw = {
+            "store": str(tmp / "store"),
+            "output": str(tmp / "out"),
+            "world": world,
+            "models": [{"source": "zoo", "path": str(zoo)}],
+            "datasets": [{"world": "all"}],
+            "measures": MEASURES,
+            "measure_options": options,
+            "engine": {"batch_size": 256, "shard_size": 4096},
+        }
+        cfg = parse_config(raw)
+        # build the world beforehand: generating data is not part of the overhead
+        for spec in resolve_datasets(cfg, Store(cfg.store)):
+            spec.dataset()
+
+        t0 = time.perf_counter()
+        result = run_study(cfg)
+        study_t = time.perf_counter() - t0
+
+        t0 = time.perf_counter()
+        again = run_study(cfg)
+        cached_t = time.perf_counter() - t0
+        assert again.forward_passes == 0
+
+        # bare reference: the same views through the same models, nothing else
+        measures = [get_measure(m, **options.get(m, {})) for m in MEASURES]
+        models = [load_zoo_model(p) for p in zoo_members_in(zoo)]
+        store = Store(cfg.store)
+        bare_t, passes = 0.0, 0
+        for spec in resolve_datasets(cfg, store):
+            ds = spec.dataset()
+            info = DatasetInfo(spec.name, ds.fingerprint(), spec.role, tuple(ds.classes), spec.tags)
+            views, _ = plan_views(measures, info)
+            x_all = torch.from_numpy(ds.images[:].copy()).permute(0, 3, 1, 2).float() / 255
+            ids = torch.from_numpy(ds.sample_ids().copy())
+            for v in views:
+                view = parse_view(v)
+                batches = [
+                    view(x_all[b : b + 256], ViewContext(ids[b : b + 256]))
+                    for b in range(0, len(x_all), 256)
+                ]
+                t1 = time.perf_counter()
+                with torch.no_grad():
+                    for m in models:
+                        for xb in batches:
+                            m.forward_with_features(xb)
+                            passes += len(xb)
+                bare_t += time.perf_counter() - t1
+        assert passes == result.forward_passes, (passes, result.forward_passes)
+
+    print(json.dumps({k: round(v, 2) for k, v in result.stage_seconds.items()}))
+    print(
+        f"forward passes: {passes}; bare forward {bare_t:.1f}s; study {study_t:.1f}s; "
+        f"cached re-run {cached_t:.2f}s ({study_t / cached_t:.0f}x faster, target >= 20x)"
+    )
+    print(f"ratio: {study_t / bare_t:.2f}")
+
+
+if __name__ == "__main__":
+    main()
