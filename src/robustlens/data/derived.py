@@ -40,7 +40,7 @@ class CorruptedDataset(Dataset):
         from robustlens.transforms.corruptions import corrupt
 
         s = self.base.load(index)
-        x = torch.from_numpy(np.ascontiguousarray(s.image)).permute(2, 0, 1)[None].float() / 255
+        x = torch.from_numpy(np.array(s.image)).permute(2, 0, 1)[None].float() / 255
         seed = (
             int.from_bytes(
                 hashlib.blake2b(
