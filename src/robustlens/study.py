@@ -49,6 +49,20 @@ _LAYOUT_ROLES = {
 }
 
 
+def role_from_name(name: str) -> str:
+    """The study role of a dataset from the name a study gives it (``"other"`` if unknown).
+
+    World splits are ``world/<split>``; on-disk layouts are named after the layout; derived
+    and ImageNet-C sets carry ``corrupt`` in their path.
+    """
+    if name.startswith("world/"):
+        return world_role(name[len("world/") :])[0]
+    head = name.split("/")[0]
+    if head == "imagenet_c" or "/corrupt/" in f"/{name}/":
+        return "corrupt"
+    return _LAYOUT_ROLES.get(head, "other")
+
+
 @dataclass
 class DatasetSpec:
     """A dataset with its study role (built lazily: a dataset is opened when first used)."""

@@ -59,27 +59,6 @@ BIASES: tuple[str, ...] = (
     "cb_center_cpi",
     "cb_peak_sensitivity",
 )
-_WORLD_SPLIT_ROLES = {
-    "val": "id",
-    "v2": "v2",
-    "train": "train",
-    "sketch": "sketch",
-    "cue_conflict": "cue_conflict",
-    "spurious": "spurious",
-    "rendition": "rendition",
-    "adversarial": "adversarial",
-}
-_LAYOUT_ROLES = {
-    "imagenet_val": "id",
-    "imagenet_v2": "v2",
-    "imagenet_c": "corrupt",
-    "imagenet_sketch": "sketch",
-    "imagenet_r": "rendition",
-    "imagenet_a": "natural",
-    "objectnet": "natural",
-    "cue_conflict": "cue_conflict",
-    "spurious_imagenet": "spurious",
-}
 _COLUMNS = ("model", "dataset", "measure", "name", "value")
 
 
@@ -96,12 +75,9 @@ def infer_role(name: str) -> str:
         >>> [infer_role(n) for n in ("world/val", "world/corrupt/fog/3", "imagenet_r", "x")]
         ['id', 'corrupt', 'rendition', 'other']
     """
-    parts = str(name).split("/")
-    if parts[0] == "world" and len(parts) > 1:
-        if parts[1] == "corrupt":
-            return "corrupt"
-        return _WORLD_SPLIT_ROLES.get(parts[1], "other")
-    return _LAYOUT_ROLES.get(parts[0], "other")
+    from robustlens.study import role_from_name
+
+    return role_from_name(str(name))
 
 
 def dataset_roles(names: Sequence[str], roles: Mapping[str, Any] | None = None) -> dict[str, str]:

@@ -126,14 +126,9 @@ def infer_role(name: str) -> str:
         ...                          "imagenet_c/fog/2", "my_photos")]
         ['id', 'corrupt', 'rendition', 'corrupt', 'other']
     """
-    from robustlens.study import _LAYOUT_ROLES, world_role
+    from robustlens.study import role_from_name
 
-    if name.startswith("world/"):
-        return world_role(name[len("world/") :])[0]
-    head = name.split("/")[0]
-    if head == "imagenet_c" or "/corrupt/" in f"/{name}/":
-        return "corrupt"
-    return _LAYOUT_ROLES.get(head, "other")
+    return role_from_name(name)
 
 
 def dataset_roles(
