@@ -25,6 +25,7 @@ import json
 import os
 import sqlite3
 import tempfile
+import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -36,7 +37,7 @@ import numpy as np
 from robustlens.errors import StoreError
 
 ENGINE_VERSION = "1"
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 META_VIEW = "__meta__"  # labels, extra labels and sample ids of a dataset shard
 
 _SCHEMA = """
@@ -68,6 +69,10 @@ CREATE TABLE IF NOT EXISTS results (
     dataset_fp TEXT NOT NULL, measure TEXT NOT NULL, name TEXT NOT NULL, value REAL,
     created REAL NOT NULL,
     PRIMARY KEY (model, dataset, measure, name)
+);
+CREATE TABLE IF NOT EXISTS measure_runs (
+    key TEXT PRIMARY KEY, model TEXT NOT NULL, model_fp TEXT NOT NULL, measure TEXT NOT NULL,
+    outputs TEXT NOT NULL, created REAL NOT NULL
 );
 CREATE TABLE IF NOT EXISTS entities (
     fingerprint TEXT PRIMARY KEY, kind TEXT NOT NULL, name TEXT NOT NULL, info TEXT NOT NULL
@@ -135,16 +140,43 @@ class Store:
             con.execute("DROP TABLE results_v1")
 
     # ------------------------------------------------------------------ connection
+    def __getstate__(self) -> dict[str, Any]:
+        # connections do not cross processes; a copy opens its own
+        return {k: v for k, v in self.__dict__.items() if k != "_local"}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+
     @contextlib.contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
-        con = sqlite3.connect(self.db_path, timeout=self._timeout_s, isolation_level=None)
-        try:
-            con.execute("PRAGMA journal_mode=WAL")
-            con.execute("PRAGMA synchronous=NORMAL")
-            con.execute(f"PRAGMA busy_timeout={int(self._timeout_s * 1000)}")
-            yield con
-        finally:
+        """The connection of this thread and process, opened on first use and then reused.
+
+        Opening SQLite (and setting WAL) costs about a millisecond, which dominated cached
+        re-runs that make thousands of small queries. A forked child gets a fresh one.
+        """
+        local = self.__dict__.get("_local")
+        if local is None:
+            local = self.__dict__["_local"] = threading.local()
+        con = getattr(local, "con", None)
+        if con is None or getattr(local, "pid", None) != os.getpid():
+            con = sqlite3.connect(self.db_path, timeout=self._timeout_s, isolation_level=None)
+            try:
+                con.execute("PRAGMA journal_mode=WAL")
+                con.execute("PRAGMA synchronous=NORMAL")
+                con.execute(f"PRAGMA busy_timeout={int(self._timeout_s * 1000)}")
+            except BaseException:
+                con.close()
+                raise
+            local.con, local.pid = con, os.getpid()
+        yield con
+
+    def close(self) -> None:
+        """Close this thread's connection (reopened on next use)."""
+        local = self.__dict__.get("_local")
+        con = getattr(local, "con", None) if local is not None else None
+        if con is not None:
             con.close()
+            local.con = None
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
@@ -362,6 +394,33 @@ class Store:
         if not rows:
             return None
         return {name: self.get_array(h, mmap=mmap) for name, h in rows}
+
+    # ------------------------------------------------------------------ measure runs
+    def put_measure_run(
+        self, key: str, model: str, model_fp: str, measure: str, outputs: Mapping[str, Any]
+    ) -> None:
+        """Record that ``measure`` ran for ``model`` under ``key`` and what it wrote."""
+        try:
+            with self._transaction() as con:
+                con.execute(
+                    "INSERT OR REPLACE INTO measure_runs VALUES (?,?,?,?,?,?)",
+                    (key, model, model_fp, measure, json.dumps(dict(outputs)), time.time()),
+                )
+        except sqlite3.Error as exc:
+            raise _readonly_hint(self.root, exc) from exc
+
+    def measure_run(self, key: str) -> dict[str, Any] | None:
+        """What a recorded measure run wrote (``None`` if ``key`` never ran)."""
+        with self._connect() as con:
+            row = con.execute("SELECT outputs FROM measure_runs WHERE key=?", (key,)).fetchone()
+        return None if row is None else json.loads(row[0])
+
+    def count_results(self, model: str, model_fp: str, measure: str) -> int:
+        with self._connect() as con:
+            return con.execute(
+                "SELECT COUNT(*) FROM results WHERE model=? AND model_fp=? AND measure=?",
+                (model, model_fp, measure),
+            ).fetchone()[0]
 
     # ------------------------------------------------------------------ entities
     def register(self, fingerprint: str, kind: str, name: str, info: Mapping[str, Any]) -> None:
