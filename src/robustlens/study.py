@@ -6,8 +6,11 @@ Data flows one way: config -> plan -> engine (decode once, all views) -> store -
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import json
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -345,9 +348,13 @@ def _compute_measures(
     mappings = {d.name: d.dataset().class_mapping(model.classes) for d in dspecs}
     rows: list[dict[str, Any]] = []
     per_sample: dict[str, dict[str, np.ndarray]] = {}
+    ran: list[tuple[str, Measure, dict[str, Any]]] = []
     for measure in measures:
         used = {n: i for n, i in infos.items() if measure.requests(i)}
         if not used:
+            continue
+        key = measure_run_key(measure, minfo, used, mappings)
+        if key is not None and _cached_run_intact(store, key, minfo, measure, out_dir, result):
             continue
         out = measure.compute(
             minfo, used, {n: arrays[n] for n in used}, {n: mappings[n] for n in used}
@@ -366,15 +373,143 @@ def _compute_measures(
             )
         for ds, cols in out.per_sample.items():
             per_sample.setdefault(ds, {}).update(cols)
+        outputs: dict[str, Any] = {
+            "n_values": len(out.values),
+            "per_sample": sorted({c for cols in out.per_sample.values() for c in cols}),
+            "artifacts": bool(out.artifacts),
+        }
         if out.artifacts:
             result.artifacts.setdefault(model.name, {})[measure.name] = out.artifacts
             save_artifacts(out_dir, model.name, measure.name, out.artifacts)
+        if key is not None:
+            ran.append((key, measure, outputs))
     store.drop_stale_results(
         model.name, minfo.fingerprint, {n: i.fingerprint for n, i in infos.items()}
     )
     store.put_results(rows)
     if per_sample:
         write_per_sample(out_dir, model.name, per_sample)
+    # recorded last: a run killed before this point computes the measure again
+    for key, measure, outputs in ran:
+        store.put_measure_run(key, model.name, minfo.fingerprint, measure.name, outputs)
+
+
+@functools.cache
+def _measure_code_fingerprint() -> str:
+    """Hash of the code measures run (measures, metrics, class mappings).
+
+    Part of every measure-run key, so that editing a metric recomputes it instead of serving
+    numbers the old code produced.
+    """
+    import robustlens
+
+    root = Path(robustlens.__file__).parent
+    files = sorted([*root.glob("measures/*.py"), *root.glob("metrics/*.py")])
+    files.append(root / "data" / "base.py")
+    h = hashlib.sha256()
+    for f in files:
+        h.update(f.name.encode())
+        h.update(f.read_bytes())
+    return h.hexdigest()
+
+
+def measure_run_key(
+    measure: Measure,
+    model: ModelInfo,
+    datasets: Mapping[str, DatasetInfo],
+    mappings: Mapping[str, Any],
+) -> str | None:
+    """Identity of one measure computation: everything its numbers depend on.
+
+    The measure's name and options, the measure code, the model fingerprint and, for each
+    dataset it reads, name, fingerprint, role, tags and class mapping. ``None`` when the
+    measure's options cannot be written down reproducibly (then it is always computed).
+    """
+    options = measure_options(measure)
+    if options is None:
+        return None
+    payload = {
+        "measure": measure.name,
+        "options": options,
+        "code": _measure_code_fingerprint(),
+        "model": model.fingerprint,
+        "datasets": [
+            [
+                n,
+                i.fingerprint,
+                i.role,
+                sorted((k, str(v)) for k, v in i.tags.items()),
+                repr(mappings[n]),
+            ]
+            for n, i in sorted(datasets.items())
+        ],
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+def measure_options(measure: Measure) -> dict[str, Any] | None:
+    """The measure's settings as plain JSON values, or ``None`` if some are not plain."""
+    try:
+        text = json.dumps(
+            {k: v for k, v in vars(measure).items() if not k.startswith("_")},
+            sort_keys=True,
+            default=_plain,
+        )
+    except TypeError:
+        return None
+    return json.loads(text)
+
+
+def _plain(x: Any) -> Any:
+    if isinstance(x, tuple | set | frozenset):
+        return sorted(x) if isinstance(x, set | frozenset) else list(x)
+    if isinstance(x, np.generic):
+        return x.item()
+    if isinstance(x, Path):
+        return str(x)
+    raise TypeError(f"not a plain value: {type(x).__name__}")
+
+
+def _cached_run_intact(
+    store: Store,
+    key: str,
+    model: ModelInfo,
+    measure: Measure,
+    out_dir: Path,
+    result: StudyResult,
+) -> bool:
+    """True when ``key`` ran before and its results and files are all still there.
+
+    Loads the run's artifacts into ``result`` so callers see the same thing as after a fresh
+    computation (in their JSON form).
+    """
+    outputs = store.measure_run(key)
+    if outputs is None:
+        return False
+    if store.count_results(model.name, model.fingerprint, measure.name) < outputs["n_values"]:
+        return False
+    if outputs["per_sample"]:
+        path = per_sample_path(out_dir, model.name)
+        if not path.exists():
+            return False
+        import pyarrow.parquet as pq
+
+        if not set(outputs["per_sample"]) <= set(pq.read_schema(path).names):
+            return False
+    if outputs["artifacts"]:
+        path = artifacts_path(out_dir, model.name, measure.name)
+        if not path.exists():
+            return False
+        result.artifacts.setdefault(model.name, {})[measure.name] = json.loads(path.read_text())
+    return True
+
+
+def per_sample_path(out_dir: Path, model: str) -> Path:
+    return Path(out_dir) / "per_sample" / f"{model.replace('/', '_')}.parquet"
+
+
+def artifacts_path(out_dir: Path, model: str, measure: str) -> Path:
+    return Path(out_dir) / "artifacts" / measure / f"{model.replace('/', '_')}.json"
 
 
 def write_per_sample(
@@ -387,7 +522,7 @@ def write_per_sample(
     """
     import pandas as pd
 
-    path = Path(out_dir) / "per_sample" / f"{model.replace('/', '_')}.parquet"
+    path = per_sample_path(out_dir, model)
     path.parent.mkdir(parents=True, exist_ok=True)
     old = pd.read_parquet(path) if path.exists() else None
     frames = []
@@ -432,9 +567,7 @@ def _jsonable(x: Any) -> Any:
 
 def save_artifacts(out_dir: Path, model: str, measure: str, artifacts: dict[str, Any]) -> Path:
     """Write a measure's artifacts (curves, fits, components) as JSON for the report."""
-    import json
-
-    path = Path(out_dir) / "artifacts" / measure / f"{model.replace('/', '_')}.json"
+    path = artifacts_path(out_dir, model, measure)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(_jsonable(artifacts)))
@@ -444,7 +577,6 @@ def save_artifacts(out_dir: Path, model: str, measure: str, artifacts: dict[str,
 
 def load_artifacts(out_dir: Path) -> dict[str, dict[str, Any]]:
     """{model: {measure: artifacts}} from an output directory."""
-    import json
 
     out: dict[str, dict[str, Any]] = {}
     root = Path(out_dir) / "artifacts"
