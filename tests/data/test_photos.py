@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from PIL import Image
 
-from robustlens.data.photos import build_photo_folder, load_photo, photo_labels
+from robustlens.data.photos import (
+    build_cue_conflict_folder,
+    build_photo_folder,
+    cue_conflict_image,
+    load_photo,
+    photo_categories,
+    photo_labels,
+)
 from robustlens.models.pretrained import imagenet_wnids
 
 
@@ -78,3 +87,67 @@ def test_build_photo_folder_full_size_and_subset(tmp_path):
         assert im.mode == "RGB" and im.size == (512, 512)
     with pytest.raises(ValueError, match=r"no ImageNet label for photos \['astronaut'\]"):
         build_photo_folder(tmp_path, photos=["astronaut"])
+
+
+# ---------------------------------------------------------------------------- cue conflict
+SHARED_16 = (
+    Path(__file__).parents[2].parent / "shared" / "imagenet" / "cue_conflict_16_categories.json"
+)
+
+
+@pytest.fixture(scope="module")
+def categories_16() -> dict[str, list[int]]:
+    if not SHARED_16.exists():
+        pytest.skip(f"{SHARED_16} not present (the 16-category mapping is not shipped)")
+    from robustlens.data.imagenet_info import load_category_mapping
+
+    return load_category_mapping(SHARED_16)
+
+
+def test_photo_categories_of_the_16(categories_16):
+    assert photo_categories(categories_16) == {"chelsea": "cat", "clock": "clock"}
+    with pytest.raises(ValueError, match="several categories"):
+        photo_categories({"cat": [281], "tabby": [281]})
+
+
+def test_cue_conflict_image_is_shape_lowpass_plus_shuffled_texture_highpass():
+    rng = np.random.default_rng(0)
+    shape = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    flat = np.full((32, 32, 3), 90, np.uint8)
+    # a flat texture has no high frequencies: the image is the shape's blur alone
+    only_shape = cue_conflict_image(shape, flat, seed=0, patch=4).astype(float)
+    assert abs(only_shape.mean() - shape.mean()) < 2
+    assert only_shape.std() < shape.std() / 2  # blurred
+    # a flat shape: mean 90 plus the texture's high-pass tiles, in another order per seed
+    texture = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    a = cue_conflict_image(flat, texture, seed=0, patch=4)
+    b = cue_conflict_image(flat, texture, seed=1, patch=4)
+    assert abs(a.astype(float).mean() - 90) < 3 and not np.array_equal(a, b)
+    tiles = lambda x: sorted(  # noqa: E731
+        x.reshape(8, 4, 8, 4, 3).transpose(0, 2, 1, 3, 4).reshape(64, -1).tolist()
+    )
+    assert tiles(a) == tiles(b)  # the same tiles, shuffled
+    with pytest.raises(ValueError, match="must divide"):
+        cue_conflict_image(shape, texture, seed=0, patch=5)
+    with pytest.raises(ValueError, match="one size"):
+        cue_conflict_image(shape, texture[:16], seed=0)
+
+
+def test_cue_conflict_folder_reads_back_with_the_16_categories(tmp_path, categories_16):
+    from robustlens.data.imagenet import cue_conflict
+
+    out = build_cue_conflict_folder(tmp_path / "cc", categories_16, size=64, variants=3)
+    files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*.png"))
+    assert files == [f"cat/cat{i}-clock{i}.png" for i in range(3)] + [
+        f"clock/clock{i}-cat{i}.png" for i in range(3)
+    ]
+    ds = cue_conflict(out, SHARED_16, size=64)
+    assert len(ds.classes) == 16 and len(ds) == 6
+    cat, clock = ds.classes.index("cat"), ds.classes.index("clock")
+    shapes = ds.labels().tolist()
+    textures = ds.extra_labels()["texture_label"].tolist()
+    assert sorted(zip(shapes, textures, strict=True)) == sorted(
+        [(cat, clock)] * 3 + [(clock, cat)] * 3
+    )
+    with pytest.raises(ValueError, match="two categories"):
+        build_cue_conflict_folder(tmp_path / "none", {"cat": [281, 282, 285]})

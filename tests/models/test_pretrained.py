@@ -363,3 +363,30 @@ def test_efficientnet_lite0_rotation_ei_is_between_zero_and_one(lite0):
             axis=0,
         )
     assert 0.0 < ei.mean() < 1.0  # a real model is neither fully invariant nor fully broken
+
+
+def test_efficientnet_lite0_shape_bias_on_photo_cue_conflict(tmp_path):
+    """The pretrained demo's cue-conflict part: lite0 on the photos' cue-conflict images."""
+    from robustlens.commands.pretrained import pretrained_config
+    from robustlens.config import parse_config
+    from robustlens.data.imagenet_info import load_category_mapping
+    from robustlens.data.photos import build_cue_conflict_folder
+    from robustlens.study import run_study
+
+    mapping = Path(__file__).parents[2].parent / "shared/imagenet/cue_conflict_16_categories.json"
+    if not mapping.exists():
+        pytest.skip(f"{mapping} not present (the 16-category mapping is not shipped)")
+    build_cue_conflict_folder(tmp_path / "cue_conflict", load_category_mapping(mapping))
+    raw = pretrained_config(tmp_path, ["lite0"], mapping)
+    assert raw["measure_options"]["biases"]["parts"][0] == "shape"
+    raw["datasets"] = [d for d in raw["datasets"] if d["name"] == "photos-cue-conflict"]
+    raw["measures"] = ["accuracy", "biases"]
+    raw["measure_options"]["biases"]["parts"] = ["shape"]
+    result = run_study(parse_config(raw))
+    df = result.results().set_index("name")["value"]
+    # 8 conflict images (cat shape + clock texture and the reverse, 4 each), all used
+    assert df["shape_bias_n"] > 0
+    shape, texture = df["shape_fraction"], df["texture_fraction"]
+    assert 0 <= shape <= 1 and 0 <= texture <= 1 and shape + texture <= 1
+    if shape + texture > 0:
+        assert df["shape_bias"] == pytest.approx(shape / (shape + texture))

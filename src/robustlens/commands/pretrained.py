@@ -15,10 +15,16 @@ import typer
 CORRUPTIONS = ["gaussian_noise", "gaussian_blur", "contrast", "jpeg_compression", "pixelate"]
 
 
-def pretrained_config(workdir: Path, variants: list[str]) -> dict[str, Any]:
-    """The study: EfficientNet-Lite variants x the photo folder, its corruptions and views."""
+def pretrained_config(
+    workdir: Path, variants: list[str], cue_conflict_mapping: Path | None = None
+) -> dict[str, Any]:
+    """The study: EfficientNet-Lite variants x the photo folder, its corruptions and views.
+
+    With ``cue_conflict_mapping`` (the 16-category JSON), the cue-conflict images of the
+    photos in ``workdir/cue_conflict`` join the study and the biases measure adds shape bias.
+    """
     photos = str(workdir / "photos")
-    return {
+    cfg: dict[str, Any] = {
         "name": "pretrained-demo",
         "store": str(workdir / "store"),
         "output": str(workdir / "report"),
@@ -46,6 +52,17 @@ def pretrained_config(workdir: Path, variants: list[str]) -> dict[str, Any]:
         "measure_options": {"biases": {"parts": ["spectral", "critical_band", "pgd"]}},
         "engine": {"batch_size": 16, "shard_size": 256},
     }
+    if cue_conflict_mapping is not None:
+        cfg["datasets"].append(
+            {
+                "layout": "cue_conflict",
+                "root": str(workdir / "cue_conflict"),
+                "mapping_file": str(cue_conflict_mapping),
+                "name": "photos-cue-conflict",
+            }
+        )
+        cfg["measure_options"]["biases"]["parts"].insert(0, "shape")
+    return cfg
 
 
 def installed_variants() -> list[str]:
@@ -66,12 +83,20 @@ def register(app: typer.Typer) -> None:
             list[str] | None,
             typer.Option(help="EfficientNet-Lite variants (default: every installed one)."),
         ] = None,
+        cue_conflict_mapping: Annotated[
+            Path | None,
+            typer.Option(
+                help="JSON of the 16 cue-conflict categories -> ImageNet indices (not shipped); "
+                "adds cue-conflict images of the photos and shape bias."
+            ),
+        ] = None,
     ) -> None:
         """Real pretrained ImageNet models (EfficientNet-Lite) on real photos, offline."""
         import yaml
 
         from robustlens.cli import _write_report, console, run_cmd
-        from robustlens.data.photos import build_photo_folder
+        from robustlens.data.imagenet_info import load_category_mapping
+        from robustlens.data.photos import build_cue_conflict_folder, build_photo_folder
 
         variants = variant or installed_variants()
         if not variants:
@@ -82,9 +107,20 @@ def register(app: typer.Typer) -> None:
             raise typer.Exit(code=2)
         workdir.mkdir(parents=True, exist_ok=True)
         build_photo_folder(workdir / "photos")
+        if cue_conflict_mapping is not None:
+            # 224 px: EfficientNet-Lite's smallest input; the dataset resizes for the others
+            build_cue_conflict_folder(
+                workdir / "cue_conflict", load_category_mapping(cue_conflict_mapping), size=224
+            )
+        else:
+            console.print(
+                "cue-conflict images skipped: pass --cue-conflict-mapping with the 16-category "
+                'JSON ({"airplane": [404], ...}) to add them and shape bias'
+            )
         cfg_path = workdir / "pretrained-study.yaml"
+        mapping = cue_conflict_mapping.resolve() if cue_conflict_mapping is not None else None
         cfg_path.write_text(
-            yaml.safe_dump(pretrained_config(workdir.resolve(), variants), sort_keys=False)
+            yaml.safe_dump(pretrained_config(workdir.resolve(), variants, mapping), sort_keys=False)
         )
         result = run_cmd(cfg_path, None)
         if result is None:

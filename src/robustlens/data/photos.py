@@ -4,9 +4,10 @@
 labels, by hand, those whose ImageNet-1k class is defensible, with every acceptable class
 index (and its wnid) per photo; the first one is the folder label. Photos left out on
 purpose: ``astronaut`` (a person: ImageNet-1k has no person class), ``stereo_motorcycle``
-(no motorcycle class; moped / motor scooter would be wrong), ``clock`` (motion-blurred
-beyond recognition), ``cat`` (the same photo as ``chelsea``), and the textures, microscopy,
-astronomy and scanned-text images.
+(no motorcycle class; moped / motor scooter would be wrong), ``cat`` (the same photo as
+``chelsea``), and the textures, microscopy, astronomy and scanned-text images. ``clock`` is
+kept although motion blur makes it hard: it is the second photo among the 16 cue-conflict
+categories (with the cat), which :func:`build_cue_conflict_folder` needs.
 
 :func:`build_photo_folder` writes them as an ImageNet-format tree ``root/{wnid}/{photo}.png``
 so that every real-data code path (folder datasets, ImageNet class mapping, real
@@ -17,13 +18,22 @@ from __future__ import annotations
 
 import io
 import os
+from collections.abc import Mapping, Sequence
 from importlib import resources
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-__all__ = ["LABELS_RESOURCE", "build_photo_folder", "load_photo", "photo_labels"]
+__all__ = [
+    "LABELS_RESOURCE",
+    "build_cue_conflict_folder",
+    "build_photo_folder",
+    "cue_conflict_image",
+    "load_photo",
+    "photo_categories",
+    "photo_labels",
+]
 
 #: The shipped label file, relative to the ``robustlens`` package.
 LABELS_RESOURCE = "resources/skimage_imagenet_labels.csv"
@@ -154,4 +164,124 @@ def build_photo_folder(
         folder = out / row.wnid
         folder.mkdir(parents=True, exist_ok=True)
         Image.fromarray(load_photo(row.photo, size=size)).save(folder / f"{row.photo}.png")
+    return out
+
+
+def photo_categories(mapping: Mapping[str, Sequence[int]]) -> dict[str, str]:
+    """Photo -> category of ``mapping`` (e.g. the 16 cue-conflict ones) containing its labels.
+
+    A photo belongs to a category when its first acceptable ImageNet index is among the
+    category's indices; photos in no category are left out.
+
+    Example:
+        >>> photo_categories({"cat": [281, 282, 285], "cup": [968]})
+        {'chelsea': 'cat'}
+    """
+    out = {}
+    for row in photo_labels().itertuples(index=False):
+        hits = [c for c, idx in mapping.items() if row.label in set(idx)]
+        if len(hits) > 1:
+            raise ValueError(
+                f"photo {row.photo!r} (ImageNet {row.label}) falls into several categories "
+                f"{hits}; a category mapping must not share indices"
+            )
+        if hits:
+            out[row.photo] = hits[0]
+    return out
+
+
+def cue_conflict_image(
+    shape: np.ndarray, texture: np.ndarray, seed: int, patch: int | None = None
+) -> np.ndarray:
+    """A shape-vs-texture cue-conflict image: one photo's form, another photo's texture.
+
+    ``out = lowpass(shape) + shuffle(highpass(texture))``, per channel. ``lowpass`` is a
+    Gaussian blur with sigma = side / 48: it keeps the global form and contours of the shape
+    photo. ``highpass`` is the texture photo minus its own blur: its texture. ``shuffle``
+    cuts that into ``patch``-sized tiles (default side / 16) and reassembles them in a random
+    order, which keeps local statistics and destroys the texture photo's own form (patch
+    shuffling, as in the texture controls of Geirhos et al., ICLR 2019). A cheap, offline
+    stand-in for the style-transferred stimuli of that paper, not a copy of them.
+
+    Args:
+        shape: uint8 (S, S, 3) photo giving the shape.
+        texture: uint8 (S, S, 3) photo giving the texture.
+        seed: seed of the tile order.
+        patch: tile side in pixels; must divide S.
+
+    Returns:
+        uint8 (S, S, 3).
+    """
+    from scipy.ndimage import gaussian_filter
+
+    if shape.shape != texture.shape or shape.ndim != 3 or shape.shape[0] != shape.shape[1]:
+        raise ValueError(
+            f"shape and texture must be square RGB images of one size, got {shape.shape} and "
+            f"{texture.shape}"
+        )
+    side = shape.shape[0]
+    patch = patch or side // 16
+    if side % patch:
+        raise ValueError(f"patch {patch} must divide the image side {side}")
+    n = side // patch
+    sigma = (side / 48, side / 48, 0)
+    low = gaussian_filter(shape.astype(np.float32), sigma)
+    # high-pass before shuffling: tiles of a zero-mean signal meet without visible seams
+    tex = texture.astype(np.float32)
+    high = tex - gaussian_filter(tex, sigma)
+    tiles = (
+        high.reshape(n, patch, n, patch, 3).transpose(0, 2, 1, 3, 4).reshape(-1, patch, patch, 3)
+    )
+    tiles = tiles[np.random.default_rng(seed).permutation(len(tiles))]
+    high = tiles.reshape(n, n, patch, patch, 3).transpose(0, 2, 1, 3, 4).reshape(side, side, 3)
+    return np.clip(np.round(low + high), 0, 255).astype(np.uint8)
+
+
+def build_cue_conflict_folder(
+    root: str | os.PathLike[str],
+    mapping: Mapping[str, Sequence[int]],
+    size: int = 224,
+    variants: int = 4,
+) -> Path:
+    """Write cue-conflict images of the photos in the cue-conflict layout.
+
+    For every ordered pair of labelled photos in two different categories of ``mapping``
+    (see :func:`photo_categories`), ``variants`` images (tile orders ``0 .. variants-1``) of
+    :func:`cue_conflict_image` go to ``root/<shape category>/<shape><i>-<texture><i>.png``
+    (``i`` counts the images of that category pair), which
+    :func:`robustlens.data.imagenet.cue_conflict` reads with the same mapping file.
+
+    Args:
+        root: output directory (created if missing; existing files are overwritten).
+        mapping: category -> ImageNet indices, e.g. the 16 categories of Geirhos et al.
+        size: image side.
+        variants: images per (shape, texture) pair.
+
+    Returns:
+        ``Path(root)``.
+
+    Raises:
+        ValueError: fewer than two categories hold a labelled photo (no conflict possible).
+    """
+    from PIL import Image
+
+    cats = photo_categories(mapping)
+    if len(set(cats.values())) < 2:
+        raise ValueError(
+            f"cue-conflict images need labelled photos in two categories of the mapping; "
+            f"found {cats or 'none'}"
+        )
+    images = {p: load_photo(p, size=size) for p in cats}
+    out = Path(root)
+    counts: dict[tuple[str, str], int] = {}
+    for shape_photo, shape_cat in cats.items():
+        for tex_photo, tex_cat in cats.items():
+            if shape_cat == tex_cat:
+                continue
+            folder = out / shape_cat
+            folder.mkdir(parents=True, exist_ok=True)
+            for v in range(variants):
+                img = cue_conflict_image(images[shape_photo], images[tex_photo], seed=v)
+                i = counts[shape_cat, tex_cat] = counts.get((shape_cat, tex_cat), -1) + 1
+                Image.fromarray(img).save(folder / f"{shape_cat}{i}-{tex_cat}{i}.png")
     return out
