@@ -104,6 +104,10 @@ class EngineSection(_Strict):
     num_workers: int | None = None
     device: str = "auto"
     models_per_pass: int = Field(32, ge=1)
+    #: autocast to bfloat16 (None: on CUDA only)
+    amp: bool | None = None
+    #: channels-last inputs and weights (None: on; faster for convolutions on CPU and GPU)
+    channels_last: bool | None = None
 
 
 class StudyConfig(_Strict):

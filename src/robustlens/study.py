@@ -293,6 +293,8 @@ def run_study(
         shard_size=cfg.engine.shard_size,
         num_workers=cfg.engine.num_workers,
         device=cfg.engine.device,
+        amp=cfg.engine.amp,
+        channels_last=cfg.engine.channels_last,
         progress=progress,
     )
     t_engine = t_measure = 0.0

@@ -1,3 +1,4 @@
+import dataclasses
 import sqlite3
 import subprocess
 import sys
@@ -42,6 +43,44 @@ def test_engine_matches_direct_forward(tmp_path, tiny_world, tiny_models):
         ref = m(torch.rot90(x, 2, dims=(-2, -1))).numpy()
     got = StoredArrays(store, m.fingerprint(), ds.fingerprint()).logits("rot180")
     np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-4)
+
+
+def test_channels_last_is_the_default_and_the_study_can_turn_it_off(
+    tmp_path, tiny_world, tiny_models, tiny_zoo_dir, monkeypatch
+):
+    from robustlens.config import parse_config
+    from robustlens.study import run_study
+
+    assert Engine(Store(tmp_path / "d")).channels_last  # on CPU too: faster convolutions
+    ds = tiny_world.dataset("val")
+    m = tiny_models[0]
+    logits = []
+    for cl in (True, False):
+        store = Store(tmp_path / f"cl{cl}")
+        Engine(store, batch_size=16, channels_last=cl).run(ds, [EngineJob(m, ("rot90",))])
+        logits.append(StoredArrays(store, m.fingerprint(), ds.fingerprint()).logits("rot90"))
+    np.testing.assert_allclose(logits[0], logits[1], rtol=1e-4, atol=1e-4)
+
+    seen = []
+    init = Engine.__init__
+
+    def spy(self, *args, **kwargs):
+        init(self, *args, **kwargs)
+        seen.append((self.channels_last, self.amp))
+
+    monkeypatch.setattr(Engine, "__init__", spy)
+    cfg = parse_config(
+        {
+            "store": str(tmp_path / "study"),
+            "output": str(tmp_path / "out"),
+            "world": dataclasses.asdict(tiny_world.config),
+            "models": [{"source": "zoo", "path": str(tiny_zoo_dir)}],
+            "datasets": [{"world": ["val"]}],
+            "engine": {"channels_last": False, "amp": False},
+        }
+    )
+    run_study(cfg)
+    assert seen == [(False, False)]
 
 
 def test_shard_results_do_not_depend_on_batch_size(tmp_path, tiny_world, tiny_models):

@@ -114,6 +114,8 @@ class RayExecutor:
             "shard_size": engine.shard_size,
             "num_workers": 0,
             "device": str(engine.device) if use_gpu else "cpu",
+            "amp": engine.amp and use_gpu,
+            "channels_last": engine.channels_last,
         }
         pending = {}
         reports: list[EngineReport] = []
