@@ -415,11 +415,16 @@ class Store:
             row = con.execute("SELECT outputs FROM measure_runs WHERE key=?", (key,)).fetchone()
         return None if row is None else json.loads(row[0])
 
-    def count_results(self, model: str, model_fp: str, measure: str) -> int:
+    def count_results(
+        self, model: str, model_fp: str, measure: str, datasets: Iterable[str]
+    ) -> int:
+        """Result rows of one model's measure on ``datasets``, for these exact weights."""
+        datasets = list(datasets)
         with self._connect() as con:
             return con.execute(
-                "SELECT COUNT(*) FROM results WHERE model=? AND model_fp=? AND measure=?",
-                (model, model_fp, measure),
+                "SELECT COUNT(*) FROM results WHERE model=? AND model_fp=? AND measure=? "
+                f"AND dataset IN ({','.join('?' * len(datasets))})",
+                (model, model_fp, measure, *datasets),
             ).fetchone()[0]
 
     # ------------------------------------------------------------------ entities

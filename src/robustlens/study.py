@@ -377,6 +377,7 @@ def _compute_measures(
             per_sample.setdefault(ds, {}).update(cols)
         outputs: dict[str, Any] = {
             "n_values": len(out.values),
+            "value_datasets": sorted({ds for ds, _ in out.values}),
             "per_sample": sorted({c for cols in out.per_sample.values() for c in cols}),
             "artifacts": bool(out.artifacts),
         }
@@ -488,7 +489,8 @@ def _cached_run_intact(
     outputs = store.measure_run(key)
     if outputs is None:
         return False
-    if store.count_results(model.name, model.fingerprint, measure.name) < outputs["n_values"]:
+    n = store.count_results(model.name, model.fingerprint, measure.name, outputs["value_datasets"])
+    if n != outputs["n_values"]:
         return False
     if outputs["per_sample"]:
         path = per_sample_path(out_dir, model.name)
