@@ -275,12 +275,14 @@ def run_cmd(
         t0 = time.perf_counter()
         result = run_study(cfg, progress=True, log=lambda s: console.print(f"  {s}"))
         print_results(result.store, result.models, result.datasets)
-        n_img = max(1, sum(r.images for r in result.engine_reports))
+        # one report per dataset and chunk of models: count each dataset's images once
+        n_img = max(1, sum({r.dataset: r.images for r in result.engine_reports}.values()))
         console.print(
             f"{len(result.models)} models x {len(result.datasets)} datasets in "
             f"{time.perf_counter() - t0:.1f}s: {result.images_decoded} images decoded, "
-            f"{result.forward_passes} forward passes "
-            f"({result.forward_passes / n_img:.2f} per image-model pair incl. views)"
+            f"{result.forward_passes} forward passes ({result.forward_passes / n_img:.1f} per "
+            f"image, {result.forward_passes / n_img / len(result.models):.2f} per image and "
+            "model, views included)"
         )
         return result
     except RobustlensError as exc:
