@@ -85,6 +85,9 @@ class DatasetEntry(_Strict):
     role: str | None = None
     size: int = 224
     mapping_file: str | None = None
+    # labels that also count as correct: "real" (ImageNet ReaL, imagenet_val) or a JSON file
+    # of file name or relative path -> class indices
+    acceptable_labels: str | None = None
     # derived ImageNet-C-style sets, corrupted at load time (when no -C copy is on disk)
     corruptions: list[str] = Field(default_factory=list)
     severities: list[int] = Field(default_factory=lambda: [1, 2, 3, 4, 5])

@@ -218,6 +218,12 @@ class Engine:
             return report
 
         models = self._prepare_models(jobs)
+        # in dataset order; each meta shard keeps the rows of the samples it holds
+        acceptable = (
+            dataset.acceptable_labels()
+            if any(s not in done[meta_key] for s in todo_shards)
+            else None
+        )
         bar = self._progress_bar(
             dataset.name, sum(min(self.shard_size, n - s * self.shard_size) for s in todo_shards)
         )
@@ -243,6 +249,7 @@ class Engine:
                     s not in done[meta_key],
                     report,
                     bar,
+                    acceptable,
                 )
                 report.shards_computed += 1
         finally:
@@ -302,6 +309,7 @@ class Engine:
         need_meta,
         report,
         bar,
+        acceptable=None,
     ) -> None:
         outs: dict[tuple[int, str], dict[str, list[np.ndarray]]] = {
             (i, v): {"logits": [], "features": [], "index": []}
@@ -377,6 +385,8 @@ class Engine:
                     "labels": np.zeros(0, np.int64),
                     "sample_ids": np.zeros(0, np.int64),
                 }
+            if acceptable is not None:
+                arrays["acceptable"] = acceptable[arrays["index"]]
             self.store.put_shard(meta_key, shard, n_shards, arrays)
 
 
@@ -405,6 +415,14 @@ class StoredArrays:
 
     def extra(self, name: str) -> np.ndarray:
         return self._m(name)
+
+    def acceptable_labels(self) -> np.ndarray | None:
+        """(N, L) labels that count as correct, padded with -1; ``None`` if the dataset has none.
+
+        See :meth:`robustlens.data.base.Dataset.acceptable_labels`.
+        """
+        key = ArrayKey("", self.dataset_fp, META_VIEW)
+        return self._m("acceptable") if self.store.has(key, "acceptable") else None
 
     def has(self, view: str, name: str = "logits") -> bool:
         return self.store.has(ArrayKey(self.model_fp, self.dataset_fp, view), name)

@@ -154,7 +154,10 @@ def _layout_specs(entry: DatasetEntry) -> list[DatasetSpec]:
         "cue_conflict": lambda: imagenet.cue_conflict(root, entry.mapping_file, size=size),
         "spurious_imagenet": lambda: imagenet.spurious_imagenet(root, size=size),
     }
-    base = DatasetSpec(name, role, dict(size_tag), openers[layout])
+    opener = openers[layout]
+    if entry.acceptable_labels is not None:
+        opener = _with_acceptable_labels(opener, entry)
+    base = DatasetSpec(name, role, dict(size_tag), opener)
     derived = []
     for corruption in entry.corruptions:
         for severity in entry.severities:
@@ -167,6 +170,45 @@ def _layout_specs(entry: DatasetEntry) -> list[DatasetSpec]:
                 )
             )
     return [base, *derived]
+
+
+def _with_acceptable_labels(open_: Callable[[], Dataset], entry: DatasetEntry):
+    """Wrap a dataset opener so the dataset carries the entry's acceptable labels."""
+    source = entry.acceptable_labels
+    if source == "real" and entry.layout != "imagenet_val":
+        raise ConfigError(
+            f"acceptable_labels: real (ImageNet ReaL) applies to layout imagenet_val, not "
+            f"{entry.layout!r}; give a JSON file of file -> class indices instead"
+        )
+    if entry.layout == "imagenet_c":
+        raise ConfigError("acceptable_labels is not supported for layout imagenet_c")
+
+    def opened() -> Dataset:
+        ds = open_()
+        ds.set_acceptable_labels(_read_acceptable_labels(source))  # type: ignore[attr-defined]
+        return ds
+
+    return opened
+
+
+def _read_acceptable_labels(source: str) -> dict[str, list[int]]:
+    if source == "real":
+        from robustlens.data.imagenet_info import imagenet_real_labels
+
+        return imagenet_real_labels()
+    fmt = (
+        "a JSON object of file name (or path relative to the root) -> class indices, "
+        'e.g. {"a.png": [281, 285]}'
+    )
+    try:
+        data = json.loads(Path(source).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"acceptable_labels {source}: {exc}; expected {fmt}") from exc
+    if not isinstance(data, dict) or not all(
+        isinstance(v, list) and all(isinstance(i, int) for i in v) for v in data.values()
+    ):
+        raise ConfigError(f"acceptable_labels {source}: expected {fmt}")
+    return data
 
 
 def _corrupted(base: Dataset, corruption: str, severity: int) -> Dataset:

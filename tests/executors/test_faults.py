@@ -95,6 +95,9 @@ class KillOnceDataset:
     def labels(self):
         return self.inner.labels()
 
+    def acceptable_labels(self):
+        return self.inner.acceptable_labels()
+
     def load(self, i):
         import os
         from pathlib import Path

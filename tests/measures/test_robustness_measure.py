@@ -32,6 +32,9 @@ class FakeArrays:
     def sample_ids(self) -> np.ndarray:
         return np.arange(len(self._labels), dtype=np.int64)
 
+    def acceptable_labels(self) -> None:
+        return None
+
 
 WNIDS = tuple(imagenet_wnids())
 R_IDX = imagenet_r_indices()

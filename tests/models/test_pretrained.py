@@ -390,3 +390,32 @@ def test_efficientnet_lite0_shape_bias_on_photo_cue_conflict(tmp_path):
     assert 0 <= shape <= 1 and 0 <= texture <= 1 and shape + texture <= 1
     if shape + texture > 0:
         assert df["shape_bias"] == pytest.approx(shape / (shape + texture))
+
+
+def test_efficientnet_lite0_photo_accuracy_counts_every_acceptable_class(tmp_path):
+    """The pretrained demo's photo study: any hand-listed class of a photo is correct."""
+    from robustlens.commands.pretrained import ACCEPTABLE_LABELS, pretrained_config
+    from robustlens.config import parse_config
+    from robustlens.data.photos import build_photo_folder, photo_acceptable_labels, photo_labels
+    from robustlens.report.exports import read_per_sample
+    from robustlens.study import run_study
+
+    build_photo_folder(tmp_path / "photos")
+    acceptable = photo_acceptable_labels()
+    (tmp_path / ACCEPTABLE_LABELS).write_text(json.dumps(acceptable))
+    raw = pretrained_config(tmp_path, ["lite0"])
+    raw["datasets"] = [d for d in raw["datasets"] if d["name"] == "photos"]
+    raw["datasets"][0].pop("corruptions")
+    raw["measures"] = ["accuracy"]
+    result = run_study(parse_config(raw))
+    values = result.results().set_index("name")["value"]
+    df = read_per_sample(result.output, model="efficientnet-lite0")
+    # rows in folder order; the hand labels decide correctness, recomputed here
+    files = sorted(acceptable)
+    expected = [int(p) in acceptable[f] for p, f in zip(df["prediction"], files, strict=True)]
+    assert df["correct_real"].tolist() == expected
+    assert values["accuracy_real"] == pytest.approx(np.mean(expected))
+    assert values["n_real"] == len(photo_labels())
+    assert values["accuracy_real"] >= values["accuracy"]
+    chelsea = files.index("n02123045/chelsea.png")
+    assert df["correct_real"][chelsea]  # a tabby/tiger/Egyptian cat at 224 px

@@ -7,10 +7,14 @@ are scikit-image's sample photos, written as an ImageNet-format folder with hand
 from __future__ import annotations
 
 import importlib.util
+import json
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+
+#: every acceptable ImageNet class per photo file (written next to the photo folder)
+ACCEPTABLE_LABELS = "photo-acceptable-labels.json"
 
 CORRUPTIONS = ["gaussian_noise", "gaussian_blur", "contrast", "jpeg_compression", "pixelate"]
 
@@ -24,6 +28,7 @@ def pretrained_config(
     photos in ``workdir/cue_conflict`` join the study and the biases measure adds shape bias.
     """
     photos = str(workdir / "photos")
+    acceptable = str(workdir / ACCEPTABLE_LABELS)
     cfg: dict[str, Any] = {
         "name": "pretrained-demo",
         "store": str(workdir / "store"),
@@ -38,6 +43,7 @@ def pretrained_config(
                 "root": photos,
                 "name": "photos",
                 "role": "id",
+                "acceptable_labels": acceptable,
                 "corruptions": CORRUPTIONS,
                 "severities": [1, 3, 5],
             },
@@ -46,6 +52,7 @@ def pretrained_config(
                 "root": photos,
                 "name": "photos-adversarial",
                 "role": "adversarial",
+                "acceptable_labels": acceptable,
             },
         ],
         "measures": ["accuracy", "invariance", "label_free", "biases"],
@@ -96,7 +103,11 @@ def register(app: typer.Typer) -> None:
 
         from robustlens.cli import _write_report, console, run_cmd
         from robustlens.data.imagenet_info import load_category_mapping
-        from robustlens.data.photos import build_cue_conflict_folder, build_photo_folder
+        from robustlens.data.photos import (
+            build_cue_conflict_folder,
+            build_photo_folder,
+            photo_acceptable_labels,
+        )
 
         variants = variant or installed_variants()
         if not variants:
@@ -107,6 +118,7 @@ def register(app: typer.Typer) -> None:
             raise typer.Exit(code=2)
         workdir.mkdir(parents=True, exist_ok=True)
         build_photo_folder(workdir / "photos")
+        (workdir / ACCEPTABLE_LABELS).write_text(json.dumps(photo_acceptable_labels(), indent=1))
         if cue_conflict_mapping is not None:
             # 224 px: EfficientNet-Lite's smallest input; the dataset resizes for the others
             build_cue_conflict_folder(
@@ -159,7 +171,8 @@ def _print_predictions(result: Any, console: Any) -> None:
                 str(photo),
                 names[int(row["prediction"])],
                 f"{row.get('confidence', float('nan')):.2f}",
-                str(bool(row.get("correct"))),
+                # any of the photo's acceptable classes counts (ReaL-style)
+                str(bool(row.get("correct_real", row.get("correct")))),
                 f"{row.get('ei_rotation', float('nan')):.2f}",
                 f"{row.get('ei_gray', float('nan')):.2f}",
             )

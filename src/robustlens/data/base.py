@@ -118,6 +118,15 @@ class Dataset(ABC):
                 out[k].append(s.extras[k])
         return {k: np.asarray(v, dtype=np.int64) for k, v in out.items()}
 
+    def acceptable_labels(self) -> np.ndarray | None:
+        """Every label that counts as correct per sample, or ``None`` (only ``label`` does).
+
+        Shape (N, L), int64 dataset class indices padded with -1 (the ReaL protocol of Beyer
+        et al. 2020, "Are we done with ImageNet?": a prediction is correct when it is one of
+        the sample's labels; rows with none are left out of that accuracy).
+        """
+        return None
+
     def class_mapping(self, model_classes: Sequence[str]) -> ClassMapping:
         """Map this dataset's classes onto a model's classes (identity by name by default).
 

@@ -67,5 +67,8 @@ class CorruptedDataset(Dataset):
     def extra_labels(self) -> dict[str, np.ndarray]:
         return self.base.extra_labels()
 
+    def acceptable_labels(self) -> np.ndarray | None:
+        return self.base.acceptable_labels()
+
     def class_mapping(self, model_classes) -> ClassMapping:
         return self.base.class_mapping(model_classes)

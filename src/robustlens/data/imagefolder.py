@@ -499,6 +499,54 @@ class FileListDataset(Dataset):
         self._entries: list[ImageEntry] = list(entries)
         self._ids = [stable_id(e.path) for e in self._entries]
         self._fp_cache: tuple[str, str] | None = None
+        self._acceptable: dict[str, tuple[int, ...]] | None = None
+
+    # -- acceptable labels -------------------------------------------------------------------
+
+    def set_acceptable_labels(self, labels: Mapping[str, Sequence[int]]) -> None:
+        """Give every sample the set of labels that count as correct (ReaL-style).
+
+        Args:
+            labels: file -> class indices of this dataset; a key is a path relative to
+                ``root`` or a bare file name (as in ImageNet ReaL, ``ILSVRC2012_val_...``).
+                Files without a key get an empty set (left out of the ReaL-style accuracy).
+
+        Raises:
+            ValidationError: an index outside the classes, or no key matches any file.
+        """
+        n = len(self.classes)
+        clean: dict[str, tuple[int, ...]] = {}
+        for key, idx in labels.items():
+            t = tuple(int(i) for i in idx)
+            bad = [i for i in t if not 0 <= i < n]
+            if bad:
+                raise ValidationError(
+                    f"acceptable labels of {key!r}: {bad} outside the {n} classes of {self.name!r}"
+                )
+            clean[str(key)] = t
+        hits = sum(1 for e in self._entries if self._acceptable_of(e.path, clean) is not None)
+        if self._entries and hits == 0:
+            raise ValidationError(
+                f"acceptable labels: none of the {len(clean)} keys names a file of "
+                f"{self.name!r} (keys are paths relative to {self.root} or bare file names, "
+                f"e.g. {self._entries[0].path!r})"
+            )
+        self._acceptable = clean
+        self._fp_cache = None
+
+    @staticmethod
+    def _acceptable_of(path: str, labels: Mapping[str, tuple[int, ...]]) -> tuple[int, ...] | None:
+        found = labels.get(path)
+        return found if found is not None else labels.get(path.rsplit("/", 1)[-1])
+
+    def acceptable_labels(self) -> np.ndarray | None:
+        if self._acceptable is None:
+            return None
+        rows = [self._acceptable_of(e.path, self._acceptable) or () for e in self._entries]
+        out = np.full((len(rows), max([1, *map(len, rows)])), -1, dtype=np.int64)
+        for i, r in enumerate(rows):
+            out[i, : len(r)] = r
+        return out
 
     # -- index -------------------------------------------------------------------------------
 
@@ -660,6 +708,9 @@ class FileListDataset(Dataset):
             "interpolation": self.interpolation,
             "extras": list(self.extra_label_names),
         }
+        acceptable = self.acceptable_labels()
+        if acceptable is not None:  # absent from the header otherwise: old digests still hold
+            header["acceptable"] = hashlib.sha256(acceptable.tobytes()).hexdigest()
         h.update(json.dumps(header, sort_keys=True).encode())
         for e in self._entries:
             extras = ",".join(f"{k}={e.extras[k]}" for k in self.extra_label_names)

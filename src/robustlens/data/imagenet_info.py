@@ -163,6 +163,28 @@ def imagenet_a_indices() -> list[int]:
     return list(_subset_indices("imagenet_a_indices.txt"))
 
 
+def imagenet_real_labels() -> dict[str, list[int]]:
+    """ImageNet ReaL labels (Beyer et al. 2020) of the 50,000 validation images, from timm.
+
+    Keys are the validation file names ``ILSVRC2012_val_00000001.JPEG`` ..; values the
+    ImageNet indices the ReaL raters accepted (3,163 images have none and are left out of
+    ReaL accuracy). Use with :meth:`FileListDataset.set_acceptable_labels
+    <robustlens.data.imagefolder.FileListDataset.set_acceptable_labels>`, or
+    ``acceptable_labels: real`` on an ``imagenet_val`` study dataset.
+
+    Example:
+        >>> real = imagenet_real_labels()
+        >>> len(real), real["ILSVRC2012_val_00000002.JPEG"]
+        (50000, [970, 795])
+    """
+    import json
+
+    rows = json.loads(_read_timm_info("imagenet_real_labels.json"))
+    if len(rows) != 50000:
+        raise RobustlensError(f"timm's ReaL labels hold {len(rows)} rows; expected 50000")
+    return {f"ILSVRC2012_val_{i + 1:08d}.JPEG": [int(c) for c in r] for i, r in enumerate(rows)}
+
+
 def imagenet_r_wnids() -> list[str]:
     """The 200 ImageNet-R class wnids, in ImageNet index order (its folder names).
 

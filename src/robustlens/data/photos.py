@@ -31,6 +31,7 @@ __all__ = [
     "build_photo_folder",
     "cue_conflict_image",
     "load_photo",
+    "photo_acceptable_labels",
     "photo_categories",
     "photo_labels",
 ]
@@ -165,6 +166,23 @@ def build_photo_folder(
         folder.mkdir(parents=True, exist_ok=True)
         Image.fromarray(load_photo(row.photo, size=size)).save(folder / f"{row.photo}.png")
     return out
+
+
+def photo_acceptable_labels() -> dict[str, list[int]]:
+    """Every acceptable ImageNet index per file of :func:`build_photo_folder`'s tree.
+
+    The folder holds one label per photo (its first acceptable class); this mapping, in the
+    format of a study dataset's ``acceptable_labels`` file, lets the accuracy measure count
+    any of them as correct (ReaL-style), e.g. Egyptian cat for the tabby photo.
+
+    Example:
+        >>> photo_acceptable_labels()["n02123045/chelsea.png"]
+        [281, 282, 285]
+    """
+    return {
+        f"{row.wnid}/{row.photo}.png": list(row.indices)
+        for row in photo_labels().itertuples(index=False)
+    }
 
 
 def photo_categories(mapping: Mapping[str, Sequence[int]]) -> dict[str, str]:

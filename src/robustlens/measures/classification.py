@@ -16,7 +16,7 @@ from robustlens.measures.base import (
     dataset_predictions,
     register_measure,
 )
-from robustlens.metrics.classification import ece
+from robustlens.metrics.classification import ece, multi_label_accuracy
 
 
 @register_measure("accuracy")
@@ -25,6 +25,12 @@ class AccuracyMeasure(Measure):
 
     On the ``spurious`` role the label is the class whose mark the image carries, so the
     "accuracy" there is the rate at which the mark alone triggers its class.
+
+    Where a dataset lists several acceptable labels per sample (ImageNet ReaL, or the
+    photos' hand labels), ``accuracy_real`` is the ReaL top-1 accuracy of Beyer et al.
+    (2020): the mean over samples with at least one acceptable label of
+    ``1[prediction in acceptable labels]`` (:func:`robustlens.metrics.classification.
+    multi_label_accuracy`), with the per-sample column ``correct_real``.
     """
 
     name = "accuracy"
@@ -58,4 +64,10 @@ class AccuracyMeasure(Measure):
                 "confidence": probs.max(axis=1),
                 "correct": correct,
             }
+            acceptable = a.acceptable_labels()
+            if acceptable is not None:
+                value, hits = multi_label_accuracy(pred, acceptable)
+                out.values[(name, "accuracy_real")] = value
+                out.values[(name, "n_real")] = float((acceptable >= 0).any(axis=1).sum())
+                out.per_sample[name]["correct_real"] = hits
         return out

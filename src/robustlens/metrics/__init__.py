@@ -1,6 +1,6 @@
 """Pure metric functions: numpy arrays or torch tensors in, floats or arrays out. No I/O."""
 
-from robustlens.metrics.classification import accuracy, ece, predictions
+from robustlens.metrics.classification import accuracy, ece, multi_label_accuracy, predictions
 from robustlens.metrics.clustering import cluster_indicators
 from robustlens.metrics.critical_band import critical_band, critical_band_or_none
 from robustlens.metrics.effective_robustness import (
@@ -62,6 +62,7 @@ __all__ = [
     "find_spurious_components",
     "fit_baseline",
     "imagenet_baseline",
+    "multi_label_accuracy",
     "neural_pca",
     "nuclear_norm",
     "pgd_attack",

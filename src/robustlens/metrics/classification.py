@@ -17,7 +17,7 @@ import numpy as np
 from robustlens._validation import check_array, check_consistent_length, check_labels, check_probs
 from robustlens.errors import ValidationError
 
-__all__ = ["accuracy", "ece", "predictions"]
+__all__ = ["accuracy", "ece", "multi_label_accuracy", "predictions"]
 
 
 def _check_class_mask(class_mask: Sequence[int] | Any | None, n_classes: int) -> np.ndarray | None:
@@ -146,3 +146,34 @@ def ece(probs: Any, labels: Any, n_bins: int = 15) -> float:
     sum_acc = np.bincount(bins, weights=correct, minlength=n_bins)
     # sum_m |B_m|/N * |acc_m - conf_m| = sum_m |sum_acc_m - sum_conf_m| / N
     return float(np.abs(sum_acc - sum_conf).sum() / n)
+
+
+def multi_label_accuracy(predictions: Any, acceptable: Any) -> tuple[float, np.ndarray]:
+    """Top-1 accuracy when a sample may have several correct labels (ImageNet ReaL).
+
+    ``acc = mean_{i : A_i != {}} 1[pred_i in A_i]`` where ``A_i`` is sample i's set of
+    acceptable labels (Beyer et al., "Are we done with ImageNet?", 2020); samples with an
+    empty set are left out, as in that protocol.
+
+    Args:
+        predictions: (N,) int predicted labels.
+        acceptable: (N, L) int acceptable labels per sample, padded with -1.
+
+    Returns:
+        ``(accuracy, hits)``: the accuracy (``nan`` when no sample has a label) and the (N,)
+        bool hits (``False`` for samples without a label).
+
+    Example:
+        >>> acc, hits = multi_label_accuracy([3, 1, 2], [[3, 5], [0, -1], [-1, -1]])
+        >>> float(acc), hits.tolist()
+        (0.5, [True, False, False])
+    """
+    pred = np.asarray(predictions)
+    sets = np.asarray(acceptable)
+    if pred.ndim != 1 or sets.ndim != 2 or len(pred) != len(sets):
+        raise ValidationError(
+            f"predictions must be (N,) and acceptable (N, L); got {pred.shape} and {sets.shape}"
+        )
+    hits = (sets == pred[:, None]).any(axis=1) & (pred >= 0)
+    labelled = (sets >= 0).any(axis=1)
+    return (float(hits[labelled].mean()) if labelled.any() else float("nan")), hits
