@@ -145,11 +145,11 @@ def _layout_specs(entry: DatasetEntry) -> list[DatasetSpec]:
         return out
     openers: dict[str, Callable[[], Dataset]] = {
         "imagefolder": lambda: ImageFolderDataset(root, size=size, name=name),
-        "imagenet_val": lambda: imagenet.imagenet_val(root, size=size),
+        "imagenet_val": lambda: imagenet.imagenet_val(root, size=size, name=name),
         "imagenet_r": lambda: imagenet.imagenet_r(root, size=size),
         "imagenet_a": lambda: imagenet.imagenet_a(root, size=size),
         "imagenet_sketch": lambda: imagenet.imagenet_sketch(root, size=size),
-        "imagenet_v2": lambda: imagenet.imagenet_v2(root, size=size),
+        "imagenet_v2": lambda: imagenet.imagenet_v2(root, size=size, name=name),
         "objectnet": lambda: imagenet.objectnet(root, entry.mapping_file, size=size),
         "cue_conflict": lambda: imagenet.cue_conflict(root, entry.mapping_file, size=size),
         "spurious_imagenet": lambda: imagenet.spurious_imagenet(root, size=size),
