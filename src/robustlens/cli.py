@@ -232,18 +232,44 @@ def print_results(
     cols = [c for c in datasets if c in wide.columns]
     corrupt = [c for c in cols if "/corrupt/" in c or c.startswith("imagenet_c")]
     shown = [c for c in cols if c not in corrupt][:max_cols]
-    table = Table(title=f"{measure}.{name}")
-    table.add_column("model", style="bold")
-    for c in shown:
-        table.add_column(c.replace("world/", ""), justify="right")
-    if corrupt:
-        table.add_column("corrupt (mean)", justify="right")
+
+    def header(c: str) -> str:
+        return c.replace("world/", "")
+
+    def col_width(h: str) -> int:
+        return max(len(h), 5) + 3  # cell padding and border
+
+    mean_header = ["corrupt (mean)"] if corrupt else []
+    model_width = max(len(str(m)) for m in wide.index) + 4
+    console = Console()
+    if console.is_terminal:
+        # Model names and numbers are never cut: drop the datasets that do not fit instead.
+        room = console.width - model_width - sum(col_width(h) for h in mean_header)
+        fitting = []
+        for c in shown:
+            room -= col_width(header(c))
+            if room < 0:
+                break
+            fitting.append(c)
+        hidden = len(shown) - len(fitting)
+        shown = fitting
+    else:
+        hidden = 0
+    headers = [header(c) for c in shown] + mean_header
+    if not console.is_terminal:
+        # A log file has no width; give it the whole table rather than rich's default 80.
+        console = Console(width=max(model_width + sum(col_width(h) for h in headers) + 1, 80))
+    caption = f"{hidden} more datasets in the report (terminal too narrow)" if hidden else None
+    table = Table(title=f"{measure}.{name}", caption=caption)
+    table.add_column("model", style="bold", no_wrap=True)
+    for h in headers:
+        table.add_column(h, justify="right", no_wrap=True, min_width=5)
     for model, row in wide.iterrows():
         cells = [f"{row[c]:.3f}" for c in shown]
         if corrupt:
             cells.append(f"{row[corrupt].mean():.3f}")
         table.add_row(str(model), *cells)
-    Console().print(table)
+    console.print(table)
 
 
 @app.command("eval")

@@ -1,3 +1,5 @@
+import re
+
 import pytest
 from typer.testing import CliRunner
 
@@ -72,3 +74,56 @@ def test_cli_eval_on_tiny_zoo(tmp_path, tiny_world, tiny_zoo_dir):
     assert "tiny-cnn" in res.output and "forward passes" in res.output
     again = CliRunner().invoke(app, ["eval", "--config", str(p)])
     assert "0 forward passes" in again.output
+
+
+class _ResultsOnly:
+    """Stands in for the store: print_results only reads results()."""
+
+    def __init__(self, df):
+        self.df = df
+
+    def results(self, models, measures):
+        return self.df
+
+
+def _accuracy_rows():
+    import pandas as pd
+
+    # Wider than rich's default 80 columns once every dataset is shown.
+    shifts = ["val", "v2", "cue_conflict", "sketch", "rendition", "spurious", "adversarial"]
+    datasets = [f"world/{s}" for s in shifts] + ["world/corrupt/fog/1"]
+    rows = [
+        {"model": m, "dataset": d, "measure": "accuracy", "name": "accuracy", "value": v}
+        for m, base in (("resnet16-standard-mark0.4", 0.9), ("cnn8", 0.5))
+        for d, v in zip(datasets, [base] * len(shifts) + [base - 0.3], strict=True)
+    ]
+    return pd.DataFrame(rows), datasets
+
+
+def test_results_table_in_a_log_keeps_names_and_every_column(capsys):
+    from robustlens.cli import print_results
+
+    df, datasets = _accuracy_rows()
+    print_results(_ResultsOnly(df), ["resnet16-standard-mark0.4", "cnn8"], datasets)
+    out = capsys.readouterr().out
+    assert "resnet16-standard-mark0.4" in out
+    for header in ("val", "v2", "cue_conflict", "adversarial", "corrupt (mean)"):
+        assert header in out
+    assert "0.600" in out  # corrupt mean of the first model is its one corrupt value
+    assert "…" not in out
+
+
+def test_results_table_in_a_narrow_terminal_drops_columns_not_names(monkeypatch, capsys):
+    import functools
+
+    import robustlens.cli as cli
+
+    narrow = functools.partial(cli.Console, force_terminal=True, width=60, no_color=True)
+    monkeypatch.setattr(cli, "Console", narrow)
+    df, datasets = _accuracy_rows()
+    cli.print_results(_ResultsOnly(df), ["resnet16-standard-mark0.4", "cnn8"], datasets)
+    out = re.sub(r"\x1b\[[0-9;]*m", "", capsys.readouterr().out)  # drop terminal styling
+    assert "resnet16-standard-mark0.4" in out
+    assert "corrupt (mean)" in out
+    assert "more datasets in the report" in out
+    assert all(len(line) <= 60 for line in out.splitlines())
