@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 from rich.table import Table
 
+from robustlens.commands.output import stdout_console
 from robustlens.errors import RobustlensError
 
 app = typer.Typer(
@@ -217,7 +218,7 @@ def zoo_list(zoo_dir: Annotated[Path, typer.Argument(help="Zoo directory.")]) ->
             str(m["mark_rate"]),
             str(meta.get("train_seconds")),
         )
-    Console().print(table)
+    stdout_console().print(table)
 
 
 # ------------------------------------------------------------------------------ eval / study
@@ -241,7 +242,7 @@ def print_results(
 
     mean_header = ["corrupt (mean)"] if corrupt else []
     model_width = max(len(str(m)) for m in wide.index) + 4
-    console = Console()
+    console = stdout_console()
     if console.is_terminal:
         # Model names and numbers are never cut: drop the datasets that do not fit instead.
         room = console.width - model_width - sum(col_width(h) for h in mean_header)
@@ -257,8 +258,8 @@ def print_results(
         hidden = 0
     headers = [header(c) for c in shown] + mean_header
     if not console.is_terminal:
-        # A log file has no width; give it the whole table rather than rich's default 80.
-        console = Console(width=max(model_width + sum(col_width(h) for h in headers) + 1, 80))
+        # a log gets the whole table, however wide
+        console = stdout_console(max(model_width + sum(col_width(h) for h in headers) + 1, 80))
     caption = f"{hidden} more datasets in the report (terminal too narrow)" if hidden else None
     table = Table(title=f"{measure}.{name}", caption=caption)
     table.add_column("model", style="bold", no_wrap=True)

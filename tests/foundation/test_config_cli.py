@@ -117,9 +117,10 @@ def test_results_table_in_a_narrow_terminal_drops_columns_not_names(monkeypatch,
     import functools
 
     import robustlens.cli as cli
+    import robustlens.commands.output as output
 
-    narrow = functools.partial(cli.Console, force_terminal=True, width=60, no_color=True)
-    monkeypatch.setattr(cli, "Console", narrow)
+    narrow = functools.partial(output.Console, force_terminal=True, width=60, no_color=True)
+    monkeypatch.setattr(output, "Console", narrow)
     df, datasets = _accuracy_rows()
     cli.print_results(_ResultsOnly(df), ["resnet16-standard-mark0.4", "cnn8"], datasets)
     out = re.sub(r"\x1b\[[0-9;]*m", "", capsys.readouterr().out)  # drop terminal styling

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
+from robustlens.commands.output import stdout_console
 from robustlens.errors import RobustlensError
 
 BIAS_COLUMNS = (
@@ -72,7 +73,6 @@ def print_bias_report(
 
     Returns the three tables (``biases``, ``generalization``, ``matrix``) for reuse.
     """
-    from rich.console import Console
     from rich.table import Table
 
     from robustlens.analysis.generalization import (
@@ -83,7 +83,7 @@ def print_bias_report(
         generalization_table,
     )
 
-    console = console or Console()
+    console = console or stdout_console()
     augments = augments or {}
     bt = bias_table(results, BIAS_COLUMNS)
     gt = generalization_table(results, roles)

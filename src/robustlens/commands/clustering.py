@@ -14,6 +14,8 @@ from typing import Annotated
 
 import typer
 
+from robustlens.commands.output import stdout_console
+
 MEASURES = ["accuracy", "clustering"]
 
 
@@ -92,7 +94,6 @@ def clustering_cmd(
     ] = None,
 ) -> None:
     """Clustering indicators (silhouette, Davies-Bouldin, NMI ...) vs corruption accuracy."""
-    from rich.console import Console
 
     from robustlens.analysis.clustering import (
         indicator_correlations,
@@ -106,7 +107,7 @@ def clustering_cmd(
     result = run_cmd(config, store, measures=MEASURES)
     if result is None:
         return
-    out = Console()
+    out = stdout_console()
     try:
         roles = study_roles(result, config, store)
         df = result.results()

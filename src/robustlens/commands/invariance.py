@@ -17,6 +17,8 @@ from typing import Annotated, Any
 
 import typer
 
+from robustlens.commands.output import stdout_console
+
 MEASURES = ["accuracy", "invariance", "label_free"]
 
 
@@ -159,7 +161,6 @@ def invariance_cmd(
     ] = None,
 ) -> None:
     """Effective invariance (rotation, grayscale) and label-free OOD-accuracy predictors."""
-    from rich.console import Console
 
     from robustlens.analysis.invariance import (
         best_id_model,
@@ -174,7 +175,7 @@ def invariance_cmd(
     result = run_cmd(config, store, measures=MEASURES)
     if result is None:
         return
-    out = Console()
+    out = stdout_console()
     try:
         roles = study_roles(result, config, store)
         df = result.results()

@@ -13,6 +13,8 @@ from typing import Annotated, Any
 
 import typer
 
+from robustlens.commands.output import stdout_console
+
 #: every acceptable ImageNet class per photo file (written next to the photo folder)
 ACCEPTABLE_LABELS = "photo-acceptable-labels.json"
 
@@ -137,11 +139,11 @@ def register(app: typer.Typer) -> None:
         result = run_cmd(cfg_path, None)
         if result is None:
             raise typer.Exit(code=2)
-        _print_predictions(result, console)
+        _print_predictions(result)
         _write_report(result)
 
 
-def _print_predictions(result: Any, console: Any) -> None:
+def _print_predictions(result: Any) -> None:
     from rich.table import Table
 
     from robustlens.data.photos import photo_labels
@@ -151,16 +153,11 @@ def _print_predictions(result: Any, console: Any) -> None:
     names = imagenet_class_names(short=True)
     wnids = imagenet_wnids()
     photos = photo_labels().set_index("wnid")["photo"]
-    table = Table(
-        "model",
-        "photo",
-        "prediction",
-        "confidence",
-        "correct",
-        "EI rotation",
-        "EI gray",
-        title="per-photo predictions (clean view)",
-    )
+    table = Table(title="per-photo predictions (clean view)")
+    for column in ("model", "photo", "prediction"):
+        table.add_column(column, no_wrap=True)
+    for column in ("confidence", "correct", "EI rotation", "EI gray"):
+        table.add_column(column, justify="right")
     for model in result.models:
         df = read_per_sample(result.output, model=model)
         df = df[df["dataset"] == "photos"].reset_index(drop=True)
@@ -176,6 +173,4 @@ def _print_predictions(result: Any, console: Any) -> None:
                 f"{row.get('ei_rotation', float('nan')):.2f}",
                 f"{row.get('ei_gray', float('nan')):.2f}",
             )
-    from rich.console import Console
-
-    Console().print(table)
+    stdout_console().print(table)

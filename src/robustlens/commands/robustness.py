@@ -8,12 +8,12 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from robustlens.commands.output import stdout_console
 from robustlens.errors import ConfigError, RobustlensError
 
-_out = Console()
+_out = stdout_console()
 
 
 def _fmt(v: float, digits: int = 3, sign: bool = False) -> str:

@@ -15,6 +15,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from robustlens.commands.output import stdout_console
 from robustlens.errors import RobustlensError
 
 MEASURES = ["accuracy", "spurious"]
@@ -125,7 +126,7 @@ def register(app: typer.Typer) -> None:
         from robustlens.study import run_study
 
         err = Console(stderr=True)
-        out = Console()
+        out = stdout_console()
         try:
             cfg = spurious_config(_load_cfg(config, store=str(store) if store else None))
             result = run_study(cfg, progress=True, log=lambda s: err.print(f"  {s}"))
