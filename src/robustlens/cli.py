@@ -306,12 +306,16 @@ def run_cmd(
         print_results(result.store, result.models, result.datasets, name="accuracy_real")
         # one report per dataset and chunk of models: count each dataset's images once
         n_img = max(1, sum({r.dataset: r.images for r in result.engine_reports}.values()))
-        console.print(
-            f"{len(result.models)} models x {len(result.datasets)} datasets in "
-            f"{time.perf_counter() - t0:.1f}s: {result.images_decoded} images decoded, "
+        cost = (
             f"{result.forward_passes} forward passes ({result.forward_passes / n_img:.1f} per "
             f"image, {result.forward_passes / n_img / len(result.models):.2f} per image and "
             "model, views included)"
+            if result.forward_passes
+            else "no forward pass: every array was read from the store"
+        )
+        console.print(
+            f"{len(result.models)} models x {len(result.datasets)} datasets in "
+            f"{time.perf_counter() - t0:.1f}s: {result.images_decoded} images decoded, {cost}"
         )
         return result
     except RobustlensError as exc:
