@@ -27,7 +27,8 @@ zoo_app = typer.Typer(help="Train and list the synthetic model zoo.", no_args_is
 world_app = typer.Typer(help="Build and export the synthetic world.", no_args_is_help=True)
 app.add_typer(zoo_app, name="zoo")
 app.add_typer(world_app, name="world")
-console = Console(stderr=True)
+# Progress lines are not hard-wrapped, so a log keeps one line per dataset (grep-able).
+console = Console(stderr=True, soft_wrap=True)
 
 StoreOpt = Annotated[Path, typer.Option("--store", help="Result store directory (cache).")]
 ConfigOpt = Annotated[

@@ -123,9 +123,9 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Neural PCA, spurious score and SpuFix per model (Neuhaus et al., ICCV 2023)."""
         from robustlens.cli import _fail, _load_cfg
+        from robustlens.cli import console as err
         from robustlens.study import run_study
 
-        err = Console(stderr=True)
         out = stdout_console()
         try:
             cfg = spurious_config(_load_cfg(config, store=str(store) if store else None))
