@@ -244,6 +244,7 @@ def print_results(
     mean_header = ["corrupt (mean)"] if corrupt else []
     model_width = max(len(str(m)) for m in wide.index) + 4
     console = stdout_console()
+    hidden = 0
     if console.is_terminal:
         # Model names and numbers are never cut: drop the datasets that do not fit instead.
         room = console.width - model_width - sum(col_width(h) for h in mean_header)
@@ -255,8 +256,6 @@ def print_results(
             fitting.append(c)
         hidden = len(shown) - len(fitting)
         shown = fitting
-    else:
-        hidden = 0
     headers = [header(c) for c in shown] + mean_header
     if not console.is_terminal:
         # a log gets the whole table, however wide

@@ -72,6 +72,9 @@ def test_cli_eval_on_tiny_zoo(tmp_path, tiny_world, tiny_zoo_dir):
     res = CliRunner().invoke(app, ["eval", "--config", str(p)])
     assert res.exit_code == 0, res.output
     assert "tiny-cnn" in res.output and "forward passes" in res.output
+    # the summary is one line however long (a log is grepped line by line)
+    summary = [line for line in res.output.splitlines() if "datasets in" in line]
+    assert len(summary) == 1 and summary[0].endswith("views included)"), res.output
     again = CliRunner().invoke(app, ["eval", "--config", str(p)])
     assert "no forward pass" in again.output
 

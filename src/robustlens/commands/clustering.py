@@ -94,7 +94,6 @@ def clustering_cmd(
     ] = None,
 ) -> None:
     """Clustering indicators (silhouette, Davies-Bouldin, NMI ...) vs corruption accuracy."""
-
     from robustlens.analysis.clustering import (
         indicator_correlations,
         indicator_table,

@@ -161,7 +161,6 @@ def invariance_cmd(
     ] = None,
 ) -> None:
     """Effective invariance (rotation, grayscale) and label-free OOD-accuracy predictors."""
-
     from robustlens.analysis.invariance import (
         best_id_model,
         dataset_centric,

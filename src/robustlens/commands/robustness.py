@@ -13,8 +13,6 @@ from rich.table import Table
 from robustlens.commands.output import stdout_console
 from robustlens.errors import ConfigError, RobustlensError
 
-_out = stdout_console()
-
 
 def _fmt(v: float, digits: int = 3, sign: bool = False) -> str:
     """A number for a table cell; NaN as a dash and no ``-0.000``."""
@@ -196,6 +194,7 @@ def robustness(
     except RobustlensError as exc:
         _fail(exc)
         return
+    console = stdout_console()
     shifts = sorted(table["shift"].unique())
     fits = Table(title=f"baselines ({transform} axes, fitted over standard models)")
     for col in ("shift", "slope", "intercept", "R^2", "n"):
@@ -206,7 +205,7 @@ def robustness(
             fits.add_row(s, "–", "–", "–", "fewer than 2 standard models or equal accuracies")
         else:
             fits.add_row(s, f"{b.slope:.3f}", f"{b.intercept:.3f}", f"{b.r2:.3f}", str(b.n))
-    _out.print(fits)
+    console.print(fits)
     er = Table(title="effective robustness (acc_ood - baseline at acc_id)")
     er.add_column("model", style="bold")
     er.add_column("kind")
@@ -229,7 +228,7 @@ def robustness(
             kind,
             *(_fmt(wide.loc[model].get(s, float("nan")), sign=True) for s in shifts),
         )
-    _out.print(er)
+    console.print(er)
     res = result.store.results(models=result.models, measures=["robustness"])
     shipped = res[res["name"] == f"er_shipped_{transform}"]
     if not shipped.empty:
@@ -238,7 +237,7 @@ def robustness(
             t.add_column(col)
         for _, r in shipped.iterrows():
             t.add_row(r["model"], r["dataset"], f"{r['value']:+.4f}")
-        _out.print(t)
+        console.print(t)
     pairs = er_pairs_table(table, matched_pairs(models_config))
     if not pairs.empty:
         t = Table(title="generated-data models vs their real-only twins")
@@ -264,11 +263,11 @@ def robustness(
                 _fmt(r["er_real"], sign=True),
                 _fmt(r["delta_er"], sign=True),
             )
-        _out.print(t)
+        console.print(t)
     if csv is not None:
         csv.parent.mkdir(parents=True, exist_ok=True)
         table.to_csv(csv, index=False)
-        _out.print(f"ER table written to {csv}")
+        console.print(f"ER table written to {csv}")
 
 
 def register(app: typer.Typer) -> None:
