@@ -32,11 +32,11 @@ import torch
 
 from robustlens.config import parse_config
 from robustlens.demo import demo_config_dict
-from robustlens.measures import get_measure
-from robustlens.measures.base import DatasetInfo
+from robustlens.measure import DatasetInfo, get_measure
 from robustlens.models.zoo import load_zoo_model, zoo_members_in
+from robustlens.plan import plan_views, resolve_datasets
 from robustlens.store import Store
-from robustlens.study import plan_views, resolve_datasets, run_study
+from robustlens.study import run_study
 from robustlens.views import ViewContext, parse_view
 
 sys.path.insert(0, str(Path(__file__).parent))

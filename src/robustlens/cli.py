@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
-import importlib
 import json
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 from rich.table import Table
 
-from robustlens.commands.output import stdout_console
+from robustlens.console import console, fail, stdout_console
 from robustlens.errors import RobustlensError
+from robustlens.runner import (
+    load_study_config,
+    run_study_command,
+    world_of,
+    write_report_command,
+)
 
 app = typer.Typer(
     name="robustlens",
@@ -27,41 +31,11 @@ zoo_app = typer.Typer(help="Train and list the synthetic model zoo.", no_args_is
 world_app = typer.Typer(help="Build and export the synthetic world.", no_args_is_help=True)
 app.add_typer(zoo_app, name="zoo")
 app.add_typer(world_app, name="world")
-# Progress lines are not hard-wrapped, so a log keeps one line per dataset (grep-able).
-console = Console(stderr=True, soft_wrap=True)
 
 StoreOpt = Annotated[Path, typer.Option("--store", help="Result store directory (cache).")]
 ConfigOpt = Annotated[
     Path | None, typer.Option("--config", "-c", help="Study YAML (world, zoo sections are read).")
 ]
-
-
-def _fail(exc: BaseException) -> None:
-    console.print(f"[bold red]error:[/] {exc}")
-    raise typer.Exit(code=2)
-
-
-def _load_cfg(config: Path | None, **overrides: Any):
-    from robustlens.config import load_config, parse_config
-    from robustlens.demo import demo_config_path
-
-    path = config or demo_config_path()
-    cfg = (
-        load_config(path)
-        if config
-        else parse_config(
-            __import__("yaml").safe_load(path.read_text()), str(path), base_dir=Path.cwd()
-        )
-    )
-    update = {k: v for k, v in overrides.items() if v is not None}
-    return cfg.model_copy(update=update) if update else cfg
-
-
-def _world(cfg):
-    from robustlens.store import Store
-    from robustlens.study import world_from_config
-
-    return world_from_config(cfg, Store(cfg.store))
 
 
 # ------------------------------------------------------------------------------ world
@@ -72,8 +46,8 @@ def world_build(
 ) -> None:
     """Generate every split of the synthetic world (cached in the store; instant when cached)."""
     try:
-        cfg = _load_cfg(config, store=str(store) if store else None)
-        world = _world(cfg)
+        cfg = load_study_config(config, store=str(store) if store else None)
+        world = world_of(cfg)
         names = world.split_names()
         with Progress(
             "[bold]world",
@@ -88,7 +62,7 @@ def world_build(
                 p.advance(task)
         console.print(f"world {world.fingerprint()}: {len(names)} splits, classes {world.classes}")
     except RobustlensError as exc:
-        _fail(exc)
+        fail(exc)
 
 
 @world_app.command("export")
@@ -104,11 +78,11 @@ def world_export(
 ) -> None:
     """Export world splits as PNG ImageFolder trees (out/split/class/*.png) to look at."""
     try:
-        world = _world(_load_cfg(config))
+        world = world_of(load_study_config(config))
         world.export_imagefolder(out, split or None, limit_per_class)
         console.print(f"exported to {out}")
     except RobustlensError as exc:
-        _fail(exc)
+        fail(exc)
 
 
 # ------------------------------------------------------------------------------ zoo
@@ -123,7 +97,7 @@ def zoo_train(
     from robustlens.models.zoo import ZooMember, default_zoo, train_zoo
 
     try:
-        cfg = _load_cfg(config)
+        cfg = load_study_config(config)
         zoo = cfg.zoo
         if zoo is None:
             raise RobustlensError("the config has no 'zoo' section")
@@ -132,7 +106,7 @@ def zoo_train(
             if zoo.members == "default"
             else [ZooMember(**{**m, "tags": tuple(m.get("tags", ()))}) for m in zoo.members]
         )
-        world = _world(cfg)
+        world = world_of(cfg)
         out_dir = out or Path(zoo.dir)
         if zoo.generated is not None:
             members += _generated_twins(world, members, zoo.generated, out_dir)
@@ -157,7 +131,7 @@ def zoo_train(
             )
         console.print(f"zoo: {len(members)} members in {out_dir}")
     except RobustlensError as exc:
-        _fail(exc)
+        fail(exc)
 
 
 def _generated_twins(world, members, section, zoo_dir: Path) -> list:
@@ -222,104 +196,13 @@ def zoo_list(zoo_dir: Annotated[Path, typer.Argument(help="Zoo directory.")]) ->
     stdout_console().print(table)
 
 
-# ------------------------------------------------------------------------------ eval / study
-def print_results(
-    store, models, datasets, measure: str = "accuracy", name: str = "accuracy", max_cols: int = 12
-) -> None:
-    df = store.results(models=models, measures=[measure])
-    df = df[df["name"] == name]
-    if df.empty:
-        return
-    wide = df.pivot_table(index="model", columns="dataset", values="value", aggfunc="first")
-    cols = [c for c in datasets if c in wide.columns]
-    corrupt = [c for c in cols if "/corrupt/" in c or c.startswith("imagenet_c")]
-    shown = [c for c in cols if c not in corrupt][:max_cols]
-
-    def header(c: str) -> str:
-        return c.replace("world/", "")
-
-    def col_width(h: str) -> int:
-        return max(len(h), 5) + 3  # cell padding and border
-
-    mean_header = ["corrupt (mean)"] if corrupt else []
-    model_width = max(len(str(m)) for m in wide.index) + 4
-    console = stdout_console()
-    hidden = 0
-    if console.is_terminal:
-        # Model names and numbers are never cut: drop the datasets that do not fit instead.
-        room = console.width - model_width - sum(col_width(h) for h in mean_header)
-        fitting = []
-        for c in shown:
-            room -= col_width(header(c))
-            if room < 0:
-                break
-            fitting.append(c)
-        hidden = len(shown) - len(fitting)
-        shown = fitting
-    headers = [header(c) for c in shown] + mean_header
-    if not console.is_terminal:
-        # a log gets the whole table, however wide
-        console = stdout_console(max(model_width + sum(col_width(h) for h in headers) + 1, 80))
-    caption = f"{hidden} more datasets in the report (terminal too narrow)" if hidden else None
-    table = Table(title=f"{measure}.{name}", caption=caption)
-    table.add_column("model", style="bold", no_wrap=True)
-    for h in headers:
-        table.add_column(h, justify="right", no_wrap=True, min_width=5)
-    for model, row in wide.iterrows():
-        cells = [f"{row[c]:.3f}" for c in shown]
-        if corrupt:
-            cells.append(f"{row[corrupt].mean():.3f}")
-        table.add_row(str(model), *cells)
-    console.print(table)
-
-
 @app.command("eval")
 def eval_cmd(
     config: ConfigOpt = None,
     store: Annotated[Path | None, typer.Option(help="Result store directory.")] = None,
 ) -> None:
     """Accuracy and ECE of every model on every dataset of the study (cached in the store)."""
-    run_cmd(config, store, measures=["accuracy"])
-
-
-def run_cmd(
-    config: Path | None,
-    store: Path | None,
-    measures: list[str] | None = None,
-    executor: str | None = None,
-    address: str | None = None,
-):
-    from robustlens.study import run_study
-
-    try:
-        cfg = _load_cfg(
-            config,
-            store=str(store) if store else None,
-            measures=measures,
-            executor=executor,
-            ray_address=address,
-        )
-        t0 = time.perf_counter()
-        result = run_study(cfg, progress=True, log=lambda s: console.print(f"  {s}"))
-        print_results(result.store, result.models, result.datasets)
-        # only where some dataset lists several correct labels per image
-        print_results(result.store, result.models, result.datasets, name="accuracy_real")
-        # one report per dataset and chunk of models: count each dataset's images once
-        n_img = max(1, sum({r.dataset: r.images for r in result.engine_reports}.values()))
-        cost = (
-            f"{result.forward_passes} forward passes ({result.forward_passes / n_img:.1f} per "
-            f"image, {result.forward_passes / n_img / len(result.models):.2f} per image and "
-            "model, views included)"
-            if result.forward_passes
-            else "no forward pass: every array was read from the store"
-        )
-        console.print(
-            f"{len(result.models)} models x {len(result.datasets)} datasets in "
-            f"{time.perf_counter() - t0:.1f}s: {result.images_decoded} images decoded, {cost}"
-        )
-        return result
-    except RobustlensError as exc:
-        _fail(exc)
+    run_study_command(config, store, measures=["accuracy"])
 
 
 @app.command("study")
@@ -331,19 +214,9 @@ def study_cmd(
     report: Annotated[bool, typer.Option(help="Write the HTML report at the end.")] = True,
 ) -> None:
     """Run a study: every measure for every model on every dataset, in one pass per dataset."""
-    result = run_cmd(config, store, executor=executor, address=address)
+    result = run_study_command(config, store, executor=executor, address=address)
     if report and result is not None:
-        _write_report(result)
-
-
-def _write_report(result) -> Path | None:
-    try:
-        from robustlens.report import write_report
-    except ImportError:
-        return None
-    path = write_report(result)
-    console.print(f"[bold green]report:[/] {path}")
-    return path
+        write_report_command(result)
 
 
 @app.command("demo")
@@ -373,42 +246,41 @@ def demo_cmd(
         zoo_train(cfg_path, None, workers, False)
         stages["zoo"] = time.perf_counter() - t
         t = time.perf_counter()
-        result = run_cmd(cfg_path, None)
+        result = run_study_command(cfg_path, None)
         stages["study"] = time.perf_counter() - t
         if result is not None:
             t = time.perf_counter()
-            _write_report(result)
+            write_report_command(result)
             stages["report"] = time.perf_counter() - t
         console.print("stage seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in stages.items()))
         del cfg
     except RobustlensError as exc:
-        _fail(exc)
+        fail(exc)
 
 
 @app.command("views")
 def views_cmd() -> None:
     """List the registered views and measures."""
-    from robustlens.measures import available_measures
+    from robustlens.measure import available_measures
     from robustlens.views import available_views
 
     console.print("views: " + ", ".join(available_views().values()))
     console.print("measures: " + ", ".join(available_measures()))
 
 
-def _register_extensions() -> None:
-    from robustlens.commands import COMMAND_MODULES
+def _register_commands() -> None:
+    """The core commands, then every research line's (found through the line registry)."""
+    from robustlens.commands import pretrained, report
+    from robustlens.measure import lines
 
-    for name in COMMAND_MODULES:
-        try:
-            mod = importlib.import_module(f"robustlens.commands.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"robustlens.commands.{name}":
-                continue
-            raise
-        mod.register(app)
+    for module in (report, pretrained):
+        module.register(app)
+    for line in lines():
+        for register in line.commands:
+            register(app)
 
 
-_register_extensions()
+_register_commands()
 
 if __name__ == "__main__":
     app()

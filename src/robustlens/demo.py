@@ -8,6 +8,8 @@ from typing import Any
 
 import yaml
 
+from robustlens.measure import available_measures
+
 DEMO_MEASURES = [
     "accuracy",
     "invariance",
@@ -21,8 +23,6 @@ DEMO_MEASURES = [
 
 def demo_config_dict(quick: bool = False) -> dict[str, Any]:
     """The demo study as a config dict (paths relative to the demo's working directory)."""
-    from robustlens.measures import available_measures
-
     have = set(available_measures())
     # sized for about 15 minutes on 2 CPU cores: 9 corruptions x 5 severities x 200 images,
     # 400 val images (each with ~50 views), 3000 training images

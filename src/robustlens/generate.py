@@ -625,7 +625,7 @@ def generated_zoo_members(
     Each twin trains on the world's train split plus ``ratio`` generated images per real
     image drawn from ``generated_dir`` (an ImageFolder named by the world's classes), so
     ``base_members + generated_zoo_members(base_members, d)`` is a zoo of matched pairs
-    (:func:`robustlens.analysis.robustness.matched_pairs` finds them).
+    (:func:`robustlens.lines.robustness.analysis.matched_pairs` finds them).
 
     Args:
         base_members: real-only :class:`~robustlens.models.zoo.ZooMember` recipes.

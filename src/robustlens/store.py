@@ -510,3 +510,47 @@ class Store:
                 t: con.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0]
                 for t in ("objects", "arrays", "shards", "results", "blobs")
             }
+
+
+class StoredArrays:
+    """Read access to what the engine stored for one (model, dataset): what measures receive."""
+
+    def __init__(self, store: Store, model_fp: str, dataset_fp: str) -> None:
+        self.store = store
+        self.model_fp = model_fp
+        self.dataset_fp = dataset_fp
+        self._meta: dict[str, np.ndarray] = {}
+
+    def _m(self, name: str) -> np.ndarray:
+        if name not in self._meta:
+            self._meta[name] = self.store.load(ArrayKey("", self.dataset_fp, META_VIEW), name)
+        return self._meta[name]
+
+    def labels(self) -> np.ndarray:
+        return self._m("labels")
+
+    def sample_ids(self) -> np.ndarray:
+        return self._m("sample_ids")
+
+    def index(self) -> np.ndarray:
+        return self._m("index")
+
+    def extra(self, name: str) -> np.ndarray:
+        return self._m(name)
+
+    def acceptable_labels(self) -> np.ndarray | None:
+        """(N, L) labels that count as correct, padded with -1; ``None`` if the dataset has none.
+
+        See :meth:`robustlens.data.base.Dataset.acceptable_labels`.
+        """
+        key = ArrayKey("", self.dataset_fp, META_VIEW)
+        return self._m("acceptable") if self.store.has(key, "acceptable") else None
+
+    def has(self, view: str, name: str = "logits") -> bool:
+        return self.store.has(ArrayKey(self.model_fp, self.dataset_fp, view), name)
+
+    def logits(self, view: str = "clean") -> np.ndarray:
+        return self.store.load(ArrayKey(self.model_fp, self.dataset_fp, view), "logits")
+
+    def features(self, view: str = "clean") -> np.ndarray:
+        return self.store.load(ArrayKey(self.model_fp, self.dataset_fp, view), "features")

@@ -16,246 +16,18 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
 
-from robustlens.config import DatasetEntry, ModelEntry, StudyConfig
-from robustlens.data.base import Dataset
-from robustlens.engine import Engine, EngineReport, StoredArrays
+import robustlens
+from robustlens.config import StudyConfig
+from robustlens.engine import Engine, EngineReport
 from robustlens.errors import ConfigError
-from robustlens.measures.base import DatasetInfo, Measure, ModelInfo, get_measure
+from robustlens.executors import get_executor
+from robustlens.measure import DatasetInfo, Measure, ModelInfo, get_measure
 from robustlens.models.base import ModelAdapter
-from robustlens.store import Store
-
-
-def world_role(split: str) -> tuple[str, dict[str, Any]]:
-    """Role and tags of a synthetic-world split."""
-    if split == "val":
-        return "id", {}
-    if split.startswith("corrupt/"):
-        _, c, s = split.split("/")
-        return "corrupt", {"corruption": c, "severity": int(s)}
-    if split in ("train", "v2", "sketch", "cue_conflict", "spurious", "rendition", "adversarial"):
-        return split, {}
-    return "other", {}
-
-
-_LAYOUT_ROLES = {
-    "imagenet_val": "id",
-    "imagenet_c": "corrupt",
-    "imagenet_r": "rendition",
-    "imagenet_a": "natural",
-    "imagenet_sketch": "sketch",
-    "imagenet_v2": "v2",
-    "objectnet": "natural",
-    "cue_conflict": "cue_conflict",
-    "spurious_imagenet": "spurious",
-    "imagefolder": "other",
-}
-
-
-def role_from_name(name: str) -> str:
-    """The study role of a dataset from the name a study gives it (``"other"`` if unknown).
-
-    World splits are ``world/<split>``; on-disk layouts are named after the layout; derived
-    and ImageNet-C sets carry ``corrupt`` in their path.
-    """
-    if name.startswith("world/"):
-        return world_role(name[len("world/") :])[0]
-    head = name.split("/")[0]
-    if head == "imagenet_c" or "/corrupt/" in f"/{name}/":
-        return "corrupt"
-    return _LAYOUT_ROLES.get(head, "other")
-
-
-@dataclass
-class DatasetSpec:
-    """A dataset with its study role (built lazily: a dataset is opened when first used)."""
-
-    name: str
-    role: str
-    tags: dict[str, Any]
-    open: Callable[[], Dataset]
-    _ds: Dataset | None = None
-
-    def dataset(self) -> Dataset:
-        if self._ds is None:
-            self._ds = self.open()
-        return self._ds
-
-
-@dataclass
-class ModelSpec:
-    name: str
-    load: Callable[[], ModelAdapter]
-
-
-def world_from_config(cfg: StudyConfig, store: Store):
-    from robustlens.data.synthetic import SyntheticWorld, WorldConfig
-
-    section = cfg.world.model_dump() if cfg.world is not None else {}
-    return SyntheticWorld(WorldConfig(**section), store)
-
-
-def resolve_datasets(cfg: StudyConfig, store: Store) -> list[DatasetSpec]:
-    specs: list[DatasetSpec] = []
-    world = None
-    for entry in cfg.datasets:
-        if entry.world is not None:
-            world = world or world_from_config(cfg, store)
-            splits = world.split_names() if entry.world == "all" else list(entry.world)
-            for split in splits:
-                if split not in world.split_names():
-                    raise ConfigError(
-                        f"unknown world split {split!r}; "
-                        f"available: {', '.join(world.split_names())}"
-                    )
-                role, tags = world_role(split)
-                tags = {**tags, "image_size": world.config.image_size}
-                specs.append(
-                    DatasetSpec(f"world/{split}", role, tags, lambda s=split, w=world: w.dataset(s))
-                )
-        else:
-            specs.extend(_layout_specs(entry))
-    names = [s.name for s in specs]
-    dupes = sorted({n for n in names if names.count(n) > 1})
-    if dupes:
-        raise ConfigError(f"dataset names must be unique; duplicated: {dupes}")
-    return specs
-
-
-def _layout_specs(entry: DatasetEntry) -> list[DatasetSpec]:
-    from robustlens.data import imagenet
-    from robustlens.data.imagefolder import ImageFolderDataset
-
-    layout, root, size = entry.layout, entry.root, entry.size
-    size_tag = {"image_size": size, "layout": layout}
-    role = entry.role or _LAYOUT_ROLES[layout or "imagefolder"]
-    name = entry.name or layout or "dataset"
-    if layout == "imagenet_c":
-        out = []
-        for ds in imagenet.imagenet_c(root, size=size):
-            _, c, s = ds.name.split("/")[-3:]
-            out.append(
-                DatasetSpec(
-                    ds.name,
-                    "corrupt",
-                    {"corruption": c, "severity": int(s), **size_tag},
-                    lambda d=ds: d,
-                )
-            )
-        return out
-    openers: dict[str, Callable[[], Dataset]] = {
-        "imagefolder": lambda: ImageFolderDataset(root, size=size, name=name),
-        "imagenet_val": lambda: imagenet.imagenet_val(root, size=size, name=name),
-        "imagenet_r": lambda: imagenet.imagenet_r(root, size=size),
-        "imagenet_a": lambda: imagenet.imagenet_a(root, size=size),
-        "imagenet_sketch": lambda: imagenet.imagenet_sketch(root, size=size),
-        "imagenet_v2": lambda: imagenet.imagenet_v2(root, size=size, name=name),
-        "objectnet": lambda: imagenet.objectnet(root, entry.mapping_file, size=size),
-        "cue_conflict": lambda: imagenet.cue_conflict(root, entry.mapping_file, size=size),
-        "spurious_imagenet": lambda: imagenet.spurious_imagenet(root, size=size),
-    }
-    opener = openers[layout]
-    if entry.acceptable_labels is not None:
-        opener = _with_acceptable_labels(opener, entry)
-    base = DatasetSpec(name, role, dict(size_tag), opener)
-    derived = []
-    for corruption in entry.corruptions:
-        for severity in entry.severities:
-            derived.append(
-                DatasetSpec(
-                    f"{name}/corrupt/{corruption}/{severity}",
-                    "corrupt",
-                    {"corruption": corruption, "severity": severity, **size_tag},
-                    lambda c=corruption, s=severity: _corrupted(base.dataset(), c, s),
-                )
-            )
-    return [base, *derived]
-
-
-def _with_acceptable_labels(open_: Callable[[], Dataset], entry: DatasetEntry):
-    """Wrap a dataset opener so the dataset carries the entry's acceptable labels."""
-    source = entry.acceptable_labels
-    if source == "real" and entry.layout != "imagenet_val":
-        raise ConfigError(
-            f"acceptable_labels: real (ImageNet ReaL) applies to layout imagenet_val, not "
-            f"{entry.layout!r}; give a JSON file of file -> class indices instead"
-        )
-    if entry.layout == "imagenet_c":
-        raise ConfigError("acceptable_labels is not supported for layout imagenet_c")
-
-    def opened() -> Dataset:
-        ds = open_()
-        ds.set_acceptable_labels(_read_acceptable_labels(source))  # type: ignore[attr-defined]
-        return ds
-
-    return opened
-
-
-def _read_acceptable_labels(source: str) -> dict[str, list[int]]:
-    if source == "real":
-        from robustlens.data.imagenet_info import imagenet_real_labels
-
-        return imagenet_real_labels()
-    fmt = (
-        "a JSON object of file name (or path relative to the root) -> class indices, "
-        'e.g. {"a.png": [281, 285]}'
-    )
-    try:
-        data = json.loads(Path(source).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"acceptable_labels {source}: {exc}; expected {fmt}") from exc
-    if not isinstance(data, dict) or not all(
-        isinstance(v, list) and all(isinstance(i, int) for i in v) for v in data.values()
-    ):
-        raise ConfigError(f"acceptable_labels {source}: expected {fmt}")
-    return data
-
-
-def _corrupted(base: Dataset, corruption: str, severity: int) -> Dataset:
-    from robustlens.data.derived import CorruptedDataset
-
-    return CorruptedDataset(base, corruption, severity)
-
-
-def resolve_models(cfg: StudyConfig) -> list[ModelSpec]:
-    from robustlens.models.zoo import load_zoo_model, zoo_members_in
-
-    specs: list[ModelSpec] = []
-    for m in cfg.models:
-        if m.source == "zoo":
-            zoo_dir = m.path or (cfg.zoo.dir if cfg.zoo else None)
-            if zoo_dir is None:
-                raise ConfigError(
-                    "a model entry with source 'zoo' needs 'path' (the zoo directory)"
-                )
-            paths = zoo_members_in(zoo_dir)
-            if not paths:
-                raise ConfigError(
-                    f"zoo directory {zoo_dir} holds no checkpoints; run `robustlens zoo train`"
-                )
-            specs += [ModelSpec(p.stem, lambda p=p: load_zoo_model(p)) for p in paths]
-        elif m.source == "zoo_checkpoint":
-            specs.append(
-                ModelSpec(m.name or Path(m.path or "").stem, lambda m=m: load_zoo_model(m.path))
-            )
-        else:
-            specs.append(
-                ModelSpec(
-                    m.name or (m.arch or m.variant or m.source), lambda m=m: _load_external(m)
-                )
-            )
-    names = [s.name for s in specs]
-    dupes = sorted({n for n in names if names.count(n) > 1})
-    if dupes:
-        raise ConfigError(f"model names must be unique; duplicated: {dupes}")
-    return specs
-
-
-def _load_external(m: ModelEntry) -> ModelAdapter:
-    from robustlens.models.pretrained import load_model
-
-    spec = {k: v for k, v in m.model_dump().items() if v is not None}
-    return load_model(spec)
+from robustlens.plan import DatasetSpec, resolve_datasets, resolve_models
+from robustlens.store import Store, StoredArrays
 
 
 @dataclass
@@ -283,18 +55,6 @@ class StudyResult:
 
     def results(self):
         return self.store.results(models=self.models)
-
-
-def plan_views(
-    measures: Sequence[Measure], info: DatasetInfo
-) -> tuple[tuple[str, ...], frozenset[str]]:
-    """Union of the views the measures request on one dataset, and those needing features."""
-    views: dict[str, bool] = {}
-    for m in measures:
-        for v, feats in m.requests(info).items():
-            views[v] = views.get(v, False) or feats
-    ordered = tuple(sorted(views, key=lambda v: (v != "clean", v)))
-    return ordered, frozenset(v for v, f in views.items() if f)
 
 
 def _chunks(seq: Sequence, n: int) -> Iterator[Sequence]:
@@ -340,8 +100,6 @@ def run_study(
         progress=progress,
     )
     t_engine = t_measure = 0.0
-    from robustlens.executors import get_executor
-
     executor = get_executor(cfg)
     for chunk in _chunks(mspecs, cfg.engine.models_per_pass):
         models = [m.load() for m in chunk]
@@ -446,8 +204,6 @@ def _measure_code_fingerprint() -> str:
     Part of every measure-run key, so that editing a metric recomputes it instead of serving
     numbers the old code produced.
     """
-    import robustlens
-
     root = Path(robustlens.__file__).parent
     files = sorted([*root.glob("measures/*.py"), *root.glob("metrics/*.py")])
     files.append(root / "data" / "base.py")
@@ -538,8 +294,6 @@ def _cached_run_intact(
         path = per_sample_path(out_dir, model.name)
         if not path.exists():
             return False
-        import pyarrow.parquet as pq
-
         if not set(outputs["per_sample"]) <= set(pq.read_schema(path).names):
             return False
     if outputs["artifacts"]:
@@ -566,8 +320,6 @@ def write_per_sample(
     Rows of one dataset are in stored order for every measure, so columns align by position;
     columns computed by an earlier run with other measures are kept, new ones replace them.
     """
-    import pandas as pd
-
     path = per_sample_path(out_dir, model)
     path.parent.mkdir(parents=True, exist_ok=True)
     old = pd.read_parquet(path) if path.exists() else None

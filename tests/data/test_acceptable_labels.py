@@ -14,8 +14,8 @@ from robustlens.data.imagenet import imagenet_val
 from robustlens.data.imagenet_info import imagenet_real_labels, imagenet_wnids
 from robustlens.errors import ConfigError, ValidationError
 from robustlens.metrics.classification import multi_label_accuracy
+from robustlens.plan import resolve_datasets
 from robustlens.store import Store
-from robustlens.study import resolve_datasets
 
 WNIDS = imagenet_wnids()
 

@@ -6,9 +6,9 @@ from dataclasses import asdict
 import numpy as np
 import pytest
 
-from robustlens.engine import Engine, EngineJob, StoredArrays
+from robustlens.engine import Engine, EngineJob
 from robustlens.errors import StoreError
-from robustlens.store import Store
+from robustlens.store import Store, StoredArrays
 
 
 def test_disk_full_mid_run_is_a_clear_error_and_resumes(

@@ -8,7 +8,7 @@ import pytest
 ray = pytest.importorskip("ray")
 
 from robustlens.config import parse_config  # noqa: E402
-from robustlens.engine import StoredArrays  # noqa: E402
+from robustlens.store import StoredArrays  # noqa: E402
 from robustlens.study import run_study  # noqa: E402
 
 pytestmark = pytest.mark.ray

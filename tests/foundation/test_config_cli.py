@@ -104,7 +104,7 @@ def _accuracy_rows():
 
 
 def test_results_table_in_a_log_keeps_names_and_every_column(capsys):
-    from robustlens.cli import print_results
+    from robustlens.runner import print_results
 
     df, datasets = _accuracy_rows()
     print_results(_ResultsOnly(df), ["resnet16-standard-mark0.4", "cnn8"], datasets)
@@ -119,13 +119,13 @@ def test_results_table_in_a_log_keeps_names_and_every_column(capsys):
 def test_results_table_in_a_narrow_terminal_drops_columns_not_names(monkeypatch, capsys):
     import functools
 
-    import robustlens.cli as cli
-    import robustlens.commands.output as output
+    import robustlens.console as output
+    from robustlens.runner import print_results
 
     narrow = functools.partial(output.Console, force_terminal=True, width=60, no_color=True)
     monkeypatch.setattr(output, "Console", narrow)
     df, datasets = _accuracy_rows()
-    cli.print_results(_ResultsOnly(df), ["resnet16-standard-mark0.4", "cnn8"], datasets)
+    print_results(_ResultsOnly(df), ["resnet16-standard-mark0.4", "cnn8"], datasets)
     out = re.sub(r"\x1b\[[0-9;]*m", "", capsys.readouterr().out)  # drop terminal styling
     assert "resnet16-standard-mark0.4" in out
     assert "corrupt (mean)" in out

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from robustlens.engine import Engine, EngineJob, StoredArrays
-from robustlens.store import Store
+from robustlens.engine import Engine, EngineJob
+from robustlens.store import Store, StoredArrays
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device here")
 

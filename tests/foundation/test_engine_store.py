@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 from robustlens.data.base import ArrayDataset
-from robustlens.engine import Engine, EngineJob, StoredArrays
+from robustlens.engine import Engine, EngineJob
 from robustlens.errors import ClassMismatchError, StoreError, ValidationError
 from robustlens.models.base import adapter_from_module
-from robustlens.store import ArrayKey, Store
+from robustlens.store import ArrayKey, Store, StoredArrays
 
 
 def test_engine_counts_and_second_run_is_cached(tmp_path, tiny_world, tiny_models):

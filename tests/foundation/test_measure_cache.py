@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 
 from robustlens.config import parse_config
-from robustlens.measures.clustering import ClusteringMeasure
-from robustlens.measures.invariance import InvarianceMeasure
+from robustlens.lines.clustering.measure import ClusteringMeasure
+from robustlens.lines.invariance.measure import InvarianceMeasure
 from robustlens.study import measure_options, per_sample_path, run_study
 
 SPLITS = ["val", "v2", "sketch"]

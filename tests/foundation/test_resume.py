@@ -10,8 +10,7 @@ from dataclasses import asdict
 
 import numpy as np
 
-from robustlens.engine import StoredArrays
-from robustlens.store import Store
+from robustlens.store import Store, StoredArrays
 
 SCRIPT = """
 import sys, time, json

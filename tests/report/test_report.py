@@ -11,14 +11,14 @@ import pandas as pd
 import pytest
 import yaml
 
+import robustlens.measure as measure_mod
 from robustlens.config import parse_config
 from robustlens.errors import RobustlensError
-from robustlens.measures import available_measures
+from robustlens.measure import Section, available_measures
 from robustlens.report import build_report_context, read_per_sample, render_report, write_report
-from robustlens.report import sections as sections_mod
-from robustlens.report.html import infer_datasets, model_tables
-from robustlens.report.section_core import predictor_columns, what_predicts_html
-from robustlens.report.sections import ReportContext
+from robustlens.report.context import ReportContext
+from robustlens.report.overview import predictor_columns, what_predicts_html
+from robustlens.report.page import infer_datasets, model_tables
 from robustlens.study import run_study
 
 # measures that need no view beyond the clean one (invariance and biases run many views,
@@ -230,11 +230,19 @@ def test_summary_without_label_free_measures_says_what_to_add():
 
 def test_failing_section_shows_an_error_box_and_strict_raises(study, monkeypatch, tmp_path):
     _, result = study
-    monkeypatch.setattr(sections_mod, "_SECTIONS", list(sections_mod._SECTIONS))
+    measure_mod.lines()  # discover the installed lines before taking a copy of the registry
+    monkeypatch.setattr(measure_mod, "_LINES", dict(measure_mod._LINES))
 
-    @sections_mod.register_section("Broken on purpose", order=5)
     def broken(ctx):
         raise ValueError("boom from a section")
+
+    measure_mod.register_line(
+        measure_mod.Line(
+            "broken",
+            "a line whose section fails",
+            sections=(Section("Broken on purpose", broken, 5),),
+        )
+    )
 
     page, errors = render_report(build_report_context(result))
     assert [e.title for e in errors] == ["Broken on purpose"]
@@ -246,7 +254,7 @@ def test_failing_section_shows_an_error_box_and_strict_raises(study, monkeypatch
 
 
 def test_artifacts_are_read_one_model_at_a_time(tmp_path):
-    from robustlens.report.html import LazyArtifacts
+    from robustlens.report.page import LazyArtifacts
     from robustlens.study import save_artifacts
 
     models = [f"zoo/m{i}" for i in range(6)]  # a "/" in a name becomes "_" in the file name

@@ -69,13 +69,13 @@ def infer_role(name: str) -> str:
         name: a dataset name such as ``world/val`` or ``imagenet_c/fog/3``.
 
     Returns:
-        One of the roles of ``robustlens.measures.base.ROLES``.
+        One of the roles of ``robustlens.measure.ROLES``.
 
     Example:
         >>> [infer_role(n) for n in ("world/val", "world/corrupt/fog/3", "imagenet_r", "x")]
         ['id', 'corrupt', 'rendition', 'other']
     """
-    from robustlens.study import role_from_name
+    from robustlens.roles import role_from_name
 
     return role_from_name(str(name))
 

@@ -1,11 +1,4 @@
-"""CLI command groups beyond the core ones; each module defines ``register(app)``."""
+"""Core commands that are not part of a research line; each module defines ``register(app)``.
 
-COMMAND_MODULES = (
-    "invariance",
-    "clustering",
-    "biases",
-    "spurious",
-    "robustness",
-    "report",
-    "pretrained",
-)
+Research lines add their own commands through their :class:`robustlens.measure.Line`.
+"""

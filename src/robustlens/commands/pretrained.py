@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 import typer
 
-from robustlens.commands.output import stdout_console
+from robustlens.console import stdout_console
 
 #: every acceptable ImageNet class per photo file (written next to the photo folder)
 ACCEPTABLE_LABELS = "photo-acceptable-labels.json"
@@ -103,13 +103,13 @@ def register(app: typer.Typer) -> None:
         """Real pretrained ImageNet models (EfficientNet-Lite) on real photos, offline."""
         import yaml
 
-        from robustlens.cli import _write_report, console, run_cmd
         from robustlens.data.imagenet_info import load_category_mapping
         from robustlens.data.photos import (
             build_cue_conflict_folder,
             build_photo_folder,
             photo_acceptable_labels,
         )
+        from robustlens.runner import console, run_study_command, write_report_command
 
         variants = variant or installed_variants()
         if not variants:
@@ -136,11 +136,11 @@ def register(app: typer.Typer) -> None:
         cfg_path.write_text(
             yaml.safe_dump(pretrained_config(workdir.resolve(), variants, mapping), sort_keys=False)
         )
-        result = run_cmd(cfg_path, None)
+        result = run_study_command(cfg_path, None)
         if result is None:
             raise typer.Exit(code=2)
         _print_predictions(result)
-        _write_report(result)
+        write_report_command(result)
 
 
 def _print_predictions(result: Any) -> None:

@@ -15,7 +15,7 @@ StoreOpt = Annotated[Path | None, typer.Option(help="Override the store director
 
 
 def _study_models(cfg) -> list[str] | None:
-    from robustlens.study import resolve_models
+    from robustlens.plan import resolve_models
 
     try:
         return [m.name for m in resolve_models(cfg)]
@@ -41,12 +41,12 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Re-render the HTML report of a study from its store and output directory (no model
         runs; run `robustlens study CONFIG` first)."""
-        from robustlens.cli import _fail, _load_cfg, console
         from robustlens.report import write_report
+        from robustlens.runner import console, fail, load_study_config
         from robustlens.store import Store
 
         try:
-            cfg = _load_cfg(config, store=str(store) if store else None)
+            cfg = load_study_config(config, store=str(store) if store else None)
             path = write_report(
                 Path(cfg.output),
                 out,
@@ -68,7 +68,7 @@ def register(app: typer.Typer) -> None:
                     f"rendered, {len(info['errors'])} script errors)"
                 )
         except RobustlensError as exc:
-            _fail(exc)
+            fail(exc)
 
     @app.command("export")
     def export_cmd(
@@ -80,12 +80,12 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Write per-model results as CSV and Parquet (long and wide); per-sample outputs are
         already at OUTPUT/per_sample/<model>.parquet."""
-        from robustlens.cli import _fail, _load_cfg, console
         from robustlens.report import export_results
+        from robustlens.runner import console, fail, load_study_config
         from robustlens.store import Store
 
         try:
-            cfg = _load_cfg(config, store=str(store) if store else None)
+            cfg = load_study_config(config, store=str(store) if store else None)
             st = Store(cfg.store)
             models = _study_models(cfg)
             if st.results(models=models).empty:
@@ -100,4 +100,4 @@ def register(app: typer.Typer) -> None:
             n = len(list(ps.glob("*.parquet"))) if ps.exists() else 0
             console.print(f"per-sample outputs: {n} files in {ps}")
         except RobustlensError as exc:
-            _fail(exc)
+            fail(exc)

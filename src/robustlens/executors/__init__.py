@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from robustlens.executors.local import LocalExecutor
 
-def get_executor(cfg: Any):
+
+def get_executor(cfg: Any) -> Any:
     if getattr(cfg, "executor", "local") == "ray":
+        # ray is an optional dependency: its executor is imported only when asked for
         from robustlens.executors.ray_executor import RayExecutor
 
         return RayExecutor(address=cfg.ray_address)
-    from robustlens.executors.local import LocalExecutor
-
     return LocalExecutor()

@@ -3,29 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
 
-from robustlens.engine import Engine, EngineJob, EngineReport
-from robustlens.measures.base import DatasetInfo, Measure
+from robustlens.engine import Engine, EngineReport
+from robustlens.measure import DatasetInfo, Measure
 from robustlens.models.base import ModelAdapter
-
-
-def plan_jobs(
-    models: Sequence[ModelAdapter], measures: Sequence[Measure], info: DatasetInfo
-) -> list[EngineJob]:
-    from robustlens.study import plan_views
-
-    views, feature_views = plan_views(measures, info)
-    if not views:
-        return []
-    return [EngineJob(m, views, feature_views) for m in models]
+from robustlens.plan import DatasetSpec, plan_jobs
 
 
 class LocalExecutor:
     def run(
         self,
         engine: Engine,
-        dspecs: Sequence[Any],
+        dspecs: Sequence[DatasetSpec],
         models: Sequence[ModelAdapter],
         measures: Sequence[Measure],
         infos: Mapping[str, DatasetInfo],

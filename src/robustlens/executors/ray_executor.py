@@ -15,8 +15,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from robustlens.engine import Engine, EngineJob, EngineReport
-from robustlens.measures.base import DatasetInfo, Measure
+from robustlens.measure import DatasetInfo, Measure
 from robustlens.models.base import ModelAdapter
+from robustlens.plan import plan_jobs
 from robustlens.store import META_VIEW, ArrayKey, Store
 
 
@@ -99,8 +100,6 @@ class RayExecutor:
         measures: Sequence[Measure],
         infos: Mapping[str, DatasetInfo],
     ) -> list[EngineReport]:
-        from robustlens.executors.local import plan_jobs
-
         ray = self.ray
         use_gpu = engine.device.type == "cuda"
         remote = ray.remote(_run_job).options(

@@ -6,14 +6,19 @@ writes the per-model results as CSV and Parquet; ``read_per_sample(out_dir, mode
 the per-sample outputs back.
 """
 
+from robustlens.report.context import ReportContext, figure_html
 from robustlens.report.exports import (
     export_results,
     iter_per_sample,
     read_per_sample,
     wide_table,
 )
-from robustlens.report.html import build_report_context, render_report, write_report
-from robustlens.report.sections import ReportContext, figure_html, register_section
+from robustlens.report.page import (
+    build_report_context,
+    render_report,
+    report_sections,
+    write_report,
+)
 
 __all__ = [
     "ReportContext",
@@ -22,8 +27,8 @@ __all__ = [
     "figure_html",
     "iter_per_sample",
     "read_per_sample",
-    "register_section",
     "render_report",
+    "report_sections",
     "wide_table",
     "write_report",
 ]

@@ -1,0 +1,71 @@
+"""Accuracy and calibration on every dataset of a study, with per-sample outputs."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+
+from robustlens.data.base import ClassMapping
+from robustlens.measure import (
+    DatasetInfo,
+    Measure,
+    MeasureOutput,
+    ModelInfo,
+    dataset_predictions,
+)
+from robustlens.metrics.classification import ece, multi_label_accuracy
+from robustlens.store import StoredArrays
+
+
+class AccuracyMeasure(Measure):
+    """Top-1 accuracy and ECE (15 bins) on the clean view of every labelled dataset.
+
+    On the ``spurious`` role the label is the class whose mark the image carries, so the
+    "accuracy" there is the rate at which the mark alone triggers its class.
+
+    Where a dataset lists several acceptable labels per sample (ImageNet ReaL, or the
+    photos' hand labels), ``accuracy_real`` is the ReaL top-1 accuracy of Beyer et al.
+    (2020): the mean over samples with at least one acceptable label of
+    ``1[prediction in acceptable labels]`` (:func:`robustlens.metrics.classification.
+    multi_label_accuracy`), with the per-sample column ``correct_real``.
+    """
+
+    name = "accuracy"
+    description = "top-1 accuracy and expected calibration error per dataset"
+
+    def requests(self, dataset: DatasetInfo) -> dict[str, bool]:
+        return {} if dataset.role == "train" else {"clean": False}
+
+    def compute(
+        self,
+        model: ModelInfo,
+        datasets: Mapping[str, DatasetInfo],
+        arrays: Mapping[str, StoredArrays],
+        mappings: Mapping[str, ClassMapping],
+    ) -> MeasureOutput:
+        out = MeasureOutput()
+        for name, info in datasets.items():
+            if not self.requests(info):
+                continue
+            a = arrays[name]
+            probs, pred = dataset_predictions(a.logits("clean"), mappings[name])
+            labels = a.labels()
+            correct = pred == labels
+            out.values[(name, "accuracy")] = float(correct.mean()) if len(correct) else float("nan")
+            out.values[(name, "ece")] = ece(probs, labels) if len(labels) else float("nan")
+            out.values[(name, "n")] = float(len(labels))
+            out.per_sample[name] = {
+                "sample_id": a.sample_ids(),
+                "label": labels,
+                "prediction": pred.astype(np.int64),
+                "confidence": probs.max(axis=1),
+                "correct": correct,
+            }
+            acceptable = a.acceptable_labels()
+            if acceptable is not None:
+                value, hits = multi_label_accuracy(pred, acceptable)
+                out.values[(name, "accuracy_real")] = value
+                out.values[(name, "n_real")] = float((acceptable >= 0).any(axis=1).sum())
+                out.per_sample[name]["correct_real"] = hits
+        return out

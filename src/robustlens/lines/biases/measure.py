@@ -1,0 +1,444 @@
+"""Seed 002's biases: shape bias, spectral (low/high-frequency) bias, critical band, and PGD.
+
+Reference: P. Gavrikov, J. Lukasik, S. Jung, R. Geiger, B. Lorenz, J. Keuper, M. Keuper,
+"Can Biases in ImageNet Models Explain Generalization?", CVPR 2024. The formulas live in
+``robustlens.metrics`` (:func:`~robustlens.metrics.shape_bias.shape_bias`,
+:func:`~robustlens.metrics.spectral.spectral_bias`,
+:func:`~robustlens.metrics.critical_band.critical_band_or_none`,
+:func:`~robustlens.metrics.classification.accuracy`); this measure only says which views it
+needs and feeds the stored logits to those functions. Every view below is produced by the
+engine in the same pass over decoded images as the views of every other measure of the study.
+
+Views requested, by dataset role:
+
+* ``cue_conflict``: ``clean``. Values ``shape_bias``, ``shape_fraction``, ``texture_fraction``,
+  ``shape_bias_n`` (images with shape != texture). Dataset-space probabilities come from the
+  class mapping (``mean`` of probabilities within a category for the 16 model-vs-human
+  categories; identity for the synthetic world).
+* ``id``: ``clean``; ``lowpass:C`` and ``highpass:C`` for every cutoff C; ``bandnoise:B:S`` for
+  every band B and noise level S; and ``bandnoise:B0:0.0`` (B0 the lowest band), the noise-free
+  low-contrast grayscale baseline whose accuracy is the critical band's "clean" accuracy (as
+  defined in ``robustlens.metrics.critical_band``). Values ``low_freq_bias``,
+  ``high_freq_bias``, ``cb_bandwidth_octaves``, ``cb_center_cpi``, ``cb_peak_sensitivity``,
+  ``cb_r_squared``, ``cb_clean_accuracy`` and ``cb_fit_ok`` (1 or 0). A failed fit gives NaN
+  for the fitted numbers, ``cb_fit_ok = 0`` and the reason in the artifacts, never numbers.
+  Besides the failures of ``critical_band`` itself, the fit counts as failed when the
+  noise-free baseline accuracy is not at least ``cb_min_margin_se`` (3) binomial standard
+  errors ``sqrt(chance (1 - chance) / n)`` above chance (the halfway criterion between a
+  baseline at chance and chance is noise), or when the fit fails numerically.
+* ``adversarial``: ``clean`` and ``pgd:linf:EPS:STEPS:STEP`` (floats written with ``repr``, so
+  the spec, and therefore the store key, is stable). Values ``pgd_accuracy``,
+  ``clean_accuracy``.
+
+Bands and image size. Band b is centred at ``1.75 * 2**b`` cycles per image at 224 px, i.e. a
+fixed number of cycles per *pixel* (``robustlens.transforms.frequency.band_centre_cpi``), so at
+small sizes the lowest bands contain no DFT frequency: at 32 px only bands 2..6 exist (centres
+1, 2, 4, 8, 16 cycles per image), at 48-64 px bands 1..6, from 96 px all 7. With
+``bands=None`` the measure uses every band of 0..6 that
+:func:`~robustlens.transforms.frequency.valid_bands` accepts for the dataset's image size. The
+size is taken from the ``image_size`` option, else from ``DatasetInfo.tags["image_size"]``
+(or an ``image_size`` attribute) when the study provides it; when it is unknown the bands
+valid at 32 px (2..6, valid for every size >= 24 px) are used and the centre frequency is
+reported in cycles per image *at the 224 px reference* (``1.75 * 2**b``), which the artifacts
+state in ``frequency_unit``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from robustlens.data.base import ClassMapping
+from robustlens.errors import ConfigError, ValidationError
+from robustlens.measure import (
+    DatasetInfo,
+    Measure,
+    MeasureOutput,
+    ModelInfo,
+    dataset_predictions,
+)
+from robustlens.metrics.classification import accuracy
+from robustlens.metrics.critical_band import CriticalBandResult, critical_band_or_none
+from robustlens.metrics.shape_bias import shape_bias, shape_bias_per_category
+from robustlens.metrics.spectral import BIAS_CUTOFFS, spectral_bias
+from robustlens.store import StoredArrays
+from robustlens.transforms.adversarial import SEED002_PGD
+from robustlens.transforms.frequency import (
+    CRITICAL_BAND_SIGMAS,
+    N_BANDS,
+    SPECTRAL_CUTOFFS,
+    band_centre_cpi,
+    valid_bands,
+)
+
+__all__ = ["PARTS", "BiasesMeasure"]
+
+#: the four parts of the measure; ``parts=`` selects a subset
+PARTS = ("shape", "spectral", "critical_band", "pgd")
+_FALLBACK_SIZE = 32  # bands valid here are valid at every size >= 24 px
+_NAN = float("nan")
+
+
+def _floats(values: Iterable[Any], name: str) -> tuple[float, ...]:
+    try:
+        out = tuple(float(v) for v in values)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"biases.{name}: expected a list of numbers, got {values!r}") from exc
+    if not out:
+        raise ConfigError(f"biases.{name}: expected at least one value, got none")
+    return out
+
+
+def _number(value: Any, name: str, integer: bool = False) -> float:
+    try:
+        v = float(value)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"biases.{name}: expected a non-negative number, got {value!r}") from exc
+    if not math.isfinite(v) or v < 0 or (integer and v != int(v)):
+        kind = "integer" if integer else "number"
+        raise ConfigError(f"biases.{name}: expected a non-negative {kind}, got {value!r}")
+    return v
+
+
+def _image_size(info: DatasetInfo, option: int | None) -> int | None:
+    if option is not None:
+        return option
+    size = (info.tags or {}).get("image_size", getattr(info, "image_size", None))
+    return int(size) if size is not None else None
+
+
+def _failed_fit(centres: Sequence[float], reason: str) -> CriticalBandResult:
+    """A failed critical-band result: every fitted and per-band number NaN."""
+    nan_bands = (_NAN,) * len(centres)
+    return CriticalBandResult(
+        ok=False,
+        reason=reason,
+        bandwidth_octaves=_NAN,
+        centre_cpi=_NAN,
+        peak_sensitivity=_NAN,
+        mu_log2=_NAN,
+        width_octaves=_NAN,
+        r_squared=_NAN,
+        criterion=_NAN,
+        bands_cpi=tuple(float(c) for c in centres),
+        thresholds=nan_bands,
+        sensitivities=nan_bands,
+        left_censored=(False,) * len(centres),
+    )
+
+
+class BiasesMeasure(Measure):
+    """Shape, spectral and critical-band biases and PGD robust accuracy (seed 002).
+
+    Args:
+        pgd_eps: L-inf radius in pixel units of [0, 1] (seed 002: 0.5/255).
+        pgd_steps: PGD iterations (seed 002: 40).
+        pgd_step: absolute PGD step (seed 002: 2/255).
+        cutoffs: FFT cutoffs of the low- and high-pass views (default ``SPECTRAL_CUTOFFS``,
+            0.01, 0.1, ..., 0.9, 0.99); must contain ``bias_cutoffs``.
+        bias_cutoffs: cutoffs averaged into the low/high-frequency bias (0.1 .. 0.5).
+        bands: noise bands (default: every band of 0..6 valid at the dataset's image size).
+        sigmas: band-noise standard deviations (default ``CRITICAL_BAND_SIGMAS``).
+        image_size: image side in pixels of the ``id`` datasets, when the study does not
+            provide it (decides the default bands and the centre-frequency unit).
+        parts: which of ``"shape"``, ``"spectral"``, ``"critical_band"``, ``"pgd"`` to run
+            (e.g. leave out ``"pgd"`` on a large study).
+        cb_min_margin_se: the critical band is reported as failed unless the noise-free
+            low-contrast grayscale accuracy exceeds chance by at least this many binomial
+            standard errors ``sqrt(chance (1 - chance) / n)``: halfway between a baseline at
+            chance and chance is noise, not a threshold. 0 disables the check.
+    """
+
+    name = "biases"
+    description = "shape bias, low/high-frequency bias, critical band, PGD robust accuracy"
+
+    def __init__(
+        self,
+        pgd_eps: float = SEED002_PGD["eps"],
+        pgd_steps: int = SEED002_PGD["steps"],
+        pgd_step: float = SEED002_PGD["step"],
+        cutoffs: Sequence[float] = SPECTRAL_CUTOFFS,
+        bias_cutoffs: Sequence[float] = BIAS_CUTOFFS,
+        bands: Sequence[int] | None = None,
+        sigmas: Sequence[float] = CRITICAL_BAND_SIGMAS,
+        image_size: int | None = None,
+        parts: Sequence[str] = PARTS,
+        cb_min_margin_se: float = 3.0,
+    ) -> None:
+        self.pgd_eps = _number(pgd_eps, "pgd_eps")
+        self.pgd_steps = int(_number(pgd_steps, "pgd_steps", integer=True))
+        self.pgd_step = _number(pgd_step, "pgd_step")
+        self.cutoffs = tuple(sorted(set(_floats(cutoffs, "cutoffs"))))
+        bad = [c for c in self.cutoffs if not 0 < c <= 1]
+        if bad:
+            raise ConfigError(f"biases.cutoffs: expected values in (0, 1], got {bad}")
+        self.bias_cutoffs = _floats(bias_cutoffs, "bias_cutoffs")
+        have = {round(c, 6) for c in self.cutoffs}
+        missing = [c for c in self.bias_cutoffs if round(c, 6) not in have]
+        if missing:
+            raise ConfigError(
+                f"biases.cutoffs: the low/high-frequency bias averages the cutoffs "
+                f"{list(self.bias_cutoffs)}, but {missing} are not among the cutoffs "
+                f"{list(self.cutoffs)}; add them (or set bias_cutoffs)"
+            )
+        self.sigmas = tuple(sorted(set(_floats(sigmas, "sigmas"))))
+        if self.sigmas[0] <= 0:
+            raise ConfigError(f"biases.sigmas: expected positive noise levels, got {sigmas!r}")
+        if bands is not None:
+            raw = list(bands)
+            if not raw or any(
+                isinstance(b, bool) or not isinstance(b, int | np.integer) or b < 0 for b in raw
+            ):
+                raise ConfigError(f"biases.bands: expected non-negative integers, got {bands!r}")
+            bands = tuple(sorted({int(b) for b in raw}))
+        self.bands = bands
+        if image_size is not None:
+            image_size = int(_number(image_size, "image_size", integer=True))
+            if image_size < 1:
+                raise ConfigError(f"biases.image_size: expected a positive size, got {image_size}")
+        self.image_size = image_size
+        unknown = [p for p in parts if p not in PARTS]
+        if unknown or not parts:
+            raise ConfigError(f"biases.parts: expected a subset of {list(PARTS)}, got {parts!r}")
+        self.parts = tuple(parts)
+        self.cb_min_margin_se = _number(cb_min_margin_se, "cb_min_margin_se")
+
+    # ------------------------------------------------------------------ view specs
+    @property
+    def pgd_spec(self) -> str:
+        """The PGD view spec, e.g. ``pgd:linf:0.00196078431372549:40:0.00784313725490196``."""
+        return f"pgd:linf:{self.pgd_eps!r}:{self.pgd_steps}:{self.pgd_step!r}"
+
+    def spectral_specs(self) -> dict[str, tuple[str, ...]]:
+        """``{"low": lowpass specs, "high": highpass specs}`` in cutoff order."""
+        return {
+            "low": tuple(f"lowpass:{c!r}" for c in self.cutoffs),
+            "high": tuple(f"highpass:{c!r}" for c in self.cutoffs),
+        }
+
+    def bands_for(self, info: DatasetInfo) -> tuple[int, ...]:
+        """The noise bands used on ``info`` (see the module docstring)."""
+        size = _image_size(info, self.image_size)
+        valid = valid_bands(size or _FALLBACK_SIZE, n_bands=N_BANDS)
+        if self.bands is None:
+            return valid
+        if size is not None:
+            bad = [b for b in self.bands if b not in valid]
+            if bad:
+                raise ConfigError(
+                    f"biases.bands: bands {bad} contain no frequency of the {size} px images of "
+                    f"{info.name!r}; valid bands at this size: {list(valid)}"
+                )
+        return self.bands
+
+    @staticmethod
+    def band_spec(band: int, sigma: float) -> str:
+        return f"bandnoise:{int(band)}:{float(sigma)!r}"
+
+    def critical_band_specs(self, info: DatasetInfo) -> tuple[str, tuple[tuple[str, ...], ...]]:
+        """(noise-free baseline spec, specs per band x sigma)."""
+        bands = self.bands_for(info)
+        baseline = self.band_spec(bands[0], 0.0)
+        return baseline, tuple(tuple(self.band_spec(b, s) for s in self.sigmas) for b in bands)
+
+    def requests(self, dataset: DatasetInfo) -> dict[str, bool]:
+        role = dataset.role
+        if role == "cue_conflict" and "shape" in self.parts:
+            return {"clean": False}
+        if role == "id" and ("spectral" in self.parts or "critical_band" in self.parts):
+            views = {"clean": False}
+            if "spectral" in self.parts:
+                for specs in self.spectral_specs().values():
+                    views.update(dict.fromkeys(specs, False))
+            if "critical_band" in self.parts:
+                baseline, table = self.critical_band_specs(dataset)
+                views[baseline] = False
+                for row in table:
+                    views.update(dict.fromkeys(row, False))
+            return views
+        if role == "adversarial" and "pgd" in self.parts:
+            return {"clean": False, self.pgd_spec: False}
+        return {}
+
+    # ------------------------------------------------------------------ compute
+    def compute(
+        self,
+        model: ModelInfo,
+        datasets: Mapping[str, DatasetInfo],
+        arrays: Mapping[str, StoredArrays],
+        mappings: Mapping[str, ClassMapping],
+    ) -> MeasureOutput:
+        out = MeasureOutput()
+        for name, info in datasets.items():
+            if not self.requests(info):
+                continue
+            a, mapping = arrays[name], mappings[name]
+            if info.role == "cue_conflict":
+                self._shape(out, info, a, mapping)
+            elif info.role == "id":
+                if "spectral" in self.parts:
+                    self._spectral(out, info, a, mapping)
+                if "critical_band" in self.parts:
+                    self._critical_band(out, info, a, mapping)
+            elif info.role == "adversarial":
+                self._pgd(out, info, a, mapping)
+        return out
+
+    @staticmethod
+    def _accuracy(a: StoredArrays, mapping: ClassMapping, view: str) -> float:
+        labels = a.labels()
+        if len(labels) == 0:
+            return _NAN
+        probs, _ = dataset_predictions(a.logits(view), mapping)
+        return accuracy(probs, labels)
+
+    def _shape(
+        self, out: MeasureOutput, info: DatasetInfo, a: StoredArrays, mapping: ClassMapping
+    ) -> None:
+        try:
+            texture = a.extra("texture_label")
+        except KeyError as exc:
+            raise ValidationError(
+                f"dataset {info.name!r} has role 'cue_conflict' but no 'texture_label' per "
+                "sample; cue-conflict datasets must carry the texture category of each image "
+                "(the synthetic world's cue_conflict split and the cue_conflict layout do)"
+            ) from exc
+        shape = a.labels()
+        probs, pred = dataset_predictions(a.logits("clean"), mapping)
+        r = shape_bias(probs, shape, texture)
+        for key in ("shape_bias", "shape_fraction", "texture_fraction"):
+            out.values[(info.name, key)] = float(r[key])
+        out.values[(info.name, "shape_bias_n")] = float(r["n_used"])
+        per_cat = shape_bias_per_category(probs, shape, texture)
+        classes = list(info.classes) or [str(k) for k in per_cat]
+        out.artifacts.setdefault("shape_bias", {})[info.name] = {
+            "per_category": {classes[int(k)]: float(v) for k, v in per_cat.items()},
+            "n_used": int(r["n_used"]),
+            "n_shape": int(r["n_shape"]),
+            "n_texture": int(r["n_texture"]),
+            "reason": r.get("reason"),
+        }
+        used = shape != texture
+        out.per_sample[info.name] = {
+            "texture_label": np.asarray(texture, dtype=np.int64),
+            "shape_hit": (pred == shape) & used,
+            "texture_hit": (pred == texture) & used,
+        }
+
+    def _spectral(
+        self, out: MeasureOutput, info: DatasetInfo, a: StoredArrays, mapping: ClassMapping
+    ) -> None:
+        specs = self.spectral_specs()
+        clean = self._accuracy(a, mapping, "clean")
+        pairs = {k: zip(self.cutoffs, specs[k], strict=True) for k in ("low", "high")}
+        low = {c: self._accuracy(a, mapping, s) for c, s in pairs["low"]}
+        high = {c: self._accuracy(a, mapping, s) for c, s in pairs["high"]}
+        art: dict[str, Any] = {
+            "cutoffs": list(self.cutoffs),
+            "bias_cutoffs": list(self.bias_cutoffs),
+            "clean_accuracy": clean,
+            "low_accuracy": [low[c] for c in self.cutoffs],
+            "high_accuracy": [high[c] for c in self.cutoffs],
+            "reason": None,
+        }
+        if not (clean > 0):
+            art["reason"] = (
+                f"clean accuracy is {clean}: accuracy ratios to clean accuracy are undefined"
+            )
+            art["low_curve"] = art["high_curve"] = [_NAN] * len(self.cutoffs)
+            lo = hi = _NAN
+        else:
+            r = spectral_bias(low, high, clean, cutoffs=self.bias_cutoffs)
+            art["low_curve"] = list(r["low_curve"].values())
+            art["high_curve"] = list(r["high_curve"].values())
+            lo, hi = r["low_freq_bias"], r["high_freq_bias"]
+        out.values[(info.name, "low_freq_bias")] = float(lo)
+        out.values[(info.name, "high_freq_bias")] = float(hi)
+        out.artifacts.setdefault("spectral", {})[info.name] = art
+
+    def _critical_band(
+        self, out: MeasureOutput, info: DatasetInfo, a: StoredArrays, mapping: ClassMapping
+    ) -> None:
+        bands = self.bands_for(info)
+        baseline, table_specs = self.critical_band_specs(info)
+        size = _image_size(info, self.image_size)
+        if size is not None:
+            centres = [band_centre_cpi(b, size) for b in bands]
+            unit = f"cycles per image ({size} px)"
+        else:
+            centres = [band_centre_cpi(b, 224) for b in bands]
+            unit = "cycles per image at the 224 px reference (image size unknown)"
+        table = [[self._accuracy(a, mapping, s) for s in row] for row in table_specs]
+        clean = self._accuracy(a, mapping, baseline)
+        chance, n = info.chance, len(a.labels())
+        try:
+            res = critical_band_or_none(table, clean, chance, bands_cpi=centres, sigmas=self.sigmas)
+        except ArithmeticError as exc:  # a numerical failure inside the fit is a failed fit
+            res = _failed_fit(centres, f"Gaussian fit failed numerically: {exc!r}")
+        # the halfway criterion is only meaningful when the noise-free baseline is clearly
+        # above chance: require clean - chance >= k binomial standard errors at chance
+        needed = chance + self.cb_min_margin_se * math.sqrt(chance * (1 - chance) / max(n, 1))
+        if res.ok and not clean >= needed:
+            res = dataclasses.replace(
+                _failed_fit(centres, ""),
+                thresholds=res.thresholds,
+                sensitivities=res.sensitivities,
+                left_censored=res.left_censored,
+                criterion=res.criterion,
+                reason=(
+                    f"the noise-free low-contrast grayscale accuracy {clean:.4g} is not clearly "
+                    f"above chance {chance:.4g} (needs >= {needed:.4g}: chance + "
+                    f"{self.cb_min_margin_se:g} binomial standard errors with n={n}); the "
+                    "critical band is undefined for this model on these images"
+                ),
+            )
+        values = {
+            "cb_bandwidth_octaves": res.bandwidth_octaves,
+            "cb_center_cpi": res.centre_cpi,
+            "cb_peak_sensitivity": res.peak_sensitivity,
+            "cb_r_squared": res.r_squared,
+        }
+        for key, v in values.items():
+            out.values[(info.name, key)] = float(v) if res.ok else _NAN
+        out.values[(info.name, "cb_fit_ok")] = 1.0 if res.ok else 0.0
+        out.values[(info.name, "cb_clean_accuracy")] = float(clean)
+        art = res.as_dict()
+        art.update(
+            bands=list(bands),
+            sigmas=list(self.sigmas),
+            acc_table=table,
+            clean_accuracy=clean,
+            chance=info.chance,
+            baseline_view=baseline,
+            frequency_unit=unit,
+            image_size=size,
+            threshold_reached=[math.isfinite(t) for t in res.thresholds],
+        )
+        out.artifacts.setdefault("critical_band", {})[info.name] = art
+
+    def _pgd(
+        self, out: MeasureOutput, info: DatasetInfo, a: StoredArrays, mapping: ClassMapping
+    ) -> None:
+        clean = self._accuracy(a, mapping, "clean")
+        robust = self._accuracy(a, mapping, self.pgd_spec)
+        out.values[(info.name, "pgd_accuracy")] = robust
+        out.values[(info.name, "clean_accuracy")] = clean
+        out.artifacts.setdefault("pgd", {})[info.name] = {
+            "view": self.pgd_spec,
+            "eps": self.pgd_eps,
+            "steps": self.pgd_steps,
+            "step": self.pgd_step,
+            "norm": "linf",
+            "clean_accuracy": clean,
+            "pgd_accuracy": robust,
+        }
+        if len(a.labels()):
+            _, pred = dataset_predictions(a.logits(self.pgd_spec), mapping)
+            out.per_sample[info.name] = {
+                "pgd_prediction": pred.astype(np.int64),
+                "pgd_correct": pred == a.labels(),
+            }

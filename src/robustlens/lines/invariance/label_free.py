@@ -1,0 +1,137 @@
+"""Label-free accuracy predictors on every evaluated dataset, from the stored clean logits.
+
+Average confidence and the nuclear norm need only the target set. Difference of confidence
+(DoC) and average thresholded confidence (ATC) also need a labelled *source* set: the study's
+dataset with role ``id`` (the validation split). Labels of the target sets are never read.
+Agreement between two models is a cross-model quantity; it is computed from the stored
+per-sample predictions by :func:`robustlens.lines.invariance.analysis.agreement_matrix`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+
+from robustlens.data.base import ClassMapping
+from robustlens.errors import ConfigError
+from robustlens.measure import (
+    DatasetInfo,
+    Measure,
+    MeasureOutput,
+    ModelInfo,
+    dataset_predictions,
+)
+from robustlens.metrics.label_free import (
+    atc,
+    atc_threshold,
+    average_confidence,
+    difference_of_confidence,
+    nuclear_norm,
+)
+from robustlens.store import StoredArrays
+
+__all__ = ["SOURCE_ROLE", "LabelFreeMeasure"]
+
+#: the role of the labelled source set that DoC and ATC calibrate on
+SOURCE_ROLE = "id"
+
+
+class LabelFreeMeasure(Measure):
+    """Average confidence, nuclear norm, DoC and ATC (max-confidence and negative entropy).
+
+    On every dataset except the ``train`` role, from the dataset-space probabilities of the
+    clean view:
+
+    - ``avg_confidence`` = ``(1/N) sum_n max_k p[n, k]`` (Hendrycks & Gimpel, ICLR 2017);
+    - ``nuclear_norm`` = ``||P||_* / sqrt(N * min(N, K))`` (Deng et al., ICML 2023);
+    - ``doc`` = ``acc_src - (AC_src - AC_tgt)`` (Guillory et al., ICCV 2021);
+    - ``atc_maxconf`` and ``atc_negentropy``: the fraction of target scores above the
+      threshold learned on the source set (Garg et al., ICLR 2022).
+
+    The source is the dataset named by ``source``, or else the study's one dataset with role
+    ``id``. DoC and ATC compare scores across sets, so they are reported only for datasets with
+    the source's number of classes (ImageNet-R's 200-class subset is skipped against the
+    1000-class validation set); the skipped datasets are listed in the artifacts.
+
+    Args:
+        source: name of the labelled source dataset (default: the ``id``-role dataset).
+    """
+
+    name = "label_free"
+    description = "label-free accuracy predictors: confidence, nuclear norm, DoC, ATC"
+
+    def __init__(self, source: str | None = None) -> None:
+        self.source = source
+
+    def requests(self, dataset: DatasetInfo) -> dict[str, bool]:
+        return {} if dataset.role == "train" else {"clean": False}
+
+    def _source_name(self, datasets: Mapping[str, DatasetInfo]) -> str:
+        if self.source is not None:
+            if self.source not in datasets:
+                raise ConfigError(
+                    f"label_free: source dataset {self.source!r} is not among the evaluated "
+                    f"datasets {sorted(datasets)}; set measure_options.label_free.source to one "
+                    "of them"
+                )
+            return self.source
+        ids = [n for n, i in datasets.items() if i.role == SOURCE_ROLE]
+        if not ids:
+            raise ConfigError(
+                f"label_free: DoC and ATC need a labelled source dataset with role "
+                f"{SOURCE_ROLE!r} (e.g. world split 'val' or layout 'imagenet_val'); the study "
+                f"has roles {sorted({i.role for i in datasets.values()})}. Add one, or name it "
+                "with measure_options.label_free.source"
+            )
+        if len(ids) > 1:
+            raise ConfigError(
+                f"label_free: several datasets have role {SOURCE_ROLE!r} ({ids}); choose the "
+                "source with measure_options.label_free.source"
+            )
+        return ids[0]
+
+    def compute(
+        self,
+        model: ModelInfo,
+        datasets: Mapping[str, DatasetInfo],
+        arrays: Mapping[str, StoredArrays],
+        mappings: Mapping[str, ClassMapping],
+    ) -> MeasureOutput:
+        out = MeasureOutput()
+        src = self._source_name(datasets)
+        p_src, _ = dataset_predictions(arrays[src].logits("clean"), mappings[src])
+        y_src = arrays[src].labels()
+        skipped: dict[str, str] = {}
+        for name, info in datasets.items():
+            if not self.requests(info):
+                continue
+            p, _ = dataset_predictions(arrays[name].logits("clean"), mappings[name])
+            if len(p) == 0:
+                skipped[name] = "no readable images"
+                continue
+            out.values[(name, "avg_confidence")] = average_confidence(p)
+            out.values[(name, "nuclear_norm")] = nuclear_norm(p)
+            if len(p_src) == 0:
+                skipped[name] = f"source {src!r} has no readable images"
+                continue
+            if p.shape[1] != p_src.shape[1]:
+                skipped[name] = (
+                    f"{p.shape[1]} classes vs {p_src.shape[1]} in source {src!r}: DoC/ATC skipped"
+                )
+                continue
+            out.values[(name, "doc")] = difference_of_confidence(p_src, y_src, p)
+            out.values[(name, "atc_maxconf")] = atc(p_src, y_src, p, score="maxconf")
+            out.values[(name, "atc_negentropy")] = atc(p_src, y_src, p, score="negentropy")
+        has_src = len(p_src) > 0
+        out.artifacts = {
+            "source": src,
+            "source_accuracy": float(np.mean(p_src.argmax(axis=1) == y_src)) if has_src else None,
+            "atc_thresholds": {
+                s: atc_threshold(p_src, y_src, score=s) for s in ("maxconf", "negentropy")
+            }
+            if has_src
+            else {},
+            "skipped": skipped,
+        }
+        return out

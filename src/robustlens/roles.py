@@ -1,0 +1,152 @@
+"""Dataset roles: the one place that says what part a dataset plays in a study.
+
+A role tells measures and analyses which datasets to read (``id`` is the clean test set,
+``corrupt`` a corrupted copy, ``sketch`` a concept shift, ...). A study assigns each dataset a
+role when it resolves it (from its layout, its world split, or ``role:`` in the study file);
+code that only has names (an export read back, a table from elsewhere) infers the role from
+the name with :func:`role_from_name`. Every other module asks this one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from robustlens.errors import ConfigError
+
+__all__ = [
+    "LAYOUT_ROLES",
+    "ROLES",
+    "SHIFTED_ROLES",
+    "check_role",
+    "corrupt_group",
+    "dataset_roles",
+    "role_from_name",
+    "world_role",
+]
+
+#: roles a dataset can play in a study; measures choose datasets by role
+ROLES = (
+    "train",
+    "id",
+    "v2",
+    "corrupt",
+    "sketch",
+    "cue_conflict",
+    "spurious",
+    "rendition",
+    "adversarial",
+    "natural",
+    "other",
+)
+
+#: roles of datasets that are a distribution shift from ``id``, in report order
+SHIFTED_ROLES = ("corrupt", "v2", "natural", "sketch", "rendition")
+
+#: role of each on-disk layout
+LAYOUT_ROLES: dict[str, str] = {
+    "imagenet_val": "id",
+    "imagenet_c": "corrupt",
+    "imagenet_r": "rendition",
+    "imagenet_a": "natural",
+    "imagenet_sketch": "sketch",
+    "imagenet_v2": "v2",
+    "objectnet": "natural",
+    "cue_conflict": "cue_conflict",
+    "spurious_imagenet": "spurious",
+    "imagefolder": "other",
+}
+
+_WORLD_SPLIT_ROLES = (
+    "train",
+    "v2",
+    "sketch",
+    "cue_conflict",
+    "spurious",
+    "rendition",
+    "adversarial",
+)
+
+
+def check_role(role: str) -> str:
+    """``role`` if it is one of :data:`ROLES`, else a :class:`ConfigError` naming them."""
+    if role not in ROLES:
+        raise ConfigError(f"unknown dataset role {role!r}; known roles: {', '.join(ROLES)}")
+    return role
+
+
+def world_role(split: str) -> tuple[str, dict[str, Any]]:
+    """Role and tags of a synthetic-world split.
+
+    Example:
+        >>> world_role("val"), world_role("corrupt/fog/3")
+        (('id', {}), ('corrupt', {'corruption': 'fog', 'severity': 3}))
+    """
+    if split == "val":
+        return "id", {}
+    if split.startswith("corrupt/"):
+        _, c, s = split.split("/")
+        return "corrupt", {"corruption": c, "severity": int(s)}
+    if split in _WORLD_SPLIT_ROLES:
+        return split, {}
+    return "other", {}
+
+
+def role_from_name(name: str) -> str:
+    """The study role of a dataset from the name a study gives it (``"other"`` if unknown).
+
+    World splits are ``world/<split>``; on-disk layouts are named after the layout; derived
+    and ImageNet-C sets carry ``corrupt`` in their path.
+
+    Example:
+        >>> [role_from_name(n) for n in ("world/val", "world/corrupt/fog/3", "imagenet_r", "x")]
+        ['id', 'corrupt', 'rendition', 'other']
+    """
+    name = str(name)
+    if name.startswith("world/"):
+        return world_role(name[len("world/") :])[0]
+    head = name.split("/")[0]
+    if head == "imagenet_c" or "/corrupt/" in f"/{name}/":
+        return "corrupt"
+    return LAYOUT_ROLES.get(head, "other")
+
+
+def dataset_roles(names: Iterable[str], roles: Mapping[str, Any] | None = None) -> dict[str, str]:
+    """Role of every dataset: from ``roles`` where given, else inferred from the name.
+
+    Args:
+        names: dataset names.
+        roles: ``{name: role}`` or ``{name: {"role": role, ...}}`` (e.g. a study's recorded
+            datasets); names it lacks are inferred with :func:`role_from_name`.
+
+    Example:
+        >>> dataset_roles(["world/val", "mine"], {"mine": {"role": "sketch"}})
+        {'world/val': 'id', 'mine': 'sketch'}
+    """
+    roles = roles or {}
+    out: dict[str, str] = {}
+    for n in names:
+        r = roles.get(n)
+        if isinstance(r, Mapping):
+            r = r.get("role")
+        out[n] = str(r) if r is not None else role_from_name(n)
+    return out
+
+
+def corrupt_group(dataset: str, tags: Mapping[str, Any] | None = None) -> str:
+    """The set a corrupted dataset was derived from, e.g. ``world/corrupt`` or ``imagenet_c``.
+
+    Corrupted datasets of one group are averaged together in tables and plots.
+
+    Example:
+        >>> corrupt_group("world/corrupt/fog/3", {"corruption": "fog", "severity": 3})
+        'world/corrupt'
+        >>> corrupt_group("val/corrupt/contrast/2")
+        'val/corrupt'
+    """
+    tags = tags or {}
+    c, s = tags.get("corruption"), tags.get("severity")
+    suffix = f"/{c}/{s}"
+    if c is not None and s is not None and dataset.endswith(suffix):
+        return dataset[: -len(suffix)]
+    return dataset.rsplit("/", 2)[0] if dataset.count("/") >= 2 else "corrupt"

@@ -1,0 +1,148 @@
+"""The command line's face of the study runner: load a study file, run it with progress,
+print the summary, write the report, and turn every robustlens error into one clear message.
+
+Research lines' commands and the core commands share these, so every command that works on
+a study takes it, runs it and fails the same way.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+from rich.table import Table
+
+from robustlens.config import StudyConfig, load_config, parse_config
+from robustlens.console import console, fail, stdout_console
+from robustlens.demo import demo_config_path
+from robustlens.errors import RobustlensError
+from robustlens.plan import world_from_config
+from robustlens.report import write_report
+from robustlens.store import Store
+from robustlens.study import StudyResult, run_study
+
+__all__ = [
+    "console",
+    "fail",
+    "load_study_config",
+    "print_results",
+    "run_study_command",
+    "world_of",
+    "write_report_command",
+]
+
+
+def load_study_config(config: Path | None, **overrides: Any) -> StudyConfig:
+    """The study file at ``config`` (the demo study when ``None``) with ``overrides`` set."""
+    path = config or demo_config_path()
+    cfg = (
+        load_config(path)
+        if config
+        else parse_config(yaml.safe_load(path.read_text()), str(path), base_dir=Path.cwd())
+    )
+    update = {k: v for k, v in overrides.items() if v is not None}
+    return cfg.model_copy(update=update) if update else cfg
+
+
+def world_of(cfg: StudyConfig) -> Any:
+    """The synthetic world of a study (built on first use, cached in its store)."""
+    return world_from_config(cfg, Store(cfg.store))
+
+
+# ------------------------------------------------------------------------------ eval / study
+def print_results(
+    store, models, datasets, measure: str = "accuracy", name: str = "accuracy", max_cols: int = 12
+) -> None:
+    df = store.results(models=models, measures=[measure])
+    df = df[df["name"] == name]
+    if df.empty:
+        return
+    wide = df.pivot_table(index="model", columns="dataset", values="value", aggfunc="first")
+    cols = [c for c in datasets if c in wide.columns]
+    corrupt = [c for c in cols if "/corrupt/" in c or c.startswith("imagenet_c")]
+    shown = [c for c in cols if c not in corrupt][:max_cols]
+
+    def header(c: str) -> str:
+        return c.replace("world/", "")
+
+    def col_width(h: str) -> int:
+        return max(len(h), 5) + 3  # cell padding and border
+
+    mean_header = ["corrupt (mean)"] if corrupt else []
+    model_width = max(len(str(m)) for m in wide.index) + 4
+    out = stdout_console()
+    hidden = 0
+    if out.is_terminal:
+        # Model names and numbers are never cut: drop the datasets that do not fit instead.
+        room = out.width - model_width - sum(col_width(h) for h in mean_header)
+        fitting = []
+        for c in shown:
+            room -= col_width(header(c))
+            if room < 0:
+                break
+            fitting.append(c)
+        hidden = len(shown) - len(fitting)
+        shown = fitting
+    headers = [header(c) for c in shown] + mean_header
+    if not out.is_terminal:
+        # a log gets the whole table, however wide
+        out = stdout_console(max(model_width + sum(col_width(h) for h in headers) + 1, 80))
+    caption = f"{hidden} more datasets in the report (terminal too narrow)" if hidden else None
+    table = Table(title=f"{measure}.{name}", caption=caption)
+    table.add_column("model", style="bold", no_wrap=True)
+    for h in headers:
+        table.add_column(h, justify="right", no_wrap=True, min_width=5)
+    for model, row in wide.iterrows():
+        cells = [f"{row[c]:.3f}" for c in shown]
+        if corrupt:
+            cells.append(f"{row[corrupt].mean():.3f}")
+        table.add_row(str(model), *cells)
+    out.print(table)
+
+
+def run_study_command(
+    config: Path | None,
+    store: Path | None,
+    measures: list[str] | None = None,
+    executor: str | None = None,
+    address: str | None = None,
+) -> StudyResult | None:
+    """Run a study file with progress, print its results and cost; errors exit with code 2."""
+    try:
+        cfg = load_study_config(
+            config,
+            store=str(store) if store else None,
+            measures=measures,
+            executor=executor,
+            ray_address=address,
+        )
+        t0 = time.perf_counter()
+        result = run_study(cfg, progress=True, log=lambda s: console.print(f"  {s}"))
+        print_results(result.store, result.models, result.datasets)
+        # only where some dataset lists several correct labels per image
+        print_results(result.store, result.models, result.datasets, name="accuracy_real")
+        # one report per dataset and chunk of models: count each dataset's images once
+        n_img = max(1, sum({r.dataset: r.images for r in result.engine_reports}.values()))
+        cost = (
+            f"{result.forward_passes} forward passes ({result.forward_passes / n_img:.1f} per "
+            f"image, {result.forward_passes / n_img / len(result.models):.2f} per image and "
+            "model, views included)"
+            if result.forward_passes
+            else "no forward pass: every array was read from the store"
+        )
+        console.print(
+            f"{len(result.models)} models x {len(result.datasets)} datasets in "
+            f"{time.perf_counter() - t0:.1f}s: {result.images_decoded} images decoded, {cost}"
+        )
+        return result
+    except RobustlensError as exc:
+        fail(exc)
+
+
+def write_report_command(result: StudyResult) -> Path:
+    """Write the study's HTML report and say where it is."""
+    path = write_report(result)
+    console.print(f"[bold green]report:[/] {path}")
+    return path

@@ -1,0 +1,115 @@
+"""Tables a research line shows: one object, rendered to HTML (report) or to the terminal.
+
+A line builds a :class:`Table` once from its analysis; the report section calls
+:meth:`Table.to_html` and the command line :meth:`Table.to_rich`, so the two never drift
+apart. Cells are text or numbers; numbers are formatted with :mod:`robustlens.formatting`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+from rich.table import Table as RichTable
+
+from robustlens.formatting import esc, is_number, number
+
+__all__ = ["Table"]
+
+
+@dataclass
+class Table:
+    """A titled table of text and numbers.
+
+    Attributes:
+        title: shown above the table.
+        columns: column headers.
+        rows: one sequence of cells per row; a cell is text, a number or ``None`` (``n/a``).
+        digits: decimals of numeric cells.
+        caption: a note shown below the table.
+        first_column_bold: the first column names the row (model, predictor, ...).
+
+    Example:
+        >>> t = Table("EI", ["model", "ei"], [["a", 0.51234], ["b", None]])
+        >>> t.cells()
+        [['a', '0.512'], ['b', 'n/a']]
+    """
+
+    title: str
+    columns: Sequence[str]
+    rows: Sequence[Sequence[Any]] = field(default_factory=list)
+    digits: int = 3
+    caption: str = ""
+    first_column_bold: bool = True
+
+    def __post_init__(self) -> None:
+        for i, row in enumerate(self.rows):
+            if len(row) != len(self.columns):
+                raise ValueError(
+                    f"table {self.title!r}: row {i} has {len(row)} cells for "
+                    f"{len(self.columns)} columns"
+                )
+
+    def _cell(self, v: Any) -> str:
+        if isinstance(v, str):
+            return v
+        if (
+            v is None
+            or isinstance(v, bool)
+            or (not isinstance(v, int | float) and not is_number(v))
+        ):
+            return "n/a" if v is None else str(v)
+        if isinstance(v, int):
+            return f"{v:,}"
+        return number(v, self.digits)
+
+    def cells(self) -> list[list[str]]:
+        """Every cell as the text both renderers show."""
+        return [[self._cell(v) for v in row] for row in self.rows]
+
+    def _numeric_columns(self) -> list[bool]:
+        return [
+            bool(self.rows)
+            and all(not isinstance(r[j], str) or r[j] in ("n/a", "-", "–") for r in self.rows)
+            for j in range(len(self.columns))
+        ]
+
+    def to_html(self, table_id: str | None = None, heading: str = "h4") -> str:
+        """The table as an HTML fragment (title, ``<table class="data">``, caption)."""
+        numeric = self._numeric_columns()
+        tid = f' id="{esc(table_id)}"' if table_id else ""
+        head = "".join(f"<th>{esc(c)}</th>" for c in self.columns)
+        body = []
+        for row in self.cells():
+            tds = "".join(
+                f"<td class='num'>{esc(c)}</td>" if numeric[j] else f"<td>{esc(c)}</td>"
+                for j, c in enumerate(row)
+            )
+            body.append(f"<tr>{tds}</tr>")
+        title = f"<{heading}>{esc(self.title)}</{heading}>" if self.title else ""
+        caption = f"<p class='note'>{esc(self.caption)}</p>" if self.caption else ""
+        return (
+            f"{title}<table class='data'{tid}><thead><tr>{head}</tr></thead>"
+            f"<tbody>{''.join(body)}</tbody></table>{caption}"
+        )
+
+    def to_rich(self) -> RichTable:
+        """The table as a :class:`rich.table.Table` for the terminal."""
+        numeric = self._numeric_columns()
+        t = RichTable(title=self.title or None, caption=self.caption or None)
+        for j, c in enumerate(self.columns):
+            t.add_column(
+                c,
+                justify="right" if numeric[j] else "left",
+                style="bold" if j == 0 and self.first_column_bold else None,
+                overflow="fold",
+            )
+        for row in self.cells():
+            t.add_row(*row)
+        return t
+
+    def to_frame(self) -> pd.DataFrame:
+        """The table as a pandas DataFrame of its raw cells."""
+        return pd.DataFrame([list(r) for r in self.rows], columns=list(self.columns))
