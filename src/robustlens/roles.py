@@ -41,7 +41,7 @@ ROLES = (
 )
 
 #: roles of datasets that are a distribution shift from ``id``, in report order
-SHIFTED_ROLES = ("corrupt", "v2", "natural", "sketch", "rendition")
+SHIFTED_ROLES = ("v2", "corrupt", "sketch", "rendition", "natural")
 
 #: role of each on-disk layout
 LAYOUT_ROLES: dict[str, str] = {
