@@ -7,7 +7,8 @@ apart. Cells are text or numbers; numbers are formatted with :mod:`robustlens.fo
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,6 +19,9 @@ from robustlens.formatting import esc, is_number, number
 
 __all__ = ["Table"]
 
+# text that reads as a number: signed values, ranges, p-values and the missing-value marks
+_NUMBER_TEXT = re.compile(r"^\s*([+\-−]?\d|[<>] ?\d|n/a$|-$|–$|\[)")
+
 
 @dataclass
 class Table:
@@ -27,7 +31,8 @@ class Table:
         title: shown above the table.
         columns: column headers.
         rows: one sequence of cells per row; a cell is text, a number or ``None`` (``n/a``).
-        digits: decimals of numeric cells.
+        digits: decimals of numeric cells: one number for every column, or
+            ``{column header: decimals}`` for the columns that differ from 3.
         caption: a note shown below the table.
         first_column_bold: the first column names the row (model, predictor, ...).
 
@@ -40,7 +45,7 @@ class Table:
     title: str
     columns: Sequence[str]
     rows: Sequence[Sequence[Any]] = field(default_factory=list)
-    digits: int = 3
+    digits: int | Mapping[str, int] = 3
     caption: str = ""
     first_column_bold: bool = True
 
@@ -52,7 +57,12 @@ class Table:
                     f"{len(self.columns)} columns"
                 )
 
-    def _cell(self, v: Any) -> str:
+    def _digits(self, column: str) -> int:
+        if isinstance(self.digits, Mapping):
+            return int(self.digits.get(column, 3))
+        return self.digits
+
+    def _cell(self, v: Any, digits: int) -> str:
         if isinstance(v, str):
             return v
         if (
@@ -63,16 +73,18 @@ class Table:
             return "n/a" if v is None else str(v)
         if isinstance(v, int):
             return f"{v:,}"
-        return number(v, self.digits)
+        return number(v, digits)
 
     def cells(self) -> list[list[str]]:
         """Every cell as the text both renderers show."""
-        return [[self._cell(v) for v in row] for row in self.rows]
+        digits = [self._digits(c) for c in self.columns]
+        return [[self._cell(v, d) for v, d in zip(row, digits, strict=True)] for row in self.rows]
 
     def _numeric_columns(self) -> list[bool]:
+        """Columns of numbers (or number text such as ``+0.42* / +0.40``): right-aligned."""
         return [
             bool(self.rows)
-            and all(not isinstance(r[j], str) or r[j] in ("n/a", "-", "–") for r in self.rows)
+            and all(not isinstance(r[j], str) or _NUMBER_TEXT.match(r[j]) for r in self.rows)
             for j in range(len(self.columns))
         ]
 

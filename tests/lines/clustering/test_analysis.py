@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from scipy.stats import pearsonr
 
 from robustlens.errors import ValidationError
 from robustlens.lines.clustering.analysis import (
@@ -66,8 +67,6 @@ def test_indicator_correlations_known_spearman():
         return t[(t["indicator"] == ind) & (t["target"] == target)]["coefficient"].item()
 
     # silhouette ranks 4 1 3 2 5 vs 4 2.5 2.5 1 5 (ties averaged): Pearson of the ranks
-    from scipy.stats import pearsonr
-
     expected = pearsonr([4, 1, 3, 2, 5], [4, 2.5, 2.5, 1, 5]).statistic
     assert coef("silhouette") == pytest.approx(expected)
     assert coef("davies_bouldin") == pytest.approx(-1.0)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from scipy.stats import spearmanr
 
 from robustlens.errors import ValidationError
 from robustlens.lines.invariance.analysis import (
@@ -13,10 +14,10 @@ from robustlens.lines.invariance.analysis import (
     agreement_scores,
     best_id_model,
     dataset_centric,
-    infer_role,
     model_centric,
     ood_predictor_mae,
 )
+from robustlens.roles import role_from_name
 
 MODELS = ["m1", "m2", "m3", "m4", "m5"]
 C1, C3 = "world/corrupt/noise/1", "world/corrupt/noise/3"
@@ -57,13 +58,13 @@ def _row(t: pd.DataFrame, dataset: str, predictor: str, method: str = "spearman"
     return sel.iloc[0]
 
 
-def test_infer_role_from_names():
-    assert infer_role("world/val") == "id"
-    assert infer_role("world/corrupt/noise/1") == "corrupt"
-    assert infer_role("imagenet_c/fog/5") == "corrupt"
-    assert infer_role("imagenet_sketch") == "sketch"
-    assert infer_role("imagenet_a") == "natural"
-    assert infer_role("holiday_photos") == "other"
+def test_role_from_names():
+    assert role_from_name("world/val") == "id"
+    assert role_from_name("world/corrupt/noise/1") == "corrupt"
+    assert role_from_name("imagenet_c/fog/5") == "corrupt"
+    assert role_from_name("imagenet_sketch") == "sketch"
+    assert role_from_name("imagenet_a") == "natural"
+    assert role_from_name("holiday_photos") == "other"
 
 
 def test_model_centric_known_spearman_and_corrupt_summary():
@@ -123,8 +124,6 @@ def test_dataset_centric_across_shifted_sets_of_one_model():
     assert atc["coefficient"] == pytest.approx(1.0) and atc["n"] == 4  # 2 corrupt, sketch, v2
     ei = t[(t["predictor"] == "invariance.ei_rotation") & (t["method"] == "spearman")].iloc[0]
     # m2 over (C1, C3, sketch, v2): EI 0.9, 0.1, 0.2, 0.3 vs acc .50, .45, .30, .70
-    from scipy.stats import spearmanr
-
     shifted = [C1, C3, "world/sketch", "world/v2"]
     expected = spearmanr([EI[d][1] for d in shifted], [ACC[d][1] for d in shifted]).statistic
     assert expected == pytest.approx(0.6)  # ranks 4 1 2 3 vs 3 2 1 4: 1 - 6 * 4 / 60

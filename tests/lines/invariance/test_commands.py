@@ -11,6 +11,9 @@ import yaml
 from typer.testing import CliRunner
 
 from robustlens.cli import app
+from robustlens.lines.clustering.section import render_clustering
+from robustlens.lines.invariance.section import render_invariance
+from robustlens.report.page import build_report_context
 
 SPLITS = ["val", "corrupt/contrast/3", "sketch", "rendition"]
 ENV = {"COLUMNS": "200"}  # rich wraps tables to the terminal width
@@ -123,10 +126,6 @@ def test_cli_invariance_unknown_model_is_an_error(invariance_run, config_path):
 
 
 def test_report_sections_render_from_the_cli_output(invariance_run, config_path):
-    from robustlens.lines.clustering.section import render_clustering
-    from robustlens.lines.invariance.section import render_invariance
-    from robustlens.report.page import build_report_context
-
     assert invariance_run[0].exit_code == 0
     cfg = yaml.safe_load(config_path.read_text())
     ctx = build_report_context(cfg["output"], store=cfg["store"])

@@ -14,6 +14,7 @@ from robustlens.data.base import ClassMapping
 from robustlens.lines.invariance.measure import INVARIANCE_VIEWS, InvarianceMeasure
 from robustlens.measure import DatasetInfo, ModelInfo, dataset_predictions, get_measure
 from robustlens.plan import plan_views
+from robustlens.roles import world_role
 from robustlens.store import Store
 from robustlens.study import run_study
 
@@ -139,8 +140,6 @@ def test_forward_passes_are_the_views_only(study):
     store = Store(first.store.root)
     infos = {}
     for split in STUDY_SPLITS:
-        from robustlens.roles import world_role
-
         role, tags = world_role(split)
         infos[f"world/{split}"] = DatasetInfo(f"world/{split}", "", role, CLASSES, tags)
     expected_total = 0

@@ -2,20 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 import numpy as np
 
-from robustlens.data.base import ClassMapping
-from robustlens.measure import (
-    DatasetInfo,
-    Measure,
-    MeasureOutput,
-    ModelInfo,
-    dataset_predictions,
-)
+from robustlens.measure import DatasetContext, DatasetInfo, Measure, MeasureOutput
 from robustlens.metrics.classification import ece, multi_label_accuracy
-from robustlens.store import StoredArrays
 
 
 class AccuracyMeasure(Measure):
@@ -37,35 +27,24 @@ class AccuracyMeasure(Measure):
     def requests(self, dataset: DatasetInfo) -> dict[str, bool]:
         return {} if dataset.role == "train" else {"clean": False}
 
-    def compute(
-        self,
-        model: ModelInfo,
-        datasets: Mapping[str, DatasetInfo],
-        arrays: Mapping[str, StoredArrays],
-        mappings: Mapping[str, ClassMapping],
-    ) -> MeasureOutput:
-        out = MeasureOutput()
-        for name, info in datasets.items():
-            if not self.requests(info):
-                continue
-            a = arrays[name]
-            probs, pred = dataset_predictions(a.logits("clean"), mappings[name])
-            labels = a.labels()
-            correct = pred == labels
-            out.values[(name, "accuracy")] = float(correct.mean()) if len(correct) else float("nan")
-            out.values[(name, "ece")] = ece(probs, labels) if len(labels) else float("nan")
-            out.values[(name, "n")] = float(len(labels))
-            out.per_sample[name] = {
-                "sample_id": a.sample_ids(),
-                "label": labels,
-                "prediction": pred.astype(np.int64),
-                "confidence": probs.max(axis=1),
-                "correct": correct,
-            }
-            acceptable = a.acceptable_labels()
-            if acceptable is not None:
-                value, hits = multi_label_accuracy(pred, acceptable)
-                out.values[(name, "accuracy_real")] = value
-                out.values[(name, "n_real")] = float((acceptable >= 0).any(axis=1).sum())
-                out.per_sample[name]["correct_real"] = hits
-        return out
+    def compute_dataset(self, data: DatasetContext, out: MeasureOutput) -> None:
+        name, a = data.name, data.arrays
+        probs, pred = data.predictions("clean")
+        labels = a.labels()
+        correct = pred == labels
+        out.values[(name, "accuracy")] = float(correct.mean()) if len(correct) else float("nan")
+        out.values[(name, "ece")] = ece(probs, labels) if len(labels) else float("nan")
+        out.values[(name, "n")] = float(len(labels))
+        out.per_sample[name] = {
+            "sample_id": a.sample_ids(),
+            "label": labels,
+            "prediction": pred.astype(np.int64),
+            "confidence": probs.max(axis=1),
+            "correct": correct,
+        }
+        acceptable = a.acceptable_labels()
+        if acceptable is not None:
+            value, hits = multi_label_accuracy(pred, acceptable)
+            out.values[(name, "accuracy_real")] = value
+            out.values[(name, "n_real")] = float((acceptable >= 0).any(axis=1).sum())
+            out.per_sample[name]["correct_real"] = hits

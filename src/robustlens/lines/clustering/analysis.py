@@ -5,8 +5,8 @@ Classification Models by the Structure of the Learned Feature-Space", AAAI-22 Wo
 Adversarial Machine Learning and Beyond (arXiv:2106.12303): indicators computed by k-means on
 the clean validation features correlate with accuracy on corrupted data.
 
-Reads the long results table (``store.results()``); dataset roles come from the dataset names
-or a ``roles`` mapping, as in :mod:`robustlens.lines.invariance.analysis`.
+Reads the long results table (``store.results()``); dataset roles come from a ``roles``
+mapping or, for names it lacks, from the names (:func:`robustlens.roles.dataset_roles`).
 """
 
 from __future__ import annotations
@@ -19,18 +19,24 @@ import pandas as pd
 
 from robustlens.analysis.correlation import correlation_table
 from robustlens.errors import ValidationError
-from robustlens.lines.invariance.analysis import TARGET, dataset_roles
+from robustlens.roles import dataset_roles
 
 __all__ = [
+    "CORRUPT_MEAN",
     "HIGHER_IS_BETTER",
     "INDICATORS",
     "INDICATOR_LABELS",
     "LABEL_FREE_INDICATORS",
+    "TARGET",
     "indicator_correlations",
     "indicator_table",
     "strongest_label_free_indicator",
 ]
 
+#: ``"measure.name"`` of the accuracy the indicators are correlated with
+TARGET = "accuracy.accuracy"
+#: the target column of the mean accuracy over every corrupt dataset
+CORRUPT_MEAN = "corrupt (mean)"
 #: label-free internal indices of the k-means partition
 LABEL_FREE_INDICATORS = ("silhouette", "davies_bouldin", "calinski_harabasz")
 #: every indicator the clustering measure reports (label-free first, then label-based)
@@ -48,18 +54,18 @@ INDICATOR_LABELS = {
     "cluster_accuracy": "cluster acc",
     "n_samples": "n",
     "id": "acc id",
-    "corrupt (mean)": "acc corrupt",
+    CORRUPT_MEAN: "acc corrupt",
     "sketch": "acc sketch",
     "rendition": "acc rendition",
 }
 #: accuracy targets: column name -> roles averaged into it
-_TARGETS = {"corrupt (mean)": ("corrupt",), "sketch": ("sketch",), "rendition": ("rendition",)}
+_TARGETS = {CORRUPT_MEAN: ("corrupt",), "sketch": ("sketch",), "rendition": ("rendition",)}
 
 
 def indicator_table(
     results: pd.DataFrame,
     source_dataset: str | None = None,
-    roles: Mapping[str, str] | None = None,
+    roles: Mapping[str, Any] | None = None,
     target: str = TARGET,
 ) -> pd.DataFrame:
     """One row per model: its clustering indicators on the clean source set and its accuracies.
@@ -73,7 +79,8 @@ def indicator_table(
     Args:
         results: long results table (model, dataset, measure, name, value).
         source_dataset: dataset the indicators were computed on (default: the ``id`` one).
-        roles: ``{dataset: role}`` overriding the inference from names.
+        roles: ``{dataset: role}`` (or a study's ``{dataset: {"role": ...}}``) overriding the
+            inference from names.
         target: ``"measure.name"`` of the accuracy.
 
     Returns:
@@ -117,7 +124,7 @@ def indicator_correlations(
     indicators: Sequence[str] = INDICATORS,
     targets: Sequence[str] = tuple(_TARGETS),
     source_dataset: str | None = None,
-    roles: Mapping[str, str] | None = None,
+    roles: Mapping[str, Any] | None = None,
     method: str = "spearman",
     alpha: float = 0.05,
     n_boot: int = 1000,
@@ -172,7 +179,7 @@ def indicator_correlations(
 
 
 def strongest_label_free_indicator(
-    correlations: pd.DataFrame, target: str = "corrupt (mean)", **kwargs: Any
+    correlations: pd.DataFrame, target: str = CORRUPT_MEAN, **kwargs: Any
 ) -> dict[str, Any]:
     """The label-free indicator whose correlation with ``target`` is largest in magnitude.
 

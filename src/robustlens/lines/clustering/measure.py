@@ -17,16 +17,9 @@ from typing import Any
 import numpy as np
 from sklearn.cluster import KMeans
 
-from robustlens.data.base import ClassMapping
 from robustlens.errors import ConfigError, RobustlensError
-from robustlens.measure import (
-    DatasetInfo,
-    Measure,
-    MeasureOutput,
-    ModelInfo,
-)
+from robustlens.measure import DatasetContext, DatasetInfo, Measure, MeasureOutput
 from robustlens.metrics.clustering import _l2_normalize, cluster_indicators
-from robustlens.store import StoredArrays
 
 __all__ = ["PROJECTION_POINTS", "ClusteringMeasure", "pca_projection"]
 
@@ -99,34 +92,23 @@ class ClusteringMeasure(Measure):
             return {"clean": True} if dataset.role == "id" else {}
         return {} if dataset.role in _ALL_EXCLUDED else {"clean": True}
 
-    def compute(
-        self,
-        model: ModelInfo,
-        datasets: Mapping[str, DatasetInfo],
-        arrays: Mapping[str, StoredArrays],
-        mappings: Mapping[str, ClassMapping],
-    ) -> MeasureOutput:
-        out = MeasureOutput()
-        for name, info in datasets.items():
-            if not self.requests(info):
-                continue
-            a = arrays[name]
-            if not a.has("clean", "features"):
-                raise RobustlensError(
-                    f"clustering: no stored penultimate features of model {model.name!r} on "
-                    f"dataset {name!r} (the clean logits were cached by a run that did not ask "
-                    "for features). Run the study with the clustering measure on a fresh store, "
-                    "or delete that model's cached clean view of this dataset"
-                )
-            feats, labels = a.features("clean"), a.labels()
-            ind = cluster_indicators(
-                feats, labels, seed=self.seed, max_samples=self.max_samples, n_init=self.n_init
+    def compute_dataset(self, data: DatasetContext, out: MeasureOutput) -> None:
+        a = data.arrays
+        if not a.has("clean", "features"):
+            raise RobustlensError(
+                f"clustering: no stored penultimate features of model {data.model.name!r} on "
+                f"dataset {data.name!r} (the clean logits were cached by a run that did not ask "
+                "for features). Run the study with the clustering measure on a fresh store, "
+                "or delete that model's cached clean view of this dataset"
             )
-            for key, value in ind.items():
-                out.values[(name, key)] = float(value)
-            if info.role == "id" and "projection" not in out.artifacts:
-                out.artifacts["projection"] = self._projection(feats, labels, ind, name)
-        return out
+        feats, labels = a.features("clean"), a.labels()
+        ind = cluster_indicators(
+            feats, labels, seed=self.seed, max_samples=self.max_samples, n_init=self.n_init
+        )
+        for key, value in ind.items():
+            out.values[(data.name, key)] = float(value)
+        if data.info.role == "id" and "projection" not in out.artifacts:
+            out.artifacts["projection"] = self._projection(feats, labels, ind, data.name)
 
     def _projection(
         self, feats: np.ndarray, labels: np.ndarray, ind: Mapping[str, Any], dataset: str

@@ -10,12 +10,11 @@ Everything here reads the long results table of the store (``store.results()``: 
 dataset, measure, name, value) and, for cross-model agreement, the per-sample parquet files of a
 study's output directory. Nothing runs a model.
 
-Dataset roles (``id``, ``v2``, ``corrupt``, ``sketch``, ``rendition``, ``natural`` ...) are
-inferred from the dataset names the study gives (:func:`infer_role`): ``world/val`` -> id,
-``world/corrupt/{type}/{severity}`` -> corrupt, ``world/sketch`` -> sketch, ``imagenet_c/...``
--> corrupt, ``imagenet_r`` -> rendition, ``imagenet_a`` / ``objectnet`` -> natural and so on.
-Every function takes a ``roles`` mapping ``{dataset name: role}`` that overrides the inference
-(e.g. ``{d: info["role"] for d, info in report_context.datasets.items()}``).
+Dataset roles (``id``, ``v2``, ``corrupt``, ``sketch``, ``rendition``, ``natural`` ...) come from
+:mod:`robustlens.roles`: every function takes a ``roles`` mapping, ``{dataset name: role}`` or a
+study's recorded ``{dataset name: {"role": role, ...}}`` (``StudyResult.dataset_roles``,
+``ReportContext.datasets``), and infers the role of a dataset it lacks from its name
+(:func:`robustlens.roles.role_from_name`).
 
 Predictors are named ``"measure.name"`` (``"invariance.ei_rotation"``). A predictor measured on
 no shifted set but on the ``id`` set (the clustering indicators, computed on clean validation
@@ -30,10 +29,13 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 
 from robustlens.analysis.correlation import correlation_table
 from robustlens.errors import ValidationError
 from robustlens.lines.invariance.predictors import direct_predictor_mae, leave_one_model_out
+from robustlens.metrics.label_free import agreement
+from robustlens.roles import SHIFTED_ROLES, dataset_roles
 
 __all__ = [
     "CORRUPT_MEAN",
@@ -41,22 +43,19 @@ __all__ = [
     "DEFAULT_PREDICTORS",
     "DEFAULT_REGRESSION",
     "PREDICTOR_LABELS",
-    "SHIFTED_ROLES",
     "TARGET",
     "agreement_matrix",
     "agreement_scores",
     "best_id_model",
     "dataset_centric",
-    "dataset_roles",
-    "infer_role",
+    "family_means",
     "model_centric",
     "ood_predictor_mae",
     "predictor_label",
+    "results_cube",
     "shift_families",
 ]
 
-#: roles whose accuracy counts as out-of-distribution accuracy
-SHIFTED_ROLES = ("v2", "corrupt", "sketch", "rendition", "natural")
 #: the true accuracy every predictor is compared with
 TARGET = "accuracy.accuracy"
 #: dataset name of the summary over corrupted sets (mean over types and severities)
@@ -118,30 +117,9 @@ def predictor_label(name: str) -> str:
 
 
 # ----------------------------------------------------------------------------- roles
-def infer_role(name: str) -> str:
-    """The study role of a dataset from its name (``"other"`` when nothing matches).
-
-    Example:
-        >>> [infer_role(n) for n in ("world/val", "world/corrupt/contrast/3", "imagenet_r",
-        ...                          "imagenet_c/fog/2", "my_photos")]
-        ['id', 'corrupt', 'rendition', 'corrupt', 'other']
-    """
-    from robustlens.roles import role_from_name
-
-    return role_from_name(name)
-
-
-def dataset_roles(
-    datasets: Iterable[str], roles: Mapping[str, str] | None = None
-) -> dict[str, str]:
-    """``{dataset: role}``: the given ``roles`` where named, :func:`infer_role` elsewhere."""
-    roles = dict(roles or {})
-    return {d: roles.get(d) or infer_role(d) for d in datasets}
-
-
 def shift_families(
     datasets: Iterable[str],
-    roles: Mapping[str, str] | None = None,
+    roles: Mapping[str, Any] | None = None,
     shifted_roles: Sequence[str] = SHIFTED_ROLES,
 ) -> dict[str, list[str]]:
     """Shifted datasets grouped into families: ``corrupt (mean)`` and one per other dataset.
@@ -180,12 +158,30 @@ def _check_results(results: Any) -> pd.DataFrame:
     return results
 
 
-def _cube(results: pd.DataFrame) -> pd.DataFrame:
-    """Wide table indexed by (dataset, model), one column per ``measure.name``."""
+def results_cube(results: pd.DataFrame) -> pd.DataFrame:
+    """Wide table indexed by (dataset, model), one column per ``measure.name``.
+
+    Example:
+        >>> df = pd.DataFrame([("a", "d", "invariance", "ei_gray", 0.5)],
+        ...                   columns=["model", "dataset", "measure", "name", "value"])
+        >>> results_cube(df).columns.tolist(), results_cube(df).index.tolist()
+        (['invariance.ei_gray'], [('d', 'a')])
+    """
+    results = _check_results(results)
     df = results.assign(key=results["measure"] + "." + results["name"])
     return df.pivot_table(
         index=["dataset", "model"], columns="key", values="value", aggfunc="first"
     )
+
+
+def _target_cube(results: pd.DataFrame, target: str) -> pd.DataFrame:
+    """:func:`results_cube`, which must hold the true accuracy ``target``."""
+    cube = results_cube(results)
+    if target not in cube.columns:
+        raise ValidationError(
+            f"results hold no {target!r} values; run the study with the 'accuracy' measure"
+        )
+    return cube
 
 
 def _available(cube: pd.DataFrame, wanted: Sequence[str]) -> list[str]:
@@ -212,7 +208,7 @@ def _per_dataset(
     return out
 
 
-def _family_frame(wide: pd.DataFrame, members: list[str], columns: list[str]) -> pd.DataFrame:
+def family_means(wide: pd.DataFrame, members: Sequence[str], columns: list[str]) -> pd.DataFrame:
     """Rows = models; values averaged over the member datasets of a family (NaNs skipped)."""
     sub = wide.loc[wide.index.get_level_values("dataset").isin(members), columns]
     return sub.groupby(level="model").mean()
@@ -241,7 +237,7 @@ def model_centric(
     results: pd.DataFrame,
     predictors: Sequence[str] = DEFAULT_PREDICTORS,
     shifted_roles: Sequence[str] = SHIFTED_ROLES,
-    roles: Mapping[str, str] | None = None,
+    roles: Mapping[str, Any] | None = None,
     target: str = TARGET,
     methods: Sequence[str] = ("spearman", "pearson"),
     alpha: float = 0.05,
@@ -265,7 +261,8 @@ def model_centric(
         results: long results table (``store.results()``).
         predictors: ``"measure.name"`` of each label-free predictor.
         shifted_roles: roles counted as shifted sets.
-        roles: ``{dataset: role}`` overriding :func:`infer_role`.
+        roles: ``{dataset: role}`` or a study's recorded ``{dataset: {"role": ...}}``; roles
+            it lacks are inferred from the names (:func:`robustlens.roles.role_from_name`).
         target: the true-accuracy column, ``"accuracy.accuracy"``.
         methods: correlation methods, any of ``"spearman"``, ``"pearson"``, ``"kendall"``.
         alpha: significance level and CI level ``1 - alpha``.
@@ -287,12 +284,7 @@ def model_centric(
         >>> t[["dataset", "predictor", "coefficient", "n"]].values.tolist()
         [['world/sketch', 'invariance.ei_rotation', 1.0, 3]]
     """
-    results = _check_results(results)
-    cube = _cube(results)
-    if target not in cube.columns:
-        raise ValidationError(
-            f"results hold no {target!r} values; run the study with the 'accuracy' measure"
-        )
+    cube = _target_cube(results, target)
     preds = _available(cube, predictors)
     if not preds:
         raise ValidationError(
@@ -301,22 +293,16 @@ def model_centric(
         )
     r = dataset_roles(cube.index.get_level_values("dataset").unique(), roles)
     wide = _per_dataset(cube, preds, r, shifted_roles)
-    columns = [*preds, target]
+
+    def correlate(members: list[str]) -> pd.DataFrame:
+        frame = family_means(wide, members, [*preds, target])
+        return _correlations(frame, preds, target, methods, alpha, n_boot, seed)
+
     parts = []
     for family, members in shift_families(r, r, shifted_roles).items():
-        frame = _family_frame(wide, members, columns)
-        t = _correlations(frame, preds, target, methods, alpha, n_boot, seed)
-        t.insert(0, "dataset", family)
-        t.insert(1, "role", r[members[0]])
-        parts.append(t)
+        parts.append(correlate(members).assign(dataset=family, role=r[members[0]]))
         if family == CORRUPT_MEAN and each_corrupt:
-            for d in members:
-                t = _correlations(
-                    _family_frame(wide, [d], columns), preds, target, methods, alpha, n_boot, seed
-                )
-                t.insert(0, "dataset", d)
-                t.insert(1, "role", "corrupt")
-                parts.append(t)
+            parts += [correlate([d]).assign(dataset=d, role="corrupt") for d in members]
     cols = ["dataset", "role", "predictor", "method", *_STAT_COLUMNS]
     if not parts:
         return pd.DataFrame(columns=cols)
@@ -328,7 +314,7 @@ def dataset_centric(
     model: str,
     predictors: Sequence[str] = DEFAULT_PREDICTORS,
     shifted_roles: Sequence[str] = SHIFTED_ROLES,
-    roles: Mapping[str, str] | None = None,
+    roles: Mapping[str, Any] | None = None,
     target: str = TARGET,
     methods: Sequence[str] = ("spearman", "pearson"),
     alpha: float = 0.05,
@@ -357,11 +343,7 @@ def dataset_centric(
         raise ValidationError(
             f"model {model!r} has no results; models: {sorted(results['model'].unique())}"
         )
-    cube = _cube(sub)
-    if target not in cube.columns:
-        raise ValidationError(
-            f"results hold no {target!r} values; run the study with the 'accuracy' measure"
-        )
+    cube = _target_cube(sub, target)
     r = dataset_roles(cube.index.get_level_values("dataset").unique(), roles)
     shifted = [d for d in r if r[d] in shifted_roles]
     frame = cube.xs(model, level="model").reindex(shifted)
@@ -375,11 +357,10 @@ def dataset_centric(
 
 
 def best_id_model(
-    results: pd.DataFrame, roles: Mapping[str, str] | None = None, target: str = TARGET
+    results: pd.DataFrame, roles: Mapping[str, Any] | None = None, target: str = TARGET
 ) -> str:
     """The model with the highest accuracy on the ``id`` dataset(s) (mean over them)."""
-    results = _check_results(results)
-    cube = _cube(results)
+    cube = results_cube(results)
     r = dataset_roles(cube.index.get_level_values("dataset").unique(), roles)
     ids = [d for d in r if r[d] == "id"]
     if not ids or target not in cube.columns:
@@ -387,7 +368,7 @@ def best_id_model(
             f"no {target!r} on a dataset with role 'id'; run the accuracy measure on the "
             "validation split (or pass roles)"
         )
-    acc = _family_frame(cube, ids, [target])[target].dropna()
+    acc = family_means(cube, ids, [target])[target].dropna()
     if acc.empty:
         raise ValidationError("no model has an accuracy on the 'id' dataset")
     return str(acc.idxmax())
@@ -398,7 +379,7 @@ def ood_predictor_mae(
     regression: Sequence[str] = DEFAULT_REGRESSION,
     direct: Sequence[str] = DEFAULT_DIRECT,
     shifted_roles: Sequence[str] = SHIFTED_ROLES,
-    roles: Mapping[str, str] | None = None,
+    roles: Mapping[str, Any] | None = None,
     target: str = TARGET,
     combined: bool = False,
 ) -> pd.DataFrame:
@@ -427,12 +408,7 @@ def ood_predictor_mae(
         ``direct``), mae, median_abs_error, max_abs_error, n (pairs), n_datasets, and one
         ``mae_{role}`` column per shifted role present.
     """
-    results = _check_results(results)
-    cube = _cube(results)
-    if target not in cube.columns:
-        raise ValidationError(
-            f"results hold no {target!r} values; run the study with the 'accuracy' measure"
-        )
+    cube = _target_cube(results, target)
     reg = _available(cube, regression)
     dirs = _available(cube, direct)
     if not reg and not dirs:
@@ -505,8 +481,6 @@ def _read_predictions(
         )
     out: dict[str, pd.Series] = {}
     for f in files:
-        import pyarrow.parquet as pq
-
         names = pq.read_schema(f).names
         if "prediction" not in names or "sample_id" not in names:
             raise ValidationError(
@@ -553,8 +527,6 @@ def agreement_matrix(
     Returns:
         Square DataFrame indexed and columned by model name, 1.0 on the diagonal.
     """
-    from robustlens.metrics.label_free import agreement  # the package pulls in torch: lazily
-
     preds = _read_predictions(per_sample_dir, dataset, models)
     names = list(preds)
     mat = np.eye(len(names))

@@ -15,13 +15,7 @@ import numpy as np
 
 from robustlens.data.base import ClassMapping
 from robustlens.errors import ConfigError
-from robustlens.measure import (
-    DatasetInfo,
-    Measure,
-    MeasureOutput,
-    ModelInfo,
-    dataset_predictions,
-)
+from robustlens.measure import DatasetContext, DatasetInfo, Measure, MeasureOutput, ModelInfo
 from robustlens.metrics.label_free import (
     atc,
     atc_threshold,
@@ -31,10 +25,12 @@ from robustlens.metrics.label_free import (
 )
 from robustlens.store import StoredArrays
 
-__all__ = ["SOURCE_ROLE", "LabelFreeMeasure"]
+__all__ = ["ATC_SCORES", "SOURCE_ROLE", "LabelFreeMeasure"]
 
 #: the role of the labelled source set that DoC and ATC calibrate on
 SOURCE_ROLE = "id"
+#: the scores ATC thresholds (values ``atc_maxconf``, ``atc_negentropy``)
+ATC_SCORES = ("maxconf", "negentropy")
 
 
 class LabelFreeMeasure(Measure):
@@ -98,15 +94,15 @@ class LabelFreeMeasure(Measure):
         arrays: Mapping[str, StoredArrays],
         mappings: Mapping[str, ClassMapping],
     ) -> MeasureOutput:
-        out = MeasureOutput()
         src = self._source_name(datasets)
-        p_src, _ = dataset_predictions(arrays[src].logits("clean"), mappings[src])
-        y_src = arrays[src].labels()
+        source = DatasetContext(model, datasets[src], arrays[src], mappings[src])
+        p_src, _ = source.predictions()
+        y_src = source.arrays.labels()
         skipped: dict[str, str] = {}
-        for name, info in datasets.items():
-            if not self.requests(info):
-                continue
-            p, _ = dataset_predictions(arrays[name].logits("clean"), mappings[name])
+        out = MeasureOutput()
+        for data in self.each_dataset(model, datasets, arrays, mappings):
+            name = data.name
+            p, _ = data.predictions()
             if len(p) == 0:
                 skipped[name] = "no readable images"
                 continue
@@ -121,17 +117,13 @@ class LabelFreeMeasure(Measure):
                 )
                 continue
             out.values[(name, "doc")] = difference_of_confidence(p_src, y_src, p)
-            out.values[(name, "atc_maxconf")] = atc(p_src, y_src, p, score="maxconf")
-            out.values[(name, "atc_negentropy")] = atc(p_src, y_src, p, score="negentropy")
-        has_src = len(p_src) > 0
-        out.artifacts = {
-            "source": src,
-            "source_accuracy": float(np.mean(p_src.argmax(axis=1) == y_src)) if has_src else None,
-            "atc_thresholds": {
-                s: atc_threshold(p_src, y_src, score=s) for s in ("maxconf", "negentropy")
+            for score in ATC_SCORES:
+                out.values[(name, f"atc_{score}")] = atc(p_src, y_src, p, score=score)
+        out.artifacts = {"source": src, "source_accuracy": None, "atc_thresholds": {}}
+        if len(p_src):
+            out.artifacts["source_accuracy"] = float(np.mean(p_src.argmax(axis=1) == y_src))
+            out.artifacts["atc_thresholds"] = {
+                score: atc_threshold(p_src, y_src, score=score) for score in ATC_SCORES
             }
-            if has_src
-            else {},
-            "skipped": skipped,
-        }
+        out.artifacts["skipped"] = skipped
         return out

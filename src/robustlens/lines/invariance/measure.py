@@ -12,24 +12,14 @@ forward passes are the views.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 import numpy as np
 
-from robustlens.data.base import ClassMapping
-from robustlens.measure import (
-    DatasetInfo,
-    Measure,
-    MeasureOutput,
-    ModelInfo,
-    dataset_predictions,
-)
+from robustlens.measure import DatasetContext, DatasetInfo, Measure, MeasureOutput
 from robustlens.metrics.invariance import (
     effective_invariance,
     prediction_agreement_per_sample,
     rotation_invariance,
 )
-from robustlens.store import StoredArrays
 
 __all__ = ["EXCLUDED_ROLES", "INVARIANCE_VIEWS", "ROTATION_VIEWS", "InvarianceMeasure"]
 
@@ -69,37 +59,26 @@ class InvarianceMeasure(Measure):
             return {}
         return dict.fromkeys(INVARIANCE_VIEWS, False)
 
-    def compute(
-        self,
-        model: ModelInfo,
-        datasets: Mapping[str, DatasetInfo],
-        arrays: Mapping[str, StoredArrays],
-        mappings: Mapping[str, ClassMapping],
-    ) -> MeasureOutput:
-        out = MeasureOutput()
-        for name, info in datasets.items():
-            if not self.requests(info):
-                continue
-            a, mapping = arrays[name], mappings[name]
-            probs = {v: dataset_predictions(a.logits(v), mapping)[0] for v in INVARIANCE_VIEWS}
-            p = probs["clean"]
-            if len(p) == 0:  # every image was skipped as unreadable
-                for metric in ("ei_rotation", "ei_gray", "agreement_rotation", "agreement_gray"):
-                    out.values[(name, metric)] = float("nan")
-                continue
-            ei_rot = rotation_invariance(p, [probs[v] for v in ROTATION_VIEWS])
-            ei_gray = effective_invariance(p, probs["gray"])
-            agree = {v: prediction_agreement_per_sample(p, probs[v]) for v in INVARIANCE_VIEWS[1:]}
-            out.values[(name, "ei_rotation")] = float(ei_rot.mean())
-            out.values[(name, "ei_gray")] = float(ei_gray.mean())
-            out.values[(name, "agreement_rotation")] = float(
-                np.mean([agree[v].mean() for v in ROTATION_VIEWS])
-            )
-            out.values[(name, "agreement_gray")] = float(agree["gray"].mean())
-            out.per_sample[name] = {
-                "sample_id": a.sample_ids(),
-                "ei_rotation": ei_rot,
-                "ei_gray": ei_gray,
-                **{f"agree_{v}": agree[v] for v in INVARIANCE_VIEWS[1:]},
-            }
-        return out
+    def compute_dataset(self, data: DatasetContext, out: MeasureOutput) -> None:
+        name = data.name
+        probs = {v: data.predictions(v)[0] for v in INVARIANCE_VIEWS}
+        p = probs["clean"]
+        if len(p) == 0:  # every image was skipped as unreadable
+            for metric in ("ei_rotation", "ei_gray", "agreement_rotation", "agreement_gray"):
+                out.values[(name, metric)] = float("nan")
+            return
+        ei_rot = rotation_invariance(p, [probs[v] for v in ROTATION_VIEWS])
+        ei_gray = effective_invariance(p, probs["gray"])
+        agree = {v: prediction_agreement_per_sample(p, probs[v]) for v in INVARIANCE_VIEWS[1:]}
+        out.values[(name, "ei_rotation")] = float(ei_rot.mean())
+        out.values[(name, "ei_gray")] = float(ei_gray.mean())
+        out.values[(name, "agreement_rotation")] = float(
+            np.mean([agree[v].mean() for v in ROTATION_VIEWS])
+        )
+        out.values[(name, "agreement_gray")] = float(agree["gray"].mean())
+        out.per_sample[name] = {
+            "sample_id": data.arrays.sample_ids(),
+            "ei_rotation": ei_rot,
+            "ei_gray": ei_gray,
+            **{f"agree_{v}": agree[v] for v in INVARIANCE_VIEWS[1:]},
+        }

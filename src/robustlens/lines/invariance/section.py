@@ -11,53 +11,35 @@ MAE of each label-free predictor. Computed from the results table; never runs a 
 
 from __future__ import annotations
 
-import html
-from typing import Any
-
 import numpy as np
-import pandas as pd
+from matplotlib.figure import Figure
 
+from robustlens.analysis.correlation import correlate
+from robustlens.errors import RobustlensError
+from robustlens.formatting import esc, short, signed
+from robustlens.lines.invariance.analysis import (
+    TARGET,
+    family_means,
+    model_centric,
+    ood_predictor_mae,
+    results_cube,
+    shift_families,
+)
+from robustlens.lines.invariance.tables import lowest_mae, mae_table, model_centric_table
 from robustlens.report.context import ReportContext, figure_html
+from robustlens.roles import dataset_roles
 
 __all__ = ["render_invariance"]
 
-_MIN_MODELS = 5
 _LABEL_POINTS = 12  # name the points when there are at most this many models
 _SCATTER_PREDICTORS = (
     ("invariance.ei_rotation", "EI rotation"),
     ("invariance.ei_gray", "EI grayscale"),
     ("label_free.atc_maxconf", "ATC (max conf), predicted acc"),
 )
-
-
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _esc(x: Any) -> str:
-    return html.escape(str(x))
-
-
-def _short(name: str) -> str:
-    return name.replace("world/", "")
-
-
-def _roles(ctx: ReportContext) -> dict[str, str]:
-    from robustlens.lines.invariance.analysis import dataset_roles
-
-    named = {d: str(info.get("role")) for d, info in ctx.datasets.items() if info.get("role")}
-    return dataset_roles(ctx.results["dataset"].unique(), named)
-
-
-def _label(p: str) -> str:
-    from robustlens.lines.invariance.analysis import predictor_label
-
-    return predictor_label(p)
+#: shift families of the scatter, in panel order (the corrupt mean first)
+_SCATTER_ROLES = ("corrupt", "sketch", "rendition", "v2", "natural")
+_MAX_PANELS = 6
 
 
 # ----------------------------------------------------------------------------- EI distribution
@@ -76,9 +58,9 @@ def _ei_distributions(ctx: ReportContext, roles: dict[str, str]) -> str:
             data[model] = cols
     if not data:
         return ""
-    plt = _plt()
     models = sorted(data)
-    fig, axes = plt.subplots(1, 2, figsize=(11, 0.5 * len(models) + 1.8), sharey=True)
+    fig = Figure(figsize=(11, 0.5 * len(models) + 1.8))
+    axes = fig.subplots(1, 2, sharey=True)
     for ax, col, title in zip(
         axes,
         ("ei_rotation", "ei_gray"),
@@ -109,12 +91,12 @@ def _ei_distributions(ctx: ReportContext, roles: dict[str, str]) -> str:
     axes[0].set_yticks(range(len(models)), models)
     axes[0].set_ylabel("model")
     fig.suptitle(
-        f"Per-sample effective invariance on {_short(ids[0])} (diamond: mean, red bar: median)"
+        f"Per-sample effective invariance on {short(ids[0])} (diamond: mean, red bar: median)"
     )
     fig.tight_layout()
     img = figure_html(fig, f"per-sample EI distributions on {ids[0]} per model")
     return (
-        f"<h3>EI distributions on {_esc(_short(ids[0]))}</h3><p>EI of a sample = "
+        f"<h3>EI distributions on {esc(short(ids[0]))}</h3><p>EI of a sample = "
         "sqrt(p(y) &middot; p<sub>t</sub>(y<sub>t</sub>)) when the prediction y is unchanged "
         "by the transformation, else 0. Rotation EI averages 90, 180 and 270 degrees; "
         "grayscale is applied to pixels before normalization.</p>" + img
@@ -122,43 +104,23 @@ def _ei_distributions(ctx: ReportContext, roles: dict[str, str]) -> str:
 
 
 # ----------------------------------------------------------------------------- scatter
-def _family_values(cube: pd.DataFrame, members: list[str], col: str) -> pd.Series:
-    sub = cube.loc[cube.index.get_level_values("dataset").isin(members), col]
-    return sub.groupby(level="model").mean()
-
-
 def _scatter(ctx: ReportContext, roles: dict[str, str]) -> str:
-    from robustlens.lines.invariance.analysis import TARGET, shift_families
-
-    df = ctx.results
-    cube = df.assign(key=df["measure"] + "." + df["name"]).pivot_table(
-        index=["dataset", "model"], columns="key", values="value", aggfunc="first"
-    )
+    cube = results_cube(ctx.results)
     if TARGET not in cube.columns:
         return ""
     preds = [(p, lab) for p, lab in _SCATTER_PREDICTORS if p in cube.columns]
-    families = shift_families(roles, roles)
+    families = shift_families(roles, roles, _SCATTER_ROLES)
     if not preds or not families:
         return ""
-    order = [
-        "corrupt (mean)",
-        *[d for d in families if roles.get(d) == "sketch"],
-        *[d for d in families if roles.get(d) == "rendition"],
-        *[d for d in families if roles.get(d) == "v2"],
-        *[d for d in families if roles.get(d) == "natural"],
-    ]
-    fams = [f for f in dict.fromkeys(order) if f in families][:6]
-    plt = _plt()
-    fig, axes = plt.subplots(
-        len(preds), len(fams), figsize=(3.4 * len(fams) + 0.6, 3.1 * len(preds)), squeeze=False
-    )
-    from robustlens.analysis.correlation import correlate
-
+    fams = list(families)[:_MAX_PANELS]
+    fig = Figure(figsize=(3.4 * len(fams) + 0.6, 3.1 * len(preds)))
+    axes = fig.subplots(len(preds), len(fams), squeeze=False)
     for j, fam in enumerate(fams):
-        y_all = _family_values(cube, families[fam], TARGET)
+        means = family_means(cube, families[fam], [TARGET, *(p for p, _ in preds)])
+        y_all = means[TARGET]
         for i, (p, lab) in enumerate(preds):
             ax = axes[i][j]
-            x = _family_values(cube, families[fam], p).reindex(y_all.index)
+            x = means[p]
             ok = x.notna() & y_all.notna()
             xs, ys = x[ok].to_numpy(), y_all[ok].to_numpy()
             ax.scatter(xs, ys, s=28, color="#1f77b4", edgecolor="white", zorder=3)
@@ -172,11 +134,9 @@ def _scatter(ctx: ReportContext, roles: dict[str, str]) -> str:
                 hi = float(max(xs.max(), ys.max(), 1.0))
                 ax.plot([lo, hi], [lo, hi], ls="--", color="grey", lw=1, label="y = x")
             r = correlate(xs, ys, n_boot=0)
-            rho = "n/a" if r.coefficient != r.coefficient else f"{r.coefficient:+.2f}"
-            ax.set_title(
-                f"{_short(fam)}: Spearman ρ = {rho}" + ("*" if r.significant else ""), fontsize=9
-            )
-            ax.set_xlabel(f"{lab} on {_short(fam)}", fontsize=8)
+            rho = signed(r.coefficient, significant=r.significant)
+            ax.set_title(f"{short(fam)}: Spearman ρ = {rho}", fontsize=9)
+            ax.set_xlabel(f"{lab} on {short(fam)}", fontsize=8)
             if j == 0:
                 ax.set_ylabel("true accuracy", fontsize=8)
             ax.grid(alpha=0.3)
@@ -192,85 +152,29 @@ def _scatter(ctx: ReportContext, roles: dict[str, str]) -> str:
 
 # ----------------------------------------------------------------------------- tables
 def _model_centric_html(ctx: ReportContext, roles: dict[str, str]) -> str:
-    from robustlens.lines.invariance.analysis import model_centric
-
     t = model_centric(ctx.results, roles=roles, n_boot=1000, each_corrupt=False)
-    if t.empty:
+    table = model_centric_table(t)
+    if table is None:
         return ""
-    families = list(dict.fromkeys(t["dataset"]))
-    n = int(t["n"].max())
-    head = "".join(f"<th>{_esc(_short(f))}</th>" for f in families)
-    rows = []
-    for p in dict.fromkeys(t["predictor"]):
-        cells = []
-        for f in families:
-            sub = t[(t["predictor"] == p) & (t["dataset"] == f)]
-            by = {r["method"]: r for _, r in sub.iterrows()}
-            s, r = by.get("spearman"), by.get("pearson")
-            if s is None or s["coefficient"] != s["coefficient"]:
-                cells.append("<td class='na'>n/a</td>")
-                continue
-            style = "" if s["significant"] else " style='color:#8a93a3'"
-            ci = (
-                f"<br><small>[{s['ci_low']:+.2f}, {s['ci_high']:+.2f}]</small>"
-                if s["ci_low"] == s["ci_low"]
-                else ""
-            )
-            pear = (
-                f"<br><small>r {r['coefficient']:+.2f}, p {r['p_value']:.2g}</small>"
-                if r is not None and r["coefficient"] == r["coefficient"]
-                else ""
-            )
-            cells.append(
-                f"<td{style} data-v='{s['coefficient']:.4f}'>ρ {s['coefficient']:+.2f}"
-                f" (p {s['p_value']:.2g}){ci}{pear}</td>"
-            )
-        rows.append(f"<tr><th class='sticky'>{_esc(_label(p))}</th>{''.join(cells)}</tr>")
-    note = ""
-    if n < _MIN_MODELS:
-        note = (
-            f" <b>Only {n} models: too few for a meaningful correlation across models "
-            f"(use at least {_MIN_MODELS}).</b>"
-        )
     return (
-        f"<h3>Model-centric correlation</h3><p>Across {n} models: Spearman ρ (p-value, "
-        "95% bootstrap CI) and Pearson r between each label-free measure on a shifted set and "
-        f"the true accuracy on that set; grey = not significant (p &ge; 0.05).{note}</p>"
-        f"<div class='table-wrap'><table><thead><tr><th class='sticky'>predictor</th>{head}"
-        f"</tr></thead><tbody>{''.join(rows)}</tbody></table></div>"
+        f"<h3>Model-centric correlation</h3><p>Across {int(t['n'].max())} models: Spearman ρ / "
+        "Pearson r between each label-free measure on a shifted set and the true accuracy on "
+        "that set; * = significant (p &lt; 0.05).</p>"
+        f"<div class='table-wrap'>{table.to_html()}</div>"
     )
 
 
 def _mae_html(ctx: ReportContext, roles: dict[str, str]) -> str:
-    from robustlens.lines.invariance.analysis import ood_predictor_mae
-
     t = ood_predictor_mae(ctx.results, roles=roles)
-    if t.empty:
+    table = mae_table(t)
+    if table is None:
         return ""
-    role_cols = [c for c in t.columns if c.startswith("mae_")]
-    head = "".join(
-        f"<th>{_esc(c)}</th>"
-        for c in ("predictor", "kind", "MAE", *(c[4:] for c in role_cols), "pairs")
-    )
-    body = []
-    for _, r in t.iterrows():
-        cells = "".join(
-            f"<td>{r[c]:.3f}</td>" if r[c] == r[c] else "<td class='na'>-</td>"
-            for c in ("mae", *role_cols)
-        )
-        body.append(
-            f"<tr><th class='sticky'>{_esc(_label(r['predictor']))}</th>"
-            f"<td>{_esc(r['kind'])}</td>{cells}<td>{int(r['n'])}</td></tr>"
-        )
-    best = t.iloc[0]
     return (
         "<h3>Predicting OOD accuracy without labels</h3><p>Mean absolute error of each "
         "predictor over every (model, shifted set) pair. <i>regression</i>: the score is "
         "mapped to accuracy by a line fitted on the other models (leave-one-model-out); "
         "<i>direct</i>: the predictor is already an accuracy (ATC, DoC, average confidence). "
-        f"Lowest MAE: <b>{_esc(_label(best['predictor']))}</b> ({_esc(best['kind'])}, "
-        f"{best['mae']:.3f}).</p><table class='compact'><thead><tr>{head}</tr></thead>"
-        f"<tbody>{''.join(body)}</tbody></table>"
+        f"Lowest MAE: <b>{esc(lowest_mae(t))}</b>.</p>{table.to_html()}"
     )
 
 
@@ -282,7 +186,7 @@ def render_invariance(ctx: ReportContext) -> str | None:
     res = ctx.results
     if res.empty or not res["measure"].isin(["invariance", "label_free"]).any():
         return None
-    roles = _roles(ctx)
+    roles = dataset_roles(res["dataset"].unique(), ctx.datasets)
     parts = [
         "<p>Effective invariance (Deng et al., NeurIPS 2022) and label-free accuracy "
         "predictors (average confidence, nuclear norm, DoC, ATC): do they rank models by "
@@ -291,12 +195,8 @@ def render_invariance(ctx: ReportContext) -> str | None:
     for fn in (_ei_distributions, _scatter, _model_centric_html, _mae_html):
         try:
             frag = fn(ctx, roles)
-        except Exception as exc:  # one broken part must not hide the others
-            from robustlens.errors import RobustlensError
-
-            if not isinstance(exc, RobustlensError):
-                raise
-            frag = f"<p class='note'>{_esc(fn.__name__.strip('_'))}: {_esc(exc)}</p>"
+        except RobustlensError as exc:  # one broken part must not hide the others
+            frag = f"<p class='note'>{esc(fn.__name__.strip('_'))}: {esc(exc)}</p>"
         if frag:
             parts.append(frag)
     return "\n".join(parts)
