@@ -3,6 +3,8 @@ standard error, and errors as one clear line with exit code 2."""
 
 from __future__ import annotations
 
+from typing import NoReturn
+
 import typer
 from rich.console import Console
 
@@ -27,7 +29,7 @@ def stdout_console(width: int | None = None) -> Console:
 console = Console(stderr=True, soft_wrap=True)
 
 
-def fail(exc: BaseException) -> None:
+def fail(exc: BaseException) -> NoReturn:
     """Print ``exc`` as one error line and exit with code 2 (no traceback)."""
     console.print(f"[bold red]error:[/] {exc}")
     raise typer.Exit(code=2)

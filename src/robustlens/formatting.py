@@ -50,12 +50,13 @@ def signed(v: Any, digits: int = 2, significant: Any = False, na: str = NA) -> s
     """``+0.42`` style, with ``*`` when ``significant``.
 
     Example:
-        >>> signed(0.4213, significant=True), signed(-0.1), signed("x", na="-")
-        ('+0.42*', '-0.10', '-')
+        >>> signed(0.4213, significant=True), signed(-0.1), signed(-1e-17), signed("x", na="-")
+        ('+0.42*', '-0.10', '+0.00', '-')
     """
     f = _finite(v)
     if f is None:
         return na
+    f = round(f, digits) + 0.0  # -1e-17 is written +0.00, not -0.00
     return f"{f:+.{digits}f}{'*' if bool(significant) else ''}"
 
 

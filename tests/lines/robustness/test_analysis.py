@@ -14,7 +14,11 @@ from robustlens.lines.robustness.analysis import (
     models_config_from_artifacts,
     zoo_effective_robustness,
 )
+from robustlens.lines.robustness.section import robustness_section
+from robustlens.lines.robustness.tables import er_table, pairs_table, shipped_er_table
 from robustlens.metrics.effective_robustness import inv_logit, inv_probit, logit, probit
+from robustlens.report import report_sections
+from robustlens.report.context import ReportContext
 
 SLOPE, INTERCEPT = 0.8, -0.5
 
@@ -162,10 +166,6 @@ def test_standard_membership_and_configs_from_artifacts():
 
 
 def test_report_section_renders_scatter_er_table_and_pairs(tmp_path):
-    from robustlens.lines.robustness.section import robustness_section
-    from robustlens.report import report_sections
-    from robustlens.report.context import ReportContext
-
     results, cfg = _zoo()
     arts = {
         m: {
@@ -191,3 +191,28 @@ def test_report_section_renders_scatter_er_table_and_pairs(tmp_path):
         results=results[results["measure"] == "accuracy"], artifacts={}, output_dir=tmp_path
     )
     assert robustness_section(empty) is None
+
+
+def test_tables_show_fits_signed_er_and_pairs_once_for_report_and_terminal(tmp_path):
+    results, cfg = _zoo()
+    table, lines = zoo_effective_robustness(results, cfg)
+    er = er_table(table, lines)
+    assert list(er.columns) == ["model", "kind", "world/rendition", "world/sketch"]
+    cells = er.cells()
+    assert cells[0][:2] == ["baseline", ""]
+    assert cells[0][3] == "0.800·x -0.500, R²=1.000, n=4"
+    by_model = {row[0]: row for row in cells[1:]}
+    assert by_model["s3-gen"][1:] == ["generated", "+0.020", "+0.050"]
+    assert by_model["s1"][1] == "baseline" and by_model["tex"][1] == ""
+    pairs = pairs_table(er_pairs_table(table, models_config=cfg))
+    sketch = next(r for r in pairs.cells() if r[0] == "world/sketch")
+    assert sketch[1:3] == ["s3-gen", "s3"] and sketch[-1] == "+0.050"
+    assert shipped_er_table(results).rows == []
+    # the section shows exactly these tables
+    ctx = ReportContext(
+        results=results,
+        artifacts={m: {"robustness": {"model_config": c}} for m, c in cfg.items()},
+        output_dir=tmp_path,
+    )
+    html = robustness_section(ctx)
+    assert er.to_html() in html and pairs.to_html() in html

@@ -7,12 +7,14 @@ from dataclasses import asdict
 import numpy as np
 import pytest
 
+from robustlens.config import parse_config
 from robustlens.data.base import ClassMapping
 from robustlens.data.imagenet_info import imagenet_r_indices, imagenet_wnids
 from robustlens.errors import ConfigError
 from robustlens.lines.robustness.measure import restrict_id_to_shift, shift_key
 from robustlens.measure import DatasetInfo, ModelInfo, get_measure
 from robustlens.metrics.effective_robustness import effective_robustness, imagenet_baseline
+from robustlens.study import run_study
 
 
 class FakeArrays:
@@ -194,9 +196,6 @@ def test_id_dataset_must_be_unambiguous():
 
 
 def test_study_on_the_tiny_world(tiny_store, tiny_world, tiny_zoo_dir, tmp_path):
-    from robustlens.config import parse_config
-    from robustlens.study import run_study
-
     cfg = parse_config(
         {
             "store": str(tiny_store.root),

@@ -88,12 +88,27 @@ def is_standard(config: Mapping[str, Any] | None) -> bool:
     return member.get("augment", "standard") in STANDARD_AUGMENTS
 
 
-def models_config_from_artifacts(artifacts: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
-    """``{model: config}`` from study artifacts (the ``robustness`` measure saves recipes)."""
+def models_config_from_artifacts(
+    artifacts: Mapping[str, Mapping[str, Any]],
+    configs: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """``{model: config}`` from study artifacts (the ``robustness`` measure saves recipes).
+
+    ``configs`` (the study's ``{model: config}``) adds models without artifacts and replaces
+    a saved recipe by the full config where that config holds the zoo recipe (``member``).
+
+    Example:
+        >>> arts = {"a": {"robustness": {"model_config": {"member": {"name": "a"}}}}}
+        >>> models_config_from_artifacts(arts, {"a": {"source": "zoo"}, "b": {"source": "timm"}})
+        {'a': {'member': {'name': 'a'}}, 'b': {'source': 'timm'}}
+    """
     out: dict[str, Any] = {}
     for model, per_measure in artifacts.items():
         cfg = (per_measure.get("robustness") or {}).get("model_config")
         if cfg is not None:
+            out[model] = cfg
+    for model, cfg in (configs or {}).items():
+        if isinstance(cfg, Mapping) and ("member" in cfg or model not in out):
             out[model] = cfg
     return out
 

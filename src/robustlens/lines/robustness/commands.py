@@ -2,24 +2,31 @@
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 
-from robustlens.console import stdout_console
-from robustlens.errors import ConfigError, RobustlensError
-
-
-def _fmt(v: float, digits: int = 3, sign: bool = False) -> str:
-    """A number for a table cell; NaN as a dash and no ``-0.000``."""
-    if v is None or v != v:
-        return "–"
-    v = round(float(v), digits) + 0.0
-    return f"{v:+.{digits}f}" if sign else f"{v:.{digits}f}"
+from robustlens.console import console, fail, stdout_console
+from robustlens.errors import CheckpointError, ConfigError, RobustlensError
+from robustlens.formatting import duration, number
+from robustlens.generate import (
+    DEFAULT_TRAIN_STEPS,
+    generate_with_stable_diffusion,
+    load_generator_meta,
+    read_classes_file,
+    sample_world_generator,
+    train_world_generator,
+)
+from robustlens.lines.robustness.analysis import (
+    er_pairs_table,
+    matched_pairs,
+    models_config_from_artifacts,
+    zoo_effective_robustness,
+)
+from robustlens.lines.robustness.tables import er_table, pairs_table, shipped_er_table
+from robustlens.runner import load_study_config, run_study_command, world_of
 
 
 def generate(
@@ -82,13 +89,9 @@ def generate(
     split (cached in --model-dir) and sample it. ImageNet: render class-name prompts with a
     local Stable Diffusion pipeline (--stable-diffusion DIR --classes-file F).
     """
-    from robustlens.runner import console, fail, load_study_config, world_of
-
     try:
         t0 = time.perf_counter()
         if stable_diffusion is not None:
-            from robustlens.generate import generate_with_stable_diffusion, read_classes_file
-
             if classes_file is None:
                 raise ConfigError("--stable-diffusion needs --classes-file (one class per line)")
             names, folders = read_classes_file(classes_file)
@@ -105,35 +108,22 @@ def generate(
             )
             console.print(
                 f"{len(names) * n_per_class} images of {len(names)} classes in {out} "
-                f"({time.perf_counter() - t0:.1f}s)"
+                f"({duration(time.perf_counter() - t0)})"
             )
             return
-        from robustlens.generate import (
-            DEFAULT_TRAIN_STEPS,
-            GENERATOR_META,
-            sample_world_generator,
-            train_world_generator,
-        )
-
         world = world_of(load_study_config(config))
         steps = steps or DEFAULT_TRAIN_STEPS
         model_dir = model_dir or out.with_name(out.name + "-generator")
-        meta_path = model_dir / GENERATOR_META
-        meta = json.loads(meta_path.read_text()) if meta_path.is_file() else None
-        same = meta is not None and (meta["world"], meta["steps"], meta["seed"]) == (
-            world.fingerprint(),
-            steps,
-            seed,
-        )
-        if same and not retrain:
+        if _trained_on(model_dir, world, steps, seed) and not retrain:
             console.print(f"reusing the world generator in {model_dir}")
         else:
             console.print(f"training the world generator ({steps} steps) -> {model_dir}")
             train_world_generator(world, model_dir, steps=steps, batch_size=batch_size, seed=seed)
-            meta = json.loads(meta_path.read_text())
+            meta = load_generator_meta(model_dir)
             console.print(
-                f"  {meta['train_seconds']:.1f}s ({meta['seconds_per_step']:.2f} s/step),"
-                f" final loss {meta['final_loss']:.4f}, {meta['n_params']:,} parameters"
+                f"  {duration(meta['train_seconds'])} ({number(meta['seconds_per_step'], 2)} "
+                f"s/step), final loss {number(meta['final_loss'], 4)}, "
+                f"{meta['n_params']:,} parameters"
             )
         ts = time.perf_counter()
         sample_world_generator(
@@ -147,11 +137,20 @@ def generate(
         n = n_per_class * len(world.classes)
         console.print(
             f"{n} images of {len(world.classes)} classes in {out} "
-            f"(sampling {time.perf_counter() - ts:.1f}s); train on them with a zoo "
+            f"(sampling {duration(time.perf_counter() - ts)}); train on them with a zoo "
             f"member's 'generated: {out.resolve()}'"
         )
     except RobustlensError as exc:
         fail(exc)
+
+
+def _trained_on(model_dir: Path, world: Any, steps: int, seed: int) -> bool:
+    """Whether ``model_dir`` holds a world generator trained on ``world`` with these settings."""
+    try:
+        meta = load_generator_meta(model_dir)
+    except CheckpointError:
+        return False
+    return (meta["world"], meta["steps"], meta["seed"]) == (world.fingerprint(), steps, seed)
 
 
 def robustness(
@@ -168,106 +167,31 @@ def robustness(
     csv: Annotated[Path | None, typer.Option(help="Write the per-model ER table as CSV.")] = None,
 ) -> None:
     """Effective robustness on natural shifts: baseline fit (and R^2), ER per model, pairs."""
-    from robustlens.lines.robustness.analysis import (
-        er_pairs_table,
-        matched_pairs,
-        models_config_from_artifacts,
-        zoo_effective_robustness,
-    )
-    from robustlens.runner import fail, run_study_command
-
     result = run_study_command(config, store, measures=["accuracy", "robustness"])
     if result is None:
         return
     try:
-        models_config = {
-            **models_config_from_artifacts(result.artifacts),
-            **(getattr(result, "model_configs", None) or {}),
-        }
+        results = result.store.results(models=result.models, measures=["robustness"])
+        models_config = models_config_from_artifacts(result.artifacts, result.model_configs)
         chosen = [m.strip() for m in baseline_models.split(",")] if baseline_models else None
         table, baselines = zoo_effective_robustness(
-            result.store.results(models=result.models, measures=["robustness"]),
-            models_config,
-            transform=transform,
-            baseline_models=chosen,
+            results, models_config, transform=transform, baseline_models=chosen
         )
     except RobustlensError as exc:
         fail(exc)
         return
-    console = stdout_console()
-    shifts = sorted(table["shift"].unique())
-    fits = Table(title=f"baselines ({transform} axes, fitted over standard models)")
-    for col in ("shift", "slope", "intercept", "R^2", "n"):
-        fits.add_column(col, justify="left" if col == "shift" else "right")
-    for s in shifts:
-        b = baselines.get(s)
-        if b is None:
-            fits.add_row(s, "–", "–", "–", "fewer than 2 standard models or equal accuracies")
-        else:
-            fits.add_row(s, f"{b.slope:.3f}", f"{b.intercept:.3f}", f"{b.r2:.3f}", str(b.n))
-    console.print(fits)
-    er = Table(title="effective robustness (acc_ood - baseline at acc_id)")
-    er.add_column("model", style="bold")
-    er.add_column("kind")
-    for s in shifts:
-        er.add_column(s.replace("world/", ""), justify="right")
-    wide = table.pivot_table(
-        index="model", columns="shift", values="er", aggfunc="first", dropna=False
-    )
-    flags = table.groupby("model")[["generated", "in_baseline"]].first()
-    for model in wide.index:
-        kind = (
-            "generated"
-            if flags.loc[model, "generated"]
-            else "baseline"
-            if flags.loc[model, "in_baseline"]
-            else ""
-        )
-        er.add_row(
-            str(model),
-            kind,
-            *(_fmt(wide.loc[model].get(s, float("nan")), sign=True) for s in shifts),
-        )
-    console.print(er)
-    res = result.store.results(models=result.models, measures=["robustness"])
-    shipped = res[res["name"] == f"er_shipped_{transform}"]
-    if not shipped.empty:
-        t = Table(title=f"ER against the shipped ImageNet baselines ({transform})")
-        for col in ("model", "dataset", "ER"):
-            t.add_column(col)
-        for _, r in shipped.iterrows():
-            t.add_row(r["model"], r["dataset"], f"{r['value']:+.4f}")
-        console.print(t)
+    out = stdout_console()
+    out.print(er_table(table, baselines, transform).to_rich())
+    shipped = shipped_er_table(results, transform)
+    if shipped.rows:
+        out.print(shipped.to_rich())
     pairs = er_pairs_table(table, matched_pairs(models_config))
     if not pairs.empty:
-        t = Table(title="generated-data models vs their real-only twins")
-        for col in (
-            "shift",
-            "generated",
-            "real",
-            "acc_ood gen",
-            "acc_ood real",
-            "ER gen",
-            "ER real",
-            "delta ER",
-        ):
-            t.add_column(col, justify="right")
-        for _, r in pairs.iterrows():
-            t.add_row(
-                r["shift"].replace("world/", ""),
-                r["generated"],
-                r["real"],
-                _fmt(r["acc_ood_gen"]),
-                _fmt(r["acc_ood_real"]),
-                _fmt(r["er_gen"], sign=True),
-                _fmt(r["er_real"], sign=True),
-                _fmt(r["delta_er"], sign=True),
-            )
-        console.print(t)
+        out.print(pairs_table(pairs).to_rich())
     if csv is not None:
         csv.parent.mkdir(parents=True, exist_ok=True)
         table.to_csv(csv, index=False)
-        console.print(f"ER table written to {csv}")
+        out.print(f"ER table written to {csv}")
 
 
 def register(app: typer.Typer) -> None:

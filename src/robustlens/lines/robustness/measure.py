@@ -37,8 +37,10 @@ from typing import Any
 import numpy as np
 
 from robustlens.data.base import ClassMapping
+from robustlens.data.imagenet_info import imagenet_wnids
 from robustlens.errors import ConfigError
 from robustlens.measure import (
+    DatasetContext,
     DatasetInfo,
     Measure,
     MeasureOutput,
@@ -52,10 +54,12 @@ from robustlens.metrics.effective_robustness import (
     imagenet_baseline,
     relative_robustness,
 )
+from robustlens.roles import SHIFTED_ROLES
 from robustlens.store import StoredArrays
 
-#: dataset roles treated as natural distribution shifts of the ``id`` dataset
-SHIFT_ROLES = ("v2", "sketch", "rendition", "natural")
+#: dataset roles treated as natural distribution shifts of the ``id`` dataset: the shifted
+#: roles but synthetic corruptions (``v2``, ``sketch``, ``rendition``, ``natural``)
+SHIFT_ROLES = tuple(r for r in SHIFTED_ROLES if r != "corrupt")
 
 
 def shift_key(name: str, tags: Mapping[str, Any] | None = None) -> str | None:
@@ -187,58 +191,66 @@ class RobustnessMeasure(Measure):
         arrays: Mapping[str, StoredArrays],
         mappings: Mapping[str, ClassMapping],
     ) -> MeasureOutput:
-        out = MeasureOutput()
+        """Relate the ID dataset (found once) to every shifted dataset the measure requested."""
         id_name = self._id_name(datasets)
-        id_info = datasets[id_name]
-        id_logits = arrays[id_name].logits("clean")
-        id_labels = arrays[id_name].labels()
-        id_is_imagenet = _is_imagenet_classes(id_info.classes)
-        shifts: dict[str, Any] = {}
-        for name, info in datasets.items():
-            if info.role not in SHIFT_ROLES:
-                continue
-            a = arrays[name]
-            _, pred_ood = dataset_predictions(a.logits("clean"), mappings[name])
-            labels_ood = a.labels()
-            pred_id, lab_id, _, restricted = restrict_id_to_shift(
-                id_logits, id_labels, mappings[id_name], mappings[name]
-            )
-            acc_ood = float((pred_ood == labels_ood).mean()) if len(labels_ood) else float("nan")
-            acc_id = float((pred_id == lab_id).mean()) if len(lab_id) else float("nan")
-            out.values[(name, "acc_id")] = acc_id
-            out.values[(name, "acc_ood")] = acc_ood
-            out.values[(name, "n_id")] = float(len(lab_id))
-            ok = np.isfinite(acc_id) and np.isfinite(acc_ood)
-            out.values[(name, "gap")] = (
-                float(relative_robustness(acc_id, acc_ood)) if ok else float("nan")
-            )
-            record: dict[str, Any] = {
-                "role": info.role,
-                "id_dataset": id_name,
-                "acc_id": acc_id,
-                "acc_ood": acc_ood,
-                "n_id": len(lab_id),
-                "n_ood": len(labels_ood),
-                "id_restricted": bool(restricted),
-                "mapping": mappings[name].description,
-                "shift_key": None,
-            }
-            key = self._shipped_key(info, id_is_imagenet)
-            if key is not None and ok:
-                record["shift_key"] = key
-                record["shipped"] = {}
-                for t in TRANSFORMS:
-                    b = imagenet_baseline(key, t)
-                    er = float(effective_robustness(acc_id, acc_ood, b))
-                    out.values[(name, f"er_shipped_{t}")] = er
-                    record["shipped"][t] = {"slope": b.slope, "intercept": b.intercept, "er": er}
-            shifts[name] = record
+        id_data = DatasetContext(model, datasets[id_name], arrays[id_name], mappings[id_name])
+        out = MeasureOutput()
+        shifts = {
+            data.name: self._compare(id_data, data, out)
+            for data in self.each_dataset(model, datasets, arrays, mappings)
+            if data.info.role in SHIFT_ROLES
+        }
         out.artifacts = {
             "id_dataset": id_name,
             "shifts": shifts,
             "model_config": _recipe(model.config),
         }
         return out
+
+    def _compare(
+        self, id_data: DatasetContext, shift: DatasetContext, out: MeasureOutput
+    ) -> dict[str, Any]:
+        """Add one shift's values to ``out``; return its artifact record."""
+        _, pred_ood = shift.predictions("clean")
+        labels_ood = shift.arrays.labels()
+        pred_id, labels_id, _, restricted = restrict_id_to_shift(
+            id_data.arrays.logits("clean"), id_data.arrays.labels(), id_data.mapping, shift.mapping
+        )
+        acc_id, acc_ood = _accuracy(pred_id, labels_id), _accuracy(pred_ood, labels_ood)
+        ok = np.isfinite(acc_id) and np.isfinite(acc_ood)
+        name = shift.name
+        out.values[(name, "acc_id")] = acc_id
+        out.values[(name, "acc_ood")] = acc_ood
+        out.values[(name, "n_id")] = float(len(labels_id))
+        out.values[(name, "gap")] = (
+            float(relative_robustness(acc_id, acc_ood)) if ok else float("nan")
+        )
+        record: dict[str, Any] = {
+            "role": shift.info.role,
+            "id_dataset": id_data.name,
+            "acc_id": acc_id,
+            "acc_ood": acc_ood,
+            "n_id": len(labels_id),
+            "n_ood": len(labels_ood),
+            "id_restricted": bool(restricted),
+            "mapping": shift.mapping.description,
+            "shift_key": None,
+        }
+        key = self._shipped_key(shift.info, _is_imagenet_classes(id_data.info.classes))
+        if key is not None and ok:
+            record["shift_key"] = key
+            record["shipped"] = {}
+            for t in TRANSFORMS:
+                b = imagenet_baseline(key, t)
+                er = float(effective_robustness(acc_id, acc_ood, b))
+                out.values[(name, f"er_shipped_{t}")] = er
+                record["shipped"][t] = {"slope": b.slope, "intercept": b.intercept, "er": er}
+        return record
+
+
+def _accuracy(pred: np.ndarray, labels: np.ndarray) -> float:
+    """Top-1 accuracy; NaN without images."""
+    return float((pred == labels).mean()) if len(labels) else float("nan")
 
 
 def _recipe(config: Mapping[str, Any]) -> dict[str, Any]:
@@ -249,10 +261,6 @@ def _recipe(config: Mapping[str, Any]) -> dict[str, Any]:
 
 def _is_imagenet_classes(classes: tuple[str, ...] | list[str]) -> bool:
     if len(classes) != 1000:
-        return False
-    try:
-        from robustlens.data.imagenet_info import imagenet_wnids
-    except ImportError:  # pragma: no cover
         return False
     try:
         return list(classes) == imagenet_wnids()

@@ -9,31 +9,25 @@ slope, intercept and R^2, and the matched-pair table.
 
 from __future__ import annotations
 
-import html
 from typing import Any
 
 import numpy as np
 import pandas as pd
+from matplotlib.figure import Figure
 
 from robustlens.errors import ValidationError
+from robustlens.formatting import number
 from robustlens.lines.robustness.analysis import (
     er_pairs_table,
     matched_pairs,
     models_config_from_artifacts,
     zoo_effective_robustness,
 )
+from robustlens.lines.robustness.tables import er_table, pairs_table
 from robustlens.metrics.effective_robustness import imagenet_baseline, logit
 from robustlens.report.context import ReportContext, figure_html
 
 _TICKS = (0.01, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99)
-
-
-def _models_config(ctx: ReportContext) -> dict[str, Any]:
-    cfg = models_config_from_artifacts(ctx.artifacts)
-    for name, c in (ctx.models or {}).items():
-        if isinstance(c, dict) and ("member" in c or name not in cfg):
-            cfg[name] = c
-    return cfg
 
 
 def _shipped_keys(ctx: ReportContext) -> dict[str, str]:
@@ -89,7 +83,7 @@ def _scatter(
     xs = np.linspace(lo, hi, 50)
     ax.plot(xs, xs, color="0.75", lw=0.8, ls=":", label="y = x")
     if line is not None:
-        r2 = "" if line.r2 is None else f", R²={line.r2:.2f}"
+        r2 = "" if line.r2 is None else f", R²={number(line.r2, 2)}"
         ax.plot(
             xs,
             line.slope * xs + line.intercept,
@@ -119,89 +113,9 @@ def _scatter(
     ax.legend(fontsize=7, loc="upper left")
 
 
-def _fmt(v: Any, digits: int = 3) -> str:
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        return html.escape(str(v))
-    return f"{round(f, digits) + 0.0:.{digits}f}" if np.isfinite(f) else "–"
-
-
-def _er_table_html(table: pd.DataFrame, baselines: dict[str, Any]) -> str:
-    shifts = sorted(table["shift"].unique())
-    wide = table.pivot_table(
-        index="model", columns="shift", values="er", aggfunc="first", dropna=False
-    )
-    flags = table.groupby("model")[["generated", "in_baseline"]].first()
-    head = "".join(f"<th>{html.escape(s)}</th>" for s in shifts)
-    rows = []
-    for model in wide.index:
-        kind = (
-            "generated"
-            if flags.loc[model, "generated"]
-            else "baseline"
-            if flags.loc[model, "in_baseline"]
-            else ""
-        )
-        cells = "".join(f"<td>{_fmt(wide.loc[model].get(s))}</td>" for s in shifts)
-        rows.append(f"<tr><td>{html.escape(str(model))}</td><td>{kind}</td>{cells}</tr>")
-    fit_cells = []
-    for s in shifts:
-        b = baselines.get(s)
-        fit_cells.append(
-            "<td>no fit</td>"
-            if b is None
-            else f"<td>{b.slope:.3f}·x {b.intercept:+.3f}<br>R²={b.r2:.3f}, n={b.n}</td>"
-        )
-    fit_row = f"<tr><td><b>baseline</b></td><td></td>{''.join(fit_cells)}</tr>"
-    return (
-        "<table class='data'><thead><tr><th>model</th><th>kind</th>"
-        + head
-        + "</tr></thead><tbody>"
-        + fit_row
-        + "".join(rows)
-        + "</tbody></table>"
-    )
-
-
-def _pairs_html(pairs_df: pd.DataFrame) -> str:
-    if pairs_df.empty:
-        return ""
-    cols = [
-        "shift",
-        "generated",
-        "real",
-        "acc_id_gen",
-        "acc_id_real",
-        "acc_ood_gen",
-        "acc_ood_real",
-        "er_gen",
-        "er_real",
-        "delta_er",
-    ]
-    head = "".join(f"<th>{c}</th>" for c in cols)
-    body = "".join(
-        "<tr>"
-        + "".join(
-            f"<td>{_fmt(r[c]) if c not in cols[:3] else html.escape(str(r[c]))}</td>" for c in cols
-        )
-        + "</tr>"
-        for _, r in pairs_df.iterrows()
-    )
-    return (
-        "<h4>Generated-data models vs their real-only twins</h4>"
-        f"<table class='data'><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-    )
-
-
 def robustness_section(ctx: ReportContext) -> str | None:
     """ID-vs-OOD scatter per shift with baselines, ER table and matched pairs."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    models_config = _models_config(ctx)
+    models_config = models_config_from_artifacts(ctx.artifacts, ctx.models)
     try:
         table, baselines = zoo_effective_robustness(ctx.results, models_config)
     except ValidationError:
@@ -212,7 +126,8 @@ def robustness_section(ctx: ReportContext) -> str | None:
     n = len(shifts)
     cols = min(n, 3)
     rows = int(np.ceil(n / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 4.0 * rows), squeeze=False)
+    fig = Figure(figsize=(4.2 * cols, 4.0 * rows))
+    axes = fig.subplots(rows, cols, squeeze=False)
     for ax, shift in zip(axes.ravel(), shifts, strict=False):
         _scatter(ax, shift, table, baselines.get(shift), shipped.get(shift), pairs)
     for ax in axes.ravel()[n:]:
@@ -232,6 +147,6 @@ def robustness_section(ctx: ReportContext) -> str | None:
     return (
         intro
         + figure_html(fig, "ID vs OOD accuracy on logit axes with baselines", width=1200)
-        + _er_table_html(table, baselines)
-        + _pairs_html(pairs_df)
+        + er_table(table, baselines).to_html()
+        + ("" if pairs_df.empty else pairs_table(pairs_df).to_html())
     )
