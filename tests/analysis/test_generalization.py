@@ -13,9 +13,7 @@ from robustlens.analysis.generalization import (
     DIMENSIONS,
     bias_generalization_matrix,
     bias_table,
-    dataset_roles,
     generalization_table,
-    infer_role,
 )
 from robustlens.errors import ValidationError
 
@@ -89,30 +87,6 @@ def test_missing_components_are_left_out_and_missing_dimensions_are_nan():
     assert t.loc["m2", "concepts"] == pytest.approx((v["sketch"] + v["sf"]) / 2)
     assert t["adversarial"].isna().all()
     assert t.attrs["components"]["adversarial"] == []
-
-
-def test_role_inference_from_names():
-    names = {
-        "world/val": "id",
-        "world/v2": "v2",
-        "world/corrupt/fog/5": "corrupt",
-        "world/sketch": "sketch",
-        "world/cue_conflict": "cue_conflict",
-        "world/adversarial": "adversarial",
-        "world/train": "train",
-        "world/weird": "other",
-        "imagenet_val": "id",
-        "imagenet_v2": "v2",
-        "imagenet_c/fog/3": "corrupt",
-        "imagenet_r": "rendition",
-        "imagenet_sketch": "sketch",
-        "imagenet_a": "natural",
-        "objectnet": "natural",
-        "cue_conflict": "cue_conflict",
-        "my_photos": "other",
-    }
-    assert {n: infer_role(n) for n in names} == names
-    assert dataset_roles(list(names), {"my_photos": "id"})["my_photos"] == "id"
 
 
 def test_bias_table_skips_nan_fits_and_keeps_absent_biases():

@@ -21,12 +21,10 @@ Accuracies are those of the ``accuracy`` measure (name ``accuracy``); biases and
 ``shape_fraction`` / ``pgd_accuracy`` those of the ``biases`` measure.
 
 Dataset roles are given as a mapping (``{name: role}``, or ``{name: {"role": role, ...}}`` as in
-the report context) or inferred from the names the study gives datasets: ``world/val`` -> id,
-``world/v2`` -> v2, ``world/corrupt/<type>/<severity>`` -> corrupt, ``world/<split>`` -> the
-split (sketch, rendition, cue_conflict, ...), ``imagenet_val`` -> id, ``imagenet_v2`` -> v2,
-``imagenet_c/<type>/<severity>`` -> corrupt, ``imagenet_sketch`` -> sketch, ``imagenet_r`` ->
-rendition, ``imagenet_a`` and ``objectnet`` -> natural, ``cue_conflict`` -> cue_conflict;
-anything else -> other.
+the report context and a study's recorded datasets); a dataset the mapping does not name gets
+the role :func:`robustlens.roles.role_from_name` infers from its name (``world/val`` -> id,
+``world/corrupt/<type>/<severity>`` -> corrupt, ``imagenet_r`` -> rendition, ...; anything
+unknown -> other). See :func:`robustlens.roles.dataset_roles`.
 """
 
 from __future__ import annotations
@@ -39,15 +37,14 @@ import pandas as pd
 
 from robustlens.analysis.correlation import Method, correlation_table
 from robustlens.errors import ValidationError
+from robustlens.roles import dataset_roles
 
 __all__ = [
     "BIASES",
     "DIMENSIONS",
     "bias_generalization_matrix",
     "bias_table",
-    "dataset_roles",
     "generalization_table",
-    "infer_role",
 ]
 
 DIMENSIONS: tuple[str, ...] = ("in_distribution", "robustness", "concepts", "adversarial")
@@ -60,49 +57,6 @@ BIASES: tuple[str, ...] = (
     "cb_peak_sensitivity",
 )
 _COLUMNS = ("model", "dataset", "measure", "name", "value")
-
-
-def infer_role(name: str) -> str:
-    """The role of a dataset from the name a study gives it (see the module docstring).
-
-    Args:
-        name: a dataset name such as ``world/val`` or ``imagenet_c/fog/3``.
-
-    Returns:
-        One of the roles of ``robustlens.measure.ROLES``.
-
-    Example:
-        >>> [infer_role(n) for n in ("world/val", "world/corrupt/fog/3", "imagenet_r", "x")]
-        ['id', 'corrupt', 'rendition', 'other']
-    """
-    from robustlens.roles import role_from_name
-
-    return role_from_name(str(name))
-
-
-def dataset_roles(names: Sequence[str], roles: Mapping[str, Any] | None = None) -> dict[str, str]:
-    """Role of every dataset: from ``roles`` where given, else inferred from the name.
-
-    Args:
-        names: dataset names.
-        roles: ``{name: role}`` or ``{name: {"role": role, ...}}`` (e.g. the report context's
-            ``datasets``); names it lacks are inferred with :func:`infer_role`.
-
-    Returns:
-        ``{name: role}``.
-
-    Example:
-        >>> dataset_roles(["world/val", "mine"], {"mine": {"role": "sketch"}})
-        {'world/val': 'id', 'mine': 'sketch'}
-    """
-    roles = roles or {}
-    out = {}
-    for n in names:
-        r = roles.get(n)
-        if isinstance(r, Mapping):
-            r = r.get("role")
-        out[n] = str(r) if r is not None else infer_role(n)
-    return out
 
 
 def _check_results(results: Any) -> pd.DataFrame:
@@ -152,7 +106,8 @@ def generalization_table(
 
     Args:
         results: long results frame (model, dataset, measure, name, value).
-        roles: dataset roles (see :func:`dataset_roles`); inferred from names by default.
+        roles: dataset roles (see :func:`robustlens.roles.dataset_roles`); inferred from the
+            names by default.
         accuracy_measure: the measure whose ``accuracy`` values are used.
         bias_measure: the measure holding ``shape_fraction`` and ``pgd_accuracy``.
 
@@ -267,7 +222,7 @@ def bias_generalization_matrix(
 
     Args:
         results: long results frame.
-        roles: dataset roles (see :func:`dataset_roles`).
+        roles: dataset roles (see :func:`robustlens.roles.dataset_roles`).
         biases: bias value names (rows, ``x``).
         dimensions: dimensions (columns, ``y``), a subset of :data:`DIMENSIONS`.
         method: ``"spearman"`` (default, as the paper), ``"pearson"`` or ``"kendall"``.

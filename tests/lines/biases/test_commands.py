@@ -6,6 +6,7 @@ import dataclasses
 import json
 import re
 
+import matplotlib.axes
 import numpy as np
 import pandas as pd
 import pytest
@@ -21,6 +22,7 @@ from robustlens.lines.biases.section import (
 )
 from robustlens.report import report_sections
 from robustlens.report.context import ReportContext
+from robustlens.store import Store
 from robustlens.study import load_artifacts
 
 OPTS = {
@@ -91,8 +93,6 @@ def test_biases_command_bad_config_is_a_clean_error(tmp_path):
 
 
 def _ctx(cli_run, tiny_zoo_dir) -> ReportContext:
-    from robustlens.store import Store
-
     _, out = cli_run
     cfg = yaml.safe_load((out / "study.yaml").read_text())
     results = Store(cfg["store"]).results()
@@ -166,8 +166,6 @@ def test_critical_band_section_labels_failed_fits(tmp_path):
 
 def test_heatmap_annotates_coefficient_and_p_and_shows_zero(tmp_path, monkeypatch):
     """The coloured value is ``shown`` (0 where p >= alpha); the text keeps coefficient and p."""
-    import matplotlib.axes
-
     rows = []
     for i, order in enumerate([3, 7, 0, 5, 1, 6, 2, 4]):
         m = f"m{i}"

@@ -47,25 +47,18 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
 
-from robustlens.data.base import ClassMapping
+from robustlens._validation import check_number
 from robustlens.errors import ConfigError, ValidationError
-from robustlens.measure import (
-    DatasetInfo,
-    Measure,
-    MeasureOutput,
-    ModelInfo,
-    dataset_predictions,
-)
+from robustlens.measure import DatasetContext, DatasetInfo, Measure, MeasureOutput
 from robustlens.metrics.classification import accuracy
 from robustlens.metrics.critical_band import CriticalBandResult, critical_band_or_none
 from robustlens.metrics.shape_bias import shape_bias, shape_bias_per_category
 from robustlens.metrics.spectral import BIAS_CUTOFFS, spectral_bias
-from robustlens.store import StoredArrays
 from robustlens.transforms.adversarial import SEED002_PGD
 from robustlens.transforms.frequency import (
     CRITICAL_BAND_SIGMAS,
@@ -94,14 +87,7 @@ def _floats(values: Iterable[Any], name: str) -> tuple[float, ...]:
 
 
 def _number(value: Any, name: str, integer: bool = False) -> float:
-    try:
-        v = float(value)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"biases.{name}: expected a non-negative number, got {value!r}") from exc
-    if not math.isfinite(v) or v < 0 or (integer and v != int(v)):
-        kind = "integer" if integer else "number"
-        raise ConfigError(f"biases.{name}: expected a non-negative {kind}, got {value!r}")
-    return v
+    return check_number(value, f"biases.{name}", integer=integer, error=ConfigError)
 
 
 def _image_size(info: DatasetInfo, option: int | None) -> int | None:
@@ -265,50 +251,38 @@ class BiasesMeasure(Measure):
         return {}
 
     # ------------------------------------------------------------------ compute
-    def compute(
-        self,
-        model: ModelInfo,
-        datasets: Mapping[str, DatasetInfo],
-        arrays: Mapping[str, StoredArrays],
-        mappings: Mapping[str, ClassMapping],
-    ) -> MeasureOutput:
-        out = MeasureOutput()
-        for name, info in datasets.items():
-            if not self.requests(info):
-                continue
-            a, mapping = arrays[name], mappings[name]
-            if info.role == "cue_conflict":
-                self._shape(out, info, a, mapping)
-            elif info.role == "id":
-                if "spectral" in self.parts:
-                    self._spectral(out, info, a, mapping)
-                if "critical_band" in self.parts:
-                    self._critical_band(out, info, a, mapping)
-            elif info.role == "adversarial":
-                self._pgd(out, info, a, mapping)
-        return out
+    def compute_dataset(self, data: DatasetContext, out: MeasureOutput) -> None:
+        role = data.info.role
+        if role == "cue_conflict":
+            self._shape(data, out)
+        elif role == "id":
+            if "spectral" in self.parts:
+                self._spectral(data, out)
+            if "critical_band" in self.parts:
+                self._critical_band(data, out)
+        elif role == "adversarial":
+            self._pgd(data, out)
 
     @staticmethod
-    def _accuracy(a: StoredArrays, mapping: ClassMapping, view: str) -> float:
-        labels = a.labels()
+    def _accuracy(data: DatasetContext, view: str) -> float:
+        labels = data.arrays.labels()
         if len(labels) == 0:
             return _NAN
-        probs, _ = dataset_predictions(a.logits(view), mapping)
+        probs, _ = data.predictions(view)
         return accuracy(probs, labels)
 
-    def _shape(
-        self, out: MeasureOutput, info: DatasetInfo, a: StoredArrays, mapping: ClassMapping
-    ) -> None:
+    def _shape(self, data: DatasetContext, out: MeasureOutput) -> None:
+        info = data.info
         try:
-            texture = a.extra("texture_label")
+            texture = data.arrays.extra("texture_label")
         except KeyError as exc:
             raise ValidationError(
                 f"dataset {info.name!r} has role 'cue_conflict' but no 'texture_label' per "
                 "sample; cue-conflict datasets must carry the texture category of each image "
                 "(the synthetic world's cue_conflict split and the cue_conflict layout do)"
             ) from exc
-        shape = a.labels()
-        probs, pred = dataset_predictions(a.logits("clean"), mapping)
+        shape = data.arrays.labels()
+        probs, pred = data.predictions("clean")
         r = shape_bias(probs, shape, texture)
         for key in ("shape_bias", "shape_fraction", "texture_fraction"):
             out.values[(info.name, key)] = float(r[key])
@@ -329,14 +303,13 @@ class BiasesMeasure(Measure):
             "texture_hit": (pred == texture) & used,
         }
 
-    def _spectral(
-        self, out: MeasureOutput, info: DatasetInfo, a: StoredArrays, mapping: ClassMapping
-    ) -> None:
+    def _spectral(self, data: DatasetContext, out: MeasureOutput) -> None:
         specs = self.spectral_specs()
-        clean = self._accuracy(a, mapping, "clean")
-        pairs = {k: zip(self.cutoffs, specs[k], strict=True) for k in ("low", "high")}
-        low = {c: self._accuracy(a, mapping, s) for c, s in pairs["low"]}
-        high = {c: self._accuracy(a, mapping, s) for c, s in pairs["high"]}
+        clean = self._accuracy(data, "clean")
+        low, high = (
+            {c: self._accuracy(data, s) for c, s in zip(self.cutoffs, specs[k], strict=True)}
+            for k in ("low", "high")
+        )
         art: dict[str, Any] = {
             "cutoffs": list(self.cutoffs),
             "bias_cutoffs": list(self.bias_cutoffs),
@@ -356,13 +329,12 @@ class BiasesMeasure(Measure):
             art["low_curve"] = list(r["low_curve"].values())
             art["high_curve"] = list(r["high_curve"].values())
             lo, hi = r["low_freq_bias"], r["high_freq_bias"]
-        out.values[(info.name, "low_freq_bias")] = float(lo)
-        out.values[(info.name, "high_freq_bias")] = float(hi)
-        out.artifacts.setdefault("spectral", {})[info.name] = art
+        out.values[(data.name, "low_freq_bias")] = float(lo)
+        out.values[(data.name, "high_freq_bias")] = float(hi)
+        out.artifacts.setdefault("spectral", {})[data.name] = art
 
-    def _critical_band(
-        self, out: MeasureOutput, info: DatasetInfo, a: StoredArrays, mapping: ClassMapping
-    ) -> None:
+    def _critical_band(self, data: DatasetContext, out: MeasureOutput) -> None:
+        info = data.info
         bands = self.bands_for(info)
         baseline, table_specs = self.critical_band_specs(info)
         size = _image_size(info, self.image_size)
@@ -372,9 +344,9 @@ class BiasesMeasure(Measure):
         else:
             centres = [band_centre_cpi(b, 224) for b in bands]
             unit = "cycles per image at the 224 px reference (image size unknown)"
-        table = [[self._accuracy(a, mapping, s) for s in row] for row in table_specs]
-        clean = self._accuracy(a, mapping, baseline)
-        chance, n = info.chance, len(a.labels())
+        table = [[self._accuracy(data, s) for s in row] for row in table_specs]
+        clean = self._accuracy(data, baseline)
+        chance, n = info.chance, len(data.arrays.labels())
         try:
             res = critical_band_or_none(table, clean, chance, bands_cpi=centres, sigmas=self.sigmas)
         except ArithmeticError as exc:  # a numerical failure inside the fit is a failed fit
@@ -420,14 +392,12 @@ class BiasesMeasure(Measure):
         )
         out.artifacts.setdefault("critical_band", {})[info.name] = art
 
-    def _pgd(
-        self, out: MeasureOutput, info: DatasetInfo, a: StoredArrays, mapping: ClassMapping
-    ) -> None:
-        clean = self._accuracy(a, mapping, "clean")
-        robust = self._accuracy(a, mapping, self.pgd_spec)
-        out.values[(info.name, "pgd_accuracy")] = robust
-        out.values[(info.name, "clean_accuracy")] = clean
-        out.artifacts.setdefault("pgd", {})[info.name] = {
+    def _pgd(self, data: DatasetContext, out: MeasureOutput) -> None:
+        clean = self._accuracy(data, "clean")
+        robust = self._accuracy(data, self.pgd_spec)
+        out.values[(data.name, "pgd_accuracy")] = robust
+        out.values[(data.name, "clean_accuracy")] = clean
+        out.artifacts.setdefault("pgd", {})[data.name] = {
             "view": self.pgd_spec,
             "eps": self.pgd_eps,
             "steps": self.pgd_steps,
@@ -436,9 +406,10 @@ class BiasesMeasure(Measure):
             "clean_accuracy": clean,
             "pgd_accuracy": robust,
         }
-        if len(a.labels()):
-            _, pred = dataset_predictions(a.logits(self.pgd_spec), mapping)
-            out.per_sample[info.name] = {
+        labels = data.arrays.labels()
+        if len(labels):
+            _, pred = data.predictions(self.pgd_spec)
+            out.per_sample[data.name] = {
                 "pgd_prediction": pred.astype(np.int64),
-                "pgd_correct": pred == a.labels(),
+                "pgd_correct": pred == labels,
             }

@@ -9,13 +9,26 @@ Every section reads the results frame and the ``biases`` measure's artifacts fro
 
 from __future__ import annotations
 
-import html
+import dataclasses
 import math
+import textwrap
 from typing import Any
 
 import numpy as np
-import pandas as pd
+from matplotlib.figure import Figure
+from matplotlib.patches import Patch
 
+from robustlens.analysis.generalization import bias_generalization_matrix, generalization_table
+from robustlens.formatting import esc, number
+from robustlens.lines.biases.tables import (
+    MEASURE,
+    augment,
+    by_dataset,
+    critical_band_rows,
+    generalization_dimensions_table,
+    per_category_table,
+    shape_bias_comparison,
+)
 from robustlens.report.context import ReportContext, figure_html
 
 __all__ = [
@@ -25,61 +38,45 @@ __all__ = [
     "render_spectral",
 ]
 
-_MEASURE = "biases"
 _TEXRAND_COLOR = "#c2185b"
 _OTHER_COLOR = "#607d8b"
+_SPECTRAL_INTRO = (
+    "<p>Accuracy on FFT low- and high-pass filtered images divided by clean accuracy. "
+    "Low-frequency bias = mean low-pass ratio over cutoffs 0.1-0.5; high-frequency bias = "
+    "the same for high-pass.</p>"
+)
+_CRITICAL_BAND_INTRO = (
+    "<p>Sensitivity log2(1 / threshold) per noise band, where the threshold is the noise "
+    "level that brings accuracy halfway from the noise-free low-contrast accuracy to chance; "
+    "the curve is the fitted Gaussian over log2 frequency (bandwidth = its FWHM in "
+    "octaves). A fit that failed is labelled with its reason and gives no numbers.</p>"
+)
 
 
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+def _augments(ctx: ReportContext) -> dict[str, str]:
+    return {str(m): augment(cfg) for m, cfg in ctx.models.items()}
 
 
-def _part(ctx: ReportContext, part: str) -> dict[str, dict[str, Any]]:
-    """{dataset: {model: artifact}} for one part of the biases artifacts."""
-    out: dict[str, dict[str, Any]] = {}
-    for model, by_measure in sorted(ctx.artifacts.items()):
-        for ds, art in ((by_measure or {}).get(_MEASURE, {}) or {}).get(part, {}).items():
-            out.setdefault(ds, {})[model] = art
-    return out
-
-
-def _augment(ctx: ReportContext, model: str) -> str:
-    cfg = ctx.models.get(model) or {}
-    member = cfg.get("member") or {}
-    return str(member.get("augment") or cfg.get("augment") or "")
-
-
-def _num(v: Any) -> float:
-    return float("nan") if v is None else float(v)
-
-
-def _esc(x: Any) -> str:
-    return html.escape(str(x))
+def _floats(values: Any) -> np.ndarray:
+    """A list from an artifact as floats (``None``, as JSON writes NaN, becomes NaN)."""
+    return np.asarray(values or [], dtype=np.float64)
 
 
 def render_spectral(ctx: ReportContext) -> str | None:
     """Accuracy ratio to clean accuracy vs FFT cutoff, low- and high-pass, one line per model."""
-    data = _part(ctx, "spectral")
+    data = by_dataset(ctx.artifacts, "spectral")
     if not data:
         return None
-    plt = _plt()
-    parts = [
-        "<p>Accuracy on FFT low- and high-pass filtered images divided by clean accuracy. "
-        "Low-frequency bias = mean low-pass ratio over cutoffs 0.1-0.5; high-frequency bias = "
-        "the same for high-pass.</p>"
-    ]
+    parts = [_SPECTRAL_INTRO]
+    augments = _augments(ctx)
     for ds, by_model in data.items():
-        fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), sharey=True)
+        fig = Figure(figsize=(10, 3.6))
+        axes = fig.subplots(1, 2, sharey=True)
         for model, art in by_model.items():
             x = art.get("cutoffs") or []
-            texrand = _augment(ctx, model) == "texrand"
+            texrand = augments.get(model) == "texrand"
             for ax, key in zip(axes, ("low_curve", "high_curve"), strict=True):
-                y = [_num(v) for v in art.get(key) or []]
+                y = _floats(art.get(key))
                 if len(y) == len(x) and x:
                     ax.plot(
                         x,
@@ -99,112 +96,76 @@ def render_spectral(ctx: ReportContext) -> str | None:
         failed = [(m, a.get("reason")) for m, a in by_model.items() if a.get("reason")]
         if failed:
             parts.append(
-                "<ul>" + "".join(f"<li>{_esc(m)}: {_esc(r)}</li>" for m, r in failed) + "</ul>"
+                "<ul>" + "".join(f"<li>{esc(m)}: {esc(r)}</li>" for m, r in failed) + "</ul>"
             )
     return "\n".join(parts)
+
+
+def _critical_band_figure(ds: str, by_model: dict[str, Any]) -> Figure:
+    models = list(by_model)
+    ncols = min(4, len(models))
+    nrows = math.ceil(len(models) / ncols)
+    fig = Figure(figsize=(3.2 * ncols, 2.6 * nrows))
+    axes = fig.subplots(nrows, ncols, squeeze=False, sharey=True)
+    for ax, model in zip(axes.flat, models, strict=False):
+        art = by_model[model]
+        f, s = _floats(art.get("bands_cpi")), _floats(art.get("sensitivities"))
+        if f.size and f.size == s.size:
+            ax.plot(f, s, "o", color="k", ms=4)
+        if art.get("ok") and f.size:
+            a, mu, w = (
+                np.float64(art.get(k)) for k in ("peak_sensitivity", "mu_log2", "width_octaves")
+            )
+            x = np.linspace(np.log2(f.min()) - 0.5, np.log2(f.max()) + 0.5, 200)
+            # the fitted curve of robustlens.metrics.critical_band: A exp(-(x-mu)^2 / 2w^2)
+            ax.plot(2.0**x, a * np.exp(-((x - mu) ** 2) / (2 * w**2)), color="tab:blue")
+            ax.set_title(f"{model}", fontsize=9)
+        else:
+            ax.set_title(f"{model}: fit failed", fontsize=9, color="tab:red")
+            reason = "\n".join(textwrap.wrap(str(art.get("reason") or ""), 40)[:6])
+            ax.text(
+                0.02, 0.95, reason, transform=ax.transAxes, fontsize=6, va="top", color="tab:red"
+            )
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("band centre (cycles/image)", fontsize=8)
+    for ax in list(axes.flat)[len(models) :]:
+        ax.set_visible(False)
+    for ax in axes[:, 0]:
+        ax.set_ylabel("sensitivity", fontsize=8)
+    fig.suptitle(f"critical band on {ds}", fontsize=10)
+    fig.tight_layout()
+    return fig
 
 
 def render_critical_band(ctx: ReportContext) -> str | None:
     """Noise sensitivity per band with the fitted Gaussian; failed fits are labelled."""
-    data = _part(ctx, "critical_band")
+    data = by_dataset(ctx.artifacts, "critical_band")
     if not data:
         return None
-    plt = _plt()
-    parts = [
-        "<p>Sensitivity log2(1 / threshold) per noise band, where the threshold is the noise "
-        "level that brings accuracy halfway from the noise-free low-contrast accuracy to chance; "
-        "the curve is the fitted Gaussian over log2 frequency (bandwidth = its FWHM in "
-        "octaves). A fit that failed is labelled with its reason and gives no numbers.</p>"
-    ]
+    parts = [_CRITICAL_BAND_INTRO]
     for ds, by_model in data.items():
-        models = list(by_model)
-        ncols = min(4, len(models))
-        nrows = math.ceil(len(models) / ncols)
-        fig, axes = plt.subplots(
-            nrows, ncols, figsize=(3.2 * ncols, 2.6 * nrows), squeeze=False, sharey=True
-        )
-        unit = ""
-        rows = []
-        for ax, model in zip(axes.flat, models, strict=False):
-            art = by_model[model]
-            unit = art.get("frequency_unit") or unit
-            f = np.asarray([_num(v) for v in art.get("bands_cpi") or []])
-            s = np.asarray([_num(v) for v in art.get("sensitivities") or []])
-            ok = bool(art.get("ok"))
-            if f.size and f.size == s.size:
-                ax.plot(f, s, "o", color="k", ms=4)
-            if ok and f.size:
-                a, mu, w = (
-                    _num(art.get(k)) for k in ("peak_sensitivity", "mu_log2", "width_octaves")
-                )
-                x = np.linspace(np.log2(f.min()) - 0.5, np.log2(f.max()) + 0.5, 200)
-                # the fitted curve of robustlens.metrics.critical_band: A exp(-(x-mu)^2 / 2w^2)
-                ax.plot(2.0**x, a * np.exp(-((x - mu) ** 2) / (2 * w**2)), color="tab:blue")
-                ax.set_title(f"{model}", fontsize=9)
-            else:
-                ax.set_title(f"{model}: fit failed", fontsize=9, color="tab:red")
-                reason = str(art.get("reason") or "")
-                ax.text(
-                    0.02,
-                    0.95,
-                    _wrap(reason, 40),
-                    transform=ax.transAxes,
-                    fontsize=6,
-                    va="top",
-                    color="tab:red",
-                )
-            ax.set_xscale("log", base=2)
-            ax.set_xlabel("band centre (cycles/image)", fontsize=8)
-            rows.append((model, ok, art))
-        for ax in list(axes.flat)[len(models) :]:
-            ax.set_visible(False)
-        for ax in axes[:, 0]:
-            ax.set_ylabel("sensitivity", fontsize=8)
-        fig.suptitle(f"critical band on {ds}", fontsize=10)
-        fig.tight_layout()
-        parts.append(figure_html(fig, f"critical band on {ds}"))
-        table = "".join(
-            f"<tr><td>{_esc(m)}</td>"
-            + (
-                f"<td>{_num(a.get('bandwidth_octaves')):.2f}</td>"
-                f"<td>{_num(a.get('centre_cpi')):.3g}</td>"
-                f"<td>{_num(a.get('peak_sensitivity')):.2f}</td><td>ok</td>"
-                if ok
-                else f"<td>-</td><td>-</td><td>-</td><td>failed: {_esc(a.get('reason'))}</td>"
-            )
-            + "</tr>"
-            for m, ok, a in rows
-        )
-        parts.append(
-            f"<table><tr><th>model</th><th>bandwidth (octaves)</th><th>centre "
-            f"({_esc(unit)})</th><th>peak sensitivity</th><th>fit</th></tr>{table}</table>"
-        )
+        parts.append(figure_html(_critical_band_figure(ds, by_model), f"critical band on {ds}"))
+        # plain <td> cells, as this table has always been written (a test reads them)
+        columns, rows = critical_band_rows(by_model)
+        head = "".join(f"<th>{esc(c)}</th>" for c in columns)
+        body = "".join("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in r) + "</tr>" for r in rows)
+        parts.append(f"<table><tr>{head}</tr>{body}</table>")
     return "\n".join(parts)
-
-
-def _wrap(text: str, width: int) -> str:
-    import textwrap
-
-    return "\n".join(textwrap.wrap(text, width)[:6])
 
 
 def render_shape_bias(ctx: ReportContext) -> str | None:
     """Bar chart of shape bias per model; texture-randomized models are highlighted."""
-    res = ctx.results
-    sb = res[(res["measure"] == _MEASURE) & (res["name"] == "shape_bias")]
-    if sb.empty:
+    values = ctx.values(MEASURE, "shape_bias").sort_values()
+    if values.empty:
         return None
-    plt = _plt()
-    values = sb.groupby("model")["value"].mean().sort_values()
-    colors = [
-        _TEXRAND_COLOR if _augment(ctx, str(m)) == "texrand" else _OTHER_COLOR for m in values.index
-    ]
-    fig, ax = plt.subplots(figsize=(6, 0.3 * len(values) + 1.2))
+    augments = _augments(ctx)
+    tex = [m for m in values.index if augments.get(str(m)) == "texrand"]
+    colors = [_TEXRAND_COLOR if m in tex else _OTHER_COLOR for m in values.index]
+    fig = Figure(figsize=(6, 0.3 * len(values) + 1.2))
+    ax = fig.subplots()
     ax.barh([str(m) for m in values.index], values.fillna(0).to_numpy(), color=colors)
     ax.set_xlim(0, 1)
     ax.set_xlabel("shape bias = shape / (shape + texture decisions)")
-    from matplotlib.patches import Patch
-
     ax.legend(
         handles=[
             Patch(color=_TEXRAND_COLOR, label="texture-randomized"),
@@ -218,39 +179,18 @@ def render_shape_bias(ctx: ReportContext) -> str | None:
         "whose shape and texture agree are excluded).</p>",
         figure_html(fig, "shape bias per model"),
     ]
-    tex = [m for m in values.index if _augment(ctx, str(m)) == "texrand"]
-    rest = [m for m in values.index if m not in tex]
-    if tex and rest:
+    if tex and len(tex) < len(values):
         html_parts.append(
-            f"<p>Mean shape bias: texture-randomized {values[tex].mean():.3f} "
-            f"(n={len(tex)}), others {values[rest].mean():.3f} (n={len(rest)}).</p>"
+            f"<p>Mean shape bias: {esc(shape_bias_comparison(values, augments))}.</p>"
         )
-    per_cat = _part(ctx, "shape_bias")
-    for ds, by_model in per_cat.items():
-        cats = sorted({c for a in by_model.values() for c in (a.get("per_category") or {})})
-        if not cats:
-            continue
-        head = "".join(f"<th>{_esc(c)}</th>" for c in cats)
-        body = "".join(
-            f"<tr><td>{_esc(m)}</td>"
-            + "".join(f"<td>{_fmt((a.get('per_category') or {}).get(c))}</td>" for c in cats)
-            + "</tr>"
-            for m, a in by_model.items()
-        )
-        html_parts.append(
-            f"<details><summary>per-category shape bias ({_esc(ds)})</summary>"
-            f"<table><tr><th>model</th>{head}</tr>{body}</table></details>"
-        )
+    for ds, by_model in by_dataset(ctx.artifacts, "shape_bias").items():
+        table = per_category_table(ds, by_model)
+        if table is not None:
+            html_parts.append(
+                f"<details><summary>{esc(table.title)}</summary>"
+                f"{dataclasses.replace(table, title='').to_html()}</details>"
+            )
     return "\n".join(html_parts)
-
-
-def _fmt(v: Any) -> str:
-    v = _num(v)
-    return "-" if not math.isfinite(v) else f"{v:.2f}"
-
-
-def _roles(ctx: ReportContext) -> dict[str, Any]:
-    return dict(ctx.datasets or {})
 
 
 def render_bias_heatmap(ctx: ReportContext, alpha: float = 0.05, n_boot: int = 1000) -> str | None:
@@ -259,32 +199,28 @@ def render_bias_heatmap(ctx: ReportContext, alpha: float = 0.05, n_boot: int = 1
     Cells are coloured by ``shown`` (the coefficient where p < alpha, else 0, seed 002's
     convention) and annotated with the true coefficient and its p-value; the title gives n.
     """
-    from robustlens.analysis.generalization import (
-        bias_generalization_matrix,
-        generalization_table,
-    )
-
     res = ctx.results
-    if res[res["measure"] == _MEASURE].empty:
+    if res[res["measure"] == MEASURE].empty:
         return None
-    mt = bias_generalization_matrix(res, _roles(ctx), alpha=alpha, n_boot=n_boot)
-    gt = generalization_table(res, _roles(ctx))
-    plt = _plt()
-    shown = mt.pivot(index="x", columns="y", values="shown")
-    coef = mt.pivot(index="x", columns="y", values="coefficient")
-    pval = mt.pivot(index="x", columns="y", values="p_value")
-    count = mt.pivot(index="x", columns="y", values="n")
+    mt = bias_generalization_matrix(res, ctx.datasets, alpha=alpha, n_boot=n_boot)
+    gt = generalization_table(res, ctx.datasets)
     rows = list(dict.fromkeys(mt["x"]))
     cols = list(dict.fromkeys(mt["y"]))
     shown, coef, pval, count = (
-        t.reindex(index=rows, columns=cols) for t in (shown, coef, pval, count)
+        mt.pivot(index="x", columns="y", values=v).reindex(index=rows, columns=cols)
+        for v in ("shown", "coefficient", "p_value", "n")
     )
-    fig, ax = plt.subplots(figsize=(1.7 * len(cols) + 2.5, 0.6 * len(rows) + 1.5))
+    fig = Figure(figsize=(1.7 * len(cols) + 2.5, 0.6 * len(rows) + 1.5))
+    ax = fig.subplots()
     im = ax.imshow(shown.fillna(0).to_numpy(dtype=float), cmap="RdBu_r", vmin=-1, vmax=1)
     for i, b in enumerate(rows):
         for j, d in enumerate(cols):
             c, p, v = coef.loc[b, d], pval.loc[b, d], shown.loc[b, d]
-            text = f"n/a\nn={count.loc[b, d]:.0f}" if not np.isfinite(c) else f"{c:.2f}\np={p:.2g}"
+            text = (
+                f"n/a\nn={number(count.loc[b, d], 0)}"
+                if not np.isfinite(c)
+                else f"{number(c, 2)}\np={number(p, 3)}"
+            )
             dark = np.isfinite(v) and abs(v) > 0.5
             ax.text(
                 j, i, text, ha="center", va="center", fontsize=7, color="white" if dark else "black"
@@ -306,6 +242,6 @@ def render_bias_heatmap(ctx: ReportContext, alpha: float = 0.05, n_boot: int = 1
         f"Cells with p &ge; {alpha} are coloured as 0; the annotation keeps the coefficient "
         "and p.</p>",
         figure_html(fig, "bias x generalization correlation heatmap"),
-        pd.DataFrame(gt).round(3).to_html(classes="table", na_rep="-"),
+        generalization_dimensions_table(gt).to_html(),
     ]
     return "\n".join(html_parts)
