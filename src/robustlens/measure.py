@@ -18,7 +18,7 @@ from __future__ import annotations
 import inspect
 import traceback
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from typing import Any, ClassVar
@@ -115,7 +115,7 @@ class Measure(ABC):
     Most measures compute each dataset on its own: they implement :meth:`requests` and
     :meth:`compute_dataset`, and the base class loops over the datasets. A measure that
     relates datasets (calibrating on ``id``, comparing with a shift) overrides
-    :meth:`compute` instead.
+    :meth:`compute_datasets` instead.
 
     Options are the keyword arguments of ``__init__``; :func:`get_measure` checks them
     against their annotations before the measure is built.
@@ -146,21 +146,22 @@ class Measure(ABC):
     ) -> MeasureOutput:
         """Compute the measure for one model from the arrays of every dataset it requested."""
         out = MeasureOutput()
-        for data in self.each_dataset(model, datasets, arrays, mappings):
-            self.compute_dataset(data, out)
+        data = {
+            name: DatasetContext(model, info, arrays[name], mappings[name])
+            for name, info in datasets.items()
+            if self.requests(info)
+        }
+        self.compute_datasets(data, out)
         return out
 
-    def each_dataset(
-        self,
-        model: ModelInfo,
-        datasets: Mapping[str, DatasetInfo],
-        arrays: Mapping[str, StoredArrays],
-        mappings: Mapping[str, ClassMapping],
-    ) -> Iterator[DatasetContext]:
-        """The datasets this measure requests, in study order."""
-        for name, info in datasets.items():
-            if self.requests(info):
-                yield DatasetContext(model, info, arrays[name], mappings[name])
+    def compute_datasets(self, data: Mapping[str, DatasetContext], out: MeasureOutput) -> None:
+        """Every requested dataset of one model, in study order.
+
+        One at a time through :meth:`compute_dataset` by default; a measure that relates
+        datasets (calibrating on ``id``, comparing with a shift) overrides this.
+        """
+        for d in data.values():
+            self.compute_dataset(d, out)
 
 
 def dataset_predictions(logits: np.ndarray, mapping: ClassMapping) -> tuple[np.ndarray, np.ndarray]:

@@ -13,9 +13,8 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from robustlens.data.base import ClassMapping
 from robustlens.errors import ConfigError
-from robustlens.measure import DatasetContext, DatasetInfo, Measure, MeasureOutput, ModelInfo
+from robustlens.measure import DatasetContext, DatasetInfo, Measure, MeasureOutput
 from robustlens.metrics.label_free import (
     atc,
     atc_threshold,
@@ -23,7 +22,6 @@ from robustlens.metrics.label_free import (
     difference_of_confidence,
     nuclear_norm,
 )
-from robustlens.store import StoredArrays
 
 __all__ = ["ATC_SCORES", "SOURCE_ROLE", "LabelFreeMeasure"]
 
@@ -87,22 +85,15 @@ class LabelFreeMeasure(Measure):
             )
         return ids[0]
 
-    def compute(
-        self,
-        model: ModelInfo,
-        datasets: Mapping[str, DatasetInfo],
-        arrays: Mapping[str, StoredArrays],
-        mappings: Mapping[str, ClassMapping],
-    ) -> MeasureOutput:
-        src = self._source_name(datasets)
-        source = DatasetContext(model, datasets[src], arrays[src], mappings[src])
+    def compute_datasets(self, data: Mapping[str, DatasetContext], out: MeasureOutput) -> None:
+        src = self._source_name({name: d.info for name, d in data.items()})
+        source = data[src]
         p_src, _ = source.predictions()
         y_src = source.arrays.labels()
         skipped: dict[str, str] = {}
-        out = MeasureOutput()
-        for data in self.each_dataset(model, datasets, arrays, mappings):
-            name = data.name
-            p, _ = data.predictions()
+        for d in data.values():
+            name = d.name
+            p, _ = d.predictions()
             if len(p) == 0:
                 skipped[name] = "no readable images"
                 continue
@@ -126,4 +117,3 @@ class LabelFreeMeasure(Measure):
                 score: atc_threshold(p_src, y_src, score=score) for score in ATC_SCORES
             }
         out.artifacts["skipped"] = skipped
-        return out

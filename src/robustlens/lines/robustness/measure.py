@@ -44,7 +44,6 @@ from robustlens.measure import (
     DatasetInfo,
     Measure,
     MeasureOutput,
-    ModelInfo,
     dataset_predictions,
 )
 from robustlens.metrics.effective_robustness import (
@@ -55,7 +54,6 @@ from robustlens.metrics.effective_robustness import (
     relative_robustness,
 )
 from robustlens.roles import SHIFTED_ROLES
-from robustlens.store import StoredArrays
 
 #: dataset roles treated as natural distribution shifts of the ``id`` dataset: the shifted
 #: roles but synthetic corruptions (``v2``, ``sketch``, ``rendition``, ``natural``)
@@ -184,28 +182,20 @@ class RobustnessMeasure(Measure):
             return self.baseline_map[info.name]
         return shift_key(info.name, info.tags) if id_is_imagenet else None
 
-    def compute(
-        self,
-        model: ModelInfo,
-        datasets: Mapping[str, DatasetInfo],
-        arrays: Mapping[str, StoredArrays],
-        mappings: Mapping[str, ClassMapping],
-    ) -> MeasureOutput:
+    def compute_datasets(self, data: Mapping[str, DatasetContext], out: MeasureOutput) -> None:
         """Relate the ID dataset (found once) to every shifted dataset the measure requested."""
-        id_name = self._id_name(datasets)
-        id_data = DatasetContext(model, datasets[id_name], arrays[id_name], mappings[id_name])
-        out = MeasureOutput()
+        id_name = self._id_name({name: d.info for name, d in data.items()})
+        id_data = data[id_name]
         shifts = {
-            data.name: self._compare(id_data, data, out)
-            for data in self.each_dataset(model, datasets, arrays, mappings)
-            if data.info.role in SHIFT_ROLES
+            d.name: self._compare(id_data, d, out)
+            for d in data.values()
+            if d.info.role in SHIFT_ROLES
         }
         out.artifacts = {
             "id_dataset": id_name,
             "shifts": shifts,
-            "model_config": _recipe(model.config),
+            "model_config": _recipe(id_data.model.config),
         }
-        return out
 
     def _compare(
         self, id_data: DatasetContext, shift: DatasetContext, out: MeasureOutput
