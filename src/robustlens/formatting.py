@@ -10,7 +10,17 @@ import html
 import math
 from typing import Any
 
-__all__ = ["duration", "esc", "is_number", "number", "p_eq", "p_value", "short", "signed"]
+__all__ = [
+    "duration",
+    "esc",
+    "is_number",
+    "number",
+    "p_eq",
+    "p_value",
+    "short",
+    "signed",
+    "significant",
+]
 
 NA = "n/a"
 
@@ -44,6 +54,19 @@ def number(v: Any, digits: int = 3, na: str = NA) -> str:
     if f is None:
         return na
     return f"{round(f, digits) + 0.0:.{digits}f}"
+
+
+def significant(v: Any, digits: int = 3, na: str = NA) -> str:
+    """``v`` with ``digits`` significant digits (for values spanning orders of magnitude).
+
+    Example:
+        >>> significant(4.0), significant(0.000012345, 2), significant(1234567), significant(None)
+        ('4', '1.2e-05', '1.23e+06', 'n/a')
+    """
+    f = _finite(v)
+    if f is None:
+        return na
+    return format(f, f".{digits}g")
 
 
 def signed(v: Any, digits: int = 2, significant: Any = False, na: str = NA) -> str:

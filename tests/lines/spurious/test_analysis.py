@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import base64
+import io
+import json
 
 import numpy as np
 import pandas as pd
 import pytest
+from PIL import Image
 from scipy import stats
 
 from robustlens.analysis.correlation import correlate
@@ -118,10 +121,6 @@ def test_accepts_a_study_result_and_rejects_other_inputs():
 
 
 def _png_bytes() -> bytes:
-    import io
-
-    from PIL import Image
-
     buf = io.BytesIO()
     Image.new("RGB", (4, 4), (200, 10, 10)).save(buf, format="PNG")
     return buf.getvalue()
@@ -138,8 +137,6 @@ def test_section_without_grids_says_so(tmp_path):
 
 
 def test_section_embeds_the_grids_it_finds(tmp_path):
-    import json
-
     folder = tmp_path / "spurious"
     folder.mkdir()
     png = _png_bytes()

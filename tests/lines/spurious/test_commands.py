@@ -15,7 +15,8 @@ from robustlens.cli import app
 from robustlens.config import parse_config
 from robustlens.errors import ConfigError
 from robustlens.lines.spurious.commands import spurious_config
-from robustlens.lines.spurious.section import render_component_grids
+from robustlens.lines.spurious.grids import render_component_grids
+from robustlens.study import run_study
 
 
 def _config_dict(tiny_store, tiny_world, tiny_zoo_dir, out) -> dict:
@@ -35,8 +36,6 @@ def _config_dict(tiny_store, tiny_world, tiny_zoo_dir, out) -> dict:
 @pytest.fixture(scope="module")
 def study(tiny_store, tiny_world, tiny_zoo_dir, tmp_path_factory):
     """The spurious study, run once: the engine's arrays are then in the shared store."""
-    from robustlens.study import run_study
-
     out = tmp_path_factory.mktemp("spur-cli")
     cfg = spurious_config(parse_config(_config_dict(tiny_store, tiny_world, tiny_zoo_dir, out)))
     return cfg, run_study(cfg)
@@ -50,6 +49,8 @@ def test_spurious_config_sets_measures_and_the_world_mark_rate(
     cfg = spurious_config(parse_config(d))
     assert cfg.measures == ["accuracy", "spurious"]
     assert cfg.measure_options["spurious"] == {"default_mark_rate": 0.6}
+    # the config accepts options only for measures it runs
+    d["measures"] = ["spurious"]
     d["measure_options"] = {"spurious": {"default_mark_rate": 0.5, "n_flag": 2}}
     cfg = spurious_config(parse_config(d))
     assert cfg.measure_options["spurious"] == {"default_mark_rate": 0.5, "n_flag": 2}

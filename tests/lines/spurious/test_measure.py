@@ -12,6 +12,7 @@ from PIL import Image
 from sklearn.metrics import average_precision_score
 from torch import nn
 
+import robustlens.lines.spurious.measure as spurious_measure
 from robustlens.config import parse_config
 from robustlens.data.imagenet import imagenet_val, spurious_imagenet
 from robustlens.data.imagenet_info import imagenet_wnids
@@ -25,7 +26,7 @@ from robustlens.lines.spurious.measure import (
     train_mark_rate,
 )
 from robustlens.measure import DatasetInfo, ModelInfo, get_measure
-from robustlens.metrics.spurious import contribution_offset
+from robustlens.metrics.spurious import contribution_offset, spufix
 from robustlens.models.base import adapter_from_module
 from robustlens.store import Store, StoredArrays
 from robustlens.study import run_study
@@ -146,8 +147,6 @@ def test_contributions_sum_to_stored_logit_minus_constant(
 def test_contributions_chunked_equals_one_shot(
     tiny_store, tiny_world, tiny_models, study, monkeypatch
 ):
-    import robustlens.lines.spurious.measure as mod
-
     minfo, _, arrays, mappings = _measure_inputs(tiny_store, tiny_world, tiny_models[1])
     tr = arrays["world/train"]
     feats = tr.features().astype(np.float64)
@@ -155,7 +154,7 @@ def test_contributions_chunked_equals_one_shot(
         feats, model_space_labels(tr.labels(), mappings["world/train"]), minfo.weight, 2, 500
     )
     full = contributions_chunked(feats, pca)
-    monkeypatch.setattr(mod, "_CHUNK_ROWS", 7)
+    monkeypatch.setattr(spurious_measure, "_CHUNK_ROWS", 7)
     cols = np.array([3, 0])
     np.testing.assert_allclose(contributions_chunked(feats, pca, cols), full[:, cols])
 
@@ -200,8 +199,6 @@ def test_spufix_without_flagged_components_changes_nothing(
 def test_spufix_with_flagged_components_matches_per_class_spufix(
     tiny_store, tiny_world, tiny_models, study
 ):
-    from robustlens.metrics.spurious import spufix
-
     minfo, infos, arrays, mappings = _measure_inputs(tiny_store, tiny_world, tiny_models[0])
     out = SpuriousMeasure(n_flag=2, min_gap=-np.inf).compute(minfo, infos, arrays, mappings)
     v = {n: x for (_, n), x in out.values.items()}

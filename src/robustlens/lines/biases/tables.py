@@ -13,7 +13,7 @@ from typing import Any
 import pandas as pd
 
 from robustlens.analysis.generalization import BIASES, DIMENSIONS
-from robustlens.formatting import is_number, number
+from robustlens.formatting import number, significant
 from robustlens.tables import Table
 
 __all__ = [
@@ -170,7 +170,7 @@ def critical_band_rows(
         unit = art.get("frequency_unit") or unit
         if art.get("ok"):
             c = art.get("centre_cpi")
-            centre = format(float(c), ".3g") if is_number(c) else number(c)
+            centre = significant(c, 3)
             bandwidth = number(art.get("bandwidth_octaves"), 2)
             rows.append([model, bandwidth, centre, number(art.get("peak_sensitivity"), 2), "ok"])
         else:

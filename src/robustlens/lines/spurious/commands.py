@@ -13,15 +13,26 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
-from robustlens.console import stdout_console
+from robustlens.config import StudyConfig
+from robustlens.console import console, fail, stdout_console
 from robustlens.errors import RobustlensError
+from robustlens.formatting import number
+from robustlens.lines.spurious.analysis import (
+    most_spurious_model,
+    score_vs_ground_truth,
+    spufix_effect,
+    spurious_table,
+)
+from robustlens.lines.spurious.grids import render_component_grids
+from robustlens.lines.spurious.tables import correlation_table, model_table
+from robustlens.runner import load_study_config
+from robustlens.study import run_study
 
 MEASURES = ["accuracy", "spurious"]
 
 
-def spurious_config(cfg: Any) -> Any:
+def spurious_config(cfg: StudyConfig) -> StudyConfig:
     """The study config with measures accuracy + spurious; the world's mark rate as default.
 
     A ``measure_options.spurious.default_mark_rate`` given in the config wins over the
@@ -34,76 +45,38 @@ def spurious_config(cfg: Any) -> Any:
     return cfg.model_copy(update={"measures": list(MEASURES), "measure_options": options})
 
 
-def _num(v: Any, digits: int = 3) -> str:
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        return str(v)
-    return "–" if f != f else f"{f:.{digits}f}"
-
-
-def print_spurious(results: Any, console: Console, n_boot: int = 1000) -> str | None:
+def print_spurious(results: Any, out: Console | None = None, n_boot: int = 1000) -> str | None:
     """Print the per-model table, the Spearman vs ground truth and SpuFix's effect.
+
+    Args:
+        results: long results DataFrame or a StudyResult.
+        out: where the tables go (default: :func:`robustlens.console.stdout_console`).
+        n_boot: bootstrap resamples of the correlation's CI.
 
     Returns:
         The most spurious model (lowest spurious score), or None without results.
     """
-    from robustlens.lines.spurious.analysis import (
-        most_spurious_model,
-        score_vs_ground_truth,
-        spufix_effect,
-        spurious_table,
-    )
-
+    out = out or stdout_console()
     table = spurious_table(results)
     if table.empty:
-        console.print("no spurious results: the study needs datasets with roles id and spurious")
+        out.print("no spurious results: the study needs datasets with roles id and spurious")
         return None
-    t = Table(title="spurious features (score: AP, high = less spurious)")
-    t.add_column("model", style="bold")
-    cols = [
-        c
-        for c in (
-            "train_mark_rate",
-            "spurious_score",
-            "spurious_reliance",
-            "spurious_trigger_rate",
-            "n_flagged",
-        )
-        if c in table.columns
-    ]
-    for c in cols:
-        t.add_column(c.replace("spurious_", "").replace("_", " "), justify="right")
-    for model, row in table.iterrows():
-        t.add_row(str(model), *[_num(row[c], 0 if c == "n_flagged" else 3) for c in cols])
-    console.print(t)
-
+    out.print(model_table(table).to_rich())
     corr = score_vs_ground_truth(results, n_boot=n_boot)
     if len(corr):
-        c = Table(title="score vs ground truth (training mark rate), Spearman across models")
-        for name in ("metric", "rho", "p", "95% CI", "n"):
-            c.add_column(name, justify="right" if name != "metric" else "left")
-        for _, r in corr.iterrows():
-            c.add_row(
-                r["metric"],
-                _num(r["coefficient"]),
-                _num(r["p_value"], 4),
-                f"[{_num(r['ci_low'], 2)}, {_num(r['ci_high'], 2)}]",
-                str(int(r["n"])),
-            )
-        console.print(c)
+        out.print(correlation_table(corr).to_rich())
     else:
-        console.print("no ground-truth mark rate (not zoo models): no rank correlation")
+        out.print("no ground-truth mark rate (not zoo models): no rank correlation")
 
     worst = most_spurious_model(results)
     if worst is not None:
         e = spufix_effect(results).loc[worst]
-        console.print(
+        out.print(
             f"SpuFix on the most spurious model [bold]{worst}[/] (score "
-            f"{_num(e['spurious_score'])}, {int(e['n_flagged'])} component(s) flagged): "
-            f"clean accuracy {_num(e['id_acc_before'])} -> {_num(e['id_acc_after'])}, "
-            f"spurious trigger rate {_num(e['trigger_before'])} -> {_num(e['trigger_after'])}, "
-            f"spurious score -> {_num(e['score_after'])}"
+            f"{number(e['spurious_score'])}, {number(e['n_flagged'], 0)} component(s) "
+            f"flagged): clean accuracy {number(e['id_acc_before'])} -> "
+            f"{number(e['id_acc_after'])}, spurious trigger rate {number(e['trigger_before'])}"
+            f" -> {number(e['trigger_after'])}, spurious score -> {number(e['score_after'])}"
         )
     return worst
 
@@ -122,21 +95,15 @@ def register(app: typer.Typer) -> None:
         n_boot: Annotated[int, typer.Option(help="Bootstrap resamples for the CI.")] = 1000,
     ) -> None:
         """Neural PCA, spurious score and SpuFix per model (Neuhaus et al., ICCV 2023)."""
-        from robustlens.runner import console as err
-        from robustlens.runner import fail, load_study_config
-        from robustlens.study import run_study
-
         out = stdout_console()
         try:
             cfg = spurious_config(load_study_config(config, store=str(store) if store else None))
-            result = run_study(cfg, progress=True, log=lambda s: err.print(f"  {s}"))
-            err.print(
+            result = run_study(cfg, progress=True, log=lambda s: console.print(f"  {s}"))
+            console.print(
                 f"{result.forward_passes} forward passes, {result.images_decoded} images decoded"
             )
             worst = print_spurious(result.results(), out, n_boot=n_boot)
             if grids and worst is not None:
-                from robustlens.lines.spurious.section import render_component_grids
-
                 paths = render_component_grids(
                     result, cfg=cfg, model=worst, max_classes=max_classes
                 )

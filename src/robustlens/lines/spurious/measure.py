@@ -46,12 +46,13 @@ class_index, class_name, ap, n_train, n_id, n_spurious, eigenvalues (top n), fla
 flagged_scores, components: [component, eigenvalue, logit_weight, spurious_component_score,
 mean_alpha_id, mean_alpha_spurious, flagged, top_train {dataset, indices, sample_ids,
 alphas}, top_spurious {...}]]}}}``; ``indices`` are positions in the datasets (what
-``Dataset.load`` takes), for the image grids of :mod:`robustlens.lines.spurious.section`.
+``Dataset.load`` takes), for the image grids of :mod:`robustlens.lines.spurious.grids`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -60,6 +61,7 @@ from robustlens._validation import softmax
 from robustlens.data.base import ClassMapping
 from robustlens.errors import ConfigError, ValidationError
 from robustlens.measure import (
+    DatasetContext,
     DatasetInfo,
     Measure,
     MeasureOutput,
@@ -76,7 +78,6 @@ from robustlens.metrics.spurious import (
     spurious_score_per_class,
     top_components,
 )
-from robustlens.store import StoredArrays
 
 __all__ = [
     "SpuriousMeasure",
@@ -173,8 +174,47 @@ def contributions_chunked(
     return out
 
 
-def _top_rows(values: np.ndarray, n: int) -> np.ndarray:
-    return np.argsort(-values, kind="stable")[:n]
+@dataclass(frozen=True)
+class _Set:
+    """One dataset's stored clean arrays, its labels also in the model's output space."""
+
+    name: str
+    features: np.ndarray
+    logits: np.ndarray
+    labels: np.ndarray  # dataset classes
+    y: np.ndarray  # model outputs (model_space_labels)
+    index: np.ndarray
+    sample_ids: np.ndarray
+
+    @classmethod
+    def load(cls, data: DatasetContext, n_features: int) -> _Set:
+        a = data.arrays
+        feats = np.asarray(a.features("clean"), dtype=np.float64)
+        if feats.ndim != 2 or feats.shape[1] != n_features:
+            raise ValidationError(
+                f"dataset {data.name!r}: stored features have shape {feats.shape}, expected "
+                f"(N, {n_features}) to match the model's last-layer weight"
+            )
+        labels = np.asarray(a.labels(), dtype=np.int64)
+        return cls(
+            name=data.name,
+            features=feats,
+            logits=np.asarray(a.logits("clean"), dtype=np.float64),
+            labels=labels,
+            y=model_space_labels(labels, data.mapping, data.name),
+            index=np.asarray(a.index(), dtype=np.int64),
+            sample_ids=np.asarray(a.sample_ids(), dtype=np.int64),
+        )
+
+    def top_images(self, rows: np.ndarray, alphas: np.ndarray, n: int) -> dict[str, Any]:
+        """The ``n`` of ``rows`` with the largest ``alphas`` (one component's), largest first."""
+        top = np.argsort(-alphas, kind="stable")[:n]
+        return {
+            "dataset": self.name,
+            "indices": self.index[rows[top]].tolist(),
+            "sample_ids": self.sample_ids[rows[top]].tolist(),
+            "alphas": alphas[top].tolist(),
+        }
 
 
 class SpuriousMeasure(Measure):
@@ -225,28 +265,25 @@ class SpuriousMeasure(Measure):
         return {"clean": True} if dataset.role in ROLES_USED else {}
 
     # ------------------------------------------------------------------ compute
-    def compute(
-        self,
-        model: ModelInfo,
-        datasets: Mapping[str, DatasetInfo],
-        arrays: Mapping[str, StoredArrays],
-        mappings: Mapping[str, ClassMapping],
-    ) -> MeasureOutput:
-        out = MeasureOutput()
+    def compute_datasets(self, data: Mapping[str, DatasetContext], out: MeasureOutput) -> None:
+        """Each spurious dataset against the first ``id`` and ``train`` datasets (by name)."""
+        if not data:
+            return
+        model = next(iter(data.values())).model
         rate = train_mark_rate(model.config, self.default_mark_rate)
         if rate is not None:
             out.values[("*", "train_mark_rate")] = rate
-        by_role: dict[str, list[str]] = {r: [] for r in ROLES_USED}
-        for name in sorted(datasets):
-            if datasets[name].role in by_role:
-                by_role[datasets[name].role].append(name)
-        if not by_role["spurious"]:
-            return out
-        if not by_role["id"]:
+        by_role: dict[str, list[DatasetContext]] = {r: [] for r in ROLES_USED}
+        for name in sorted(data):
+            by_role[data[name].info.role].append(data[name])
+        spurious, ids = by_role["spurious"], by_role["id"]
+        if not spurious:
+            return
+        if not ids:
             raise ConfigError(
                 f"the spurious measure needs a dataset with role 'id' (real images of the "
-                f"classes) next to {by_role['spurious']}; add one (e.g. world split 'val' or "
-                "an imagenet_val layout)"
+                f"classes) next to {[d.name for d in spurious]}; add one (e.g. world split "
+                "'val' or an imagenet_val layout)"
             )
         if model.weight is None:
             raise ValidationError(
@@ -254,203 +291,144 @@ class SpuriousMeasure(Measure):
                 "ModelInfo.weight (the adapter's classifier_weights())"
             )
         weight = np.asarray(model.weight, dtype=np.float64)
-        bias = (
-            np.zeros(weight.shape[0])
-            if model.bias is None
-            else np.asarray(model.bias, dtype=np.float64)
-        )
-        id_name = by_role["id"][0]
-        train_name = by_role["train"][0] if by_role["train"] else id_name
-        sets: dict[str, Any] = {}
-        for spur_name in by_role["spurious"]:
-            sets[spur_name] = self._one_set(
-                model, weight, bias, train_name, id_name, spur_name, arrays, mappings, out
-            )
-        out.artifacts = {"train_mark_rate": rate, "sets": sets}
-        return out
-
-    def _load(
-        self,
-        name: str,
-        arrays: Mapping[str, StoredArrays],
-        mappings: Mapping[str, ClassMapping],
-        n_features: int,
-    ) -> dict[str, np.ndarray]:
-        a = arrays[name]
-        feats = np.asarray(a.features("clean"), dtype=np.float64)
-        if feats.ndim != 2 or feats.shape[1] != n_features:
-            raise ValidationError(
-                f"dataset {name!r}: stored features have shape {feats.shape}, expected "
-                f"(N, {n_features}) to match the model's last-layer weight"
-            )
-        labels = np.asarray(a.labels(), dtype=np.int64)
-        return {
-            "features": feats,
-            "logits": np.asarray(a.logits("clean"), dtype=np.float64),
-            "labels": labels,
-            "y": model_space_labels(labels, mappings[name], name),
-            "index": np.asarray(a.index(), dtype=np.int64),
-            "sample_ids": np.asarray(a.sample_ids(), dtype=np.int64),
+        train = (by_role["train"] or ids)[0]
+        out.artifacts = {
+            "train_mark_rate": rate,
+            "sets": {d.name: self._one_set(model, weight, train, ids[0], d, out) for d in spurious},
         }
 
     def _one_set(
         self,
         model: ModelInfo,
         weight: np.ndarray,
-        bias: np.ndarray,
-        train_name: str,
-        id_name: str,
-        spur_name: str,
-        arrays: Mapping[str, StoredArrays],
-        mappings: Mapping[str, ClassMapping],
+        train: DatasetContext,
+        id_data: DatasetContext,
+        spur: DatasetContext,
         out: MeasureOutput,
     ) -> dict[str, Any]:
+        """One spurious dataset: its numbers and per-sample columns into ``out``; its artifacts."""
         d = weight.shape[1]
-        tr = self._load(train_name, arrays, mappings, d)
-        iid = tr if train_name == id_name else self._load(id_name, arrays, mappings, d)
-        sp = self._load(spur_name, arrays, mappings, d)
+        tr = _Set.load(train, d)
+        iid = tr if train.name == id_data.name else _Set.load(id_data, d)
+        sp = _Set.load(spur, d)
         n_classes = weight.shape[0]
-        p_id, p_sp = softmax(iid["logits"]), softmax(sp["logits"])
+        p_id, p_sp = softmax(iid.logits), softmax(sp.logits)
         try:
-            score = spurious_score_per_class(p_id, iid["y"], p_sp, sp["y"], n_classes)
+            score = spurious_score_per_class(p_id, iid.y, p_sp, sp.y, n_classes)
         except ValidationError as exc:
             raise ValidationError(
-                f"spurious score of model {model.name!r} on {id_name!r} vs {spur_name!r}: {exc}"
+                f"spurious score of model {model.name!r} on {iid.name!r} vs {sp.name!r}: {exc}"
             ) from exc
-        trigger = float(np.mean(sp["logits"].argmax(axis=1) == sp["y"]))
+        trigger = float(np.mean(sp.logits.argmax(axis=1) == sp.y))
 
         classes: list[dict[str, Any]] = []
         fix_id: dict[int, np.ndarray] = {}
         fix_sp: dict[int, np.ndarray] = {}
         flagged_by_class: dict[int, np.ndarray] = {}
         for k, ap in score["per_class"].items():
-            fitted = class_pca(tr["features"], tr["y"], weight, k, self.max_train_per_class)
-            info: dict[str, Any] = {
-                "class_index": int(k),
-                "class_name": model.classes[k] if k < len(model.classes) else str(k),
-                "ap": float(ap),
-                "n_id": int((iid["y"] == k).sum()),
-                "n_spurious": int((sp["y"] == k).sum()),
-            }
-            if fitted is None:
-                info.update(n_train=int((tr["y"] == k).sum()), skipped="fewer than 2 images")
-                classes.append(info)
-                continue
-            pca, train_rows = fitted
-            id_rows = np.flatnonzero(iid["y"] == k)
-            sp_rows = np.flatnonzero(sp["y"] == k)
-            a_tr = contributions_chunked(tr["features"][train_rows], pca)
-            a_in = contributions_chunked(iid["features"][id_rows], pca)
-            a_sp = contributions_chunked(sp["features"][sp_rows], pca)
-            comp_scores = spurious_component_scores(a_in, a_sp)
-            flagged = find_spurious_components(a_in, a_sp, self.n_flag, self.min_gap)
-            if len(flagged):
-                flagged_by_class[k] = np.arange(len(flagged))
-                fix_id[k] = contributions_chunked(iid["features"], pca, flagged)
-                fix_sp[k] = contributions_chunked(sp["features"], pca, flagged)
-            top = top_components(pca, self.n_components_shown)
-            shown = list(dict.fromkeys([*top.tolist(), *flagged.tolist()]))
-            info.update(
-                n_train=len(train_rows),
-                eigenvalues=pca.eigenvalues[: self.n_components_shown].tolist(),
-                flagged=flagged.tolist(),
-                flagged_scores=comp_scores[flagged].tolist(),
-                components=[
-                    self._component(
-                        l,
-                        pca,
-                        comp_scores,
-                        a_tr,
-                        a_in,
-                        a_sp,
-                        flagged,
-                        train_name,
-                        tr,
-                        train_rows,
-                        spur_name,
-                        sp,
-                        sp_rows,
-                    )
-                    for l in shown
-                ],
-            )
+            info, fix = self._class(model, weight, k, ap, tr, iid, sp)
             classes.append(info)
+            if fix is not None:
+                flagged_by_class[k] = np.arange(len(info["flagged"]))
+                fix_id[k], fix_sp[k] = fix
 
-        fixed_id = spufix_multi(iid["logits"], fix_id, flagged_by_class)
-        fixed_sp = spufix_multi(sp["logits"], fix_sp, flagged_by_class)
-        id_map = mappings[id_name]
-        acc_before = float(np.mean(dataset_predictions(iid["logits"], id_map)[1] == iid["labels"]))
-        acc_after = float(np.mean(dataset_predictions(fixed_id, id_map)[1] == iid["labels"]))
-        trigger_after = float(np.mean(fixed_sp.argmax(axis=1) == sp["y"]))
+        fixed_id = spufix_multi(iid.logits, fix_id, flagged_by_class)
+        fixed_sp = spufix_multi(sp.logits, fix_sp, flagged_by_class)
+        id_map = id_data.mapping
         score_after = spurious_score_per_class(
-            softmax(fixed_id), iid["y"], softmax(fixed_sp), sp["y"], n_classes
+            softmax(fixed_id), iid.y, softmax(fixed_sp), sp.y, n_classes
         )["mean"]
-        n_flagged = int(sum(len(f) for f in flagged_by_class.values()))
-        v = out.values
-        v[(spur_name, "spurious_score")] = score["mean"]
-        v[(spur_name, "spurious_reliance")] = score["spurious_reliance"]
-        v[(spur_name, "spurious_trigger_rate")] = trigger
-        v[(spur_name, "n_classes_scored")] = float(score["n_classes_scored"])
-        v[(spur_name, "n_flagged")] = float(n_flagged)
-        v[(spur_name, "n_classes_flagged")] = float(len(flagged_by_class))
-        v[(spur_name, "spufix_id_accuracy_before")] = acc_before
-        v[(spur_name, "spufix_id_accuracy_after")] = acc_after
-        v[(spur_name, "spufix_spurious_trigger_before")] = trigger
-        v[(spur_name, "spufix_spurious_trigger_after")] = trigger_after
-        v[(spur_name, "spufix_spurious_score_after")] = float(score_after)
-        p_mark = p_sp[np.arange(len(sp["y"])), sp["y"]]
-        out.per_sample[spur_name] = {
-            "sample_id": sp["sample_ids"],
-            "spurious_class_prob": p_mark,
+        values = {
+            "spurious_score": score["mean"],
+            "spurious_reliance": score["spurious_reliance"],
+            "spurious_trigger_rate": trigger,
+            "n_classes_scored": float(score["n_classes_scored"]),
+            "n_flagged": float(sum(len(f) for f in flagged_by_class.values())),
+            "n_classes_flagged": float(len(flagged_by_class)),
+            "spufix_id_accuracy_before": float(
+                np.mean(dataset_predictions(iid.logits, id_map)[1] == iid.labels)
+            ),
+            "spufix_id_accuracy_after": float(
+                np.mean(dataset_predictions(fixed_id, id_map)[1] == iid.labels)
+            ),
+            "spufix_spurious_trigger_before": trigger,
+            "spufix_spurious_trigger_after": float(np.mean(fixed_sp.argmax(axis=1) == sp.y)),
+            "spufix_spurious_score_after": float(score_after),
+        }
+        out.values.update({(sp.name, name): v for name, v in values.items()})
+        out.per_sample[sp.name] = {
+            "sample_id": sp.sample_ids,
+            "spurious_class_prob": p_sp[np.arange(len(sp.y)), sp.y],
             "spufix_prediction": fixed_sp.argmax(axis=1).astype(np.int64),
         }
         return {
-            "train_dataset": train_name,
-            "id_dataset": id_name,
-            "spurious_dataset": spur_name,
-            "pca_fit_on": train_name,
+            "train_dataset": tr.name,
+            "id_dataset": iid.name,
+            "spurious_dataset": sp.name,
+            "pca_fit_on": tr.name,
             "spurious_score": score["mean"],
             "spurious_trigger_rate": trigger,
             "classes": classes,
         }
 
-    def _component(
+    def _class(
         self,
-        l: int,
-        pca: NeuralPCA,
-        comp_scores: np.ndarray,
-        a_tr: np.ndarray,
-        a_in: np.ndarray,
-        a_sp: np.ndarray,
-        flagged: np.ndarray,
-        train_name: str,
-        tr: dict[str, np.ndarray],
-        train_rows: np.ndarray,
-        spur_name: str,
-        sp: dict[str, np.ndarray],
-        sp_rows: np.ndarray,
-    ) -> dict[str, Any]:
-        n = self.n_top_images
-        t = _top_rows(a_tr[:, l], n)
-        s = _top_rows(a_sp[:, l], n)
-        return {
-            "component": int(l),
-            "eigenvalue": float(pca.eigenvalues[l]),
-            "logit_weight": float(pca.logit_weights[l]),
-            "spurious_component_score": float(comp_scores[l]),
-            "mean_alpha_id": float(a_in[:, l].mean()) if len(a_in) else float("nan"),
-            "mean_alpha_spurious": float(a_sp[:, l].mean()) if len(a_sp) else float("nan"),
-            "flagged": bool(l in set(flagged.tolist())),
-            "top_train": {
-                "dataset": train_name,
-                "indices": tr["index"][train_rows[t]].tolist(),
-                "sample_ids": tr["sample_ids"][train_rows[t]].tolist(),
-                "alphas": a_tr[t, l].tolist(),
-            },
-            "top_spurious": {
-                "dataset": spur_name,
-                "indices": sp["index"][sp_rows[s]].tolist(),
-                "sample_ids": sp["sample_ids"][sp_rows[s]].tolist(),
-                "alphas": a_sp[s, l].tolist(),
-            },
+        model: ModelInfo,
+        weight: np.ndarray,
+        k: int,
+        ap: float,
+        tr: _Set,
+        iid: _Set,
+        sp: _Set,
+    ) -> tuple[dict[str, Any], tuple[np.ndarray, np.ndarray] | None]:
+        """Class k's neural PCA: its artifact entry, and SpuFix's contributions of the flagged
+        components on the id and spurious datasets (``None`` when none is flagged)."""
+        info: dict[str, Any] = {
+            "class_index": int(k),
+            "class_name": model.classes[k] if k < len(model.classes) else str(k),
+            "ap": float(ap),
+            "n_id": int((iid.y == k).sum()),
+            "n_spurious": int((sp.y == k).sum()),
         }
+        fitted = class_pca(tr.features, tr.y, weight, k, self.max_train_per_class)
+        if fitted is None:
+            info.update(n_train=int((tr.y == k).sum()), skipped="fewer than 2 images")
+            return info, None
+        pca, train_rows = fitted
+        sp_rows = np.flatnonzero(sp.y == k)
+        a_tr = contributions_chunked(tr.features[train_rows], pca)
+        a_in = contributions_chunked(iid.features[np.flatnonzero(iid.y == k)], pca)
+        a_sp = contributions_chunked(sp.features[sp_rows], pca)
+        comp_scores = spurious_component_scores(a_in, a_sp)
+        flagged = find_spurious_components(a_in, a_sp, self.n_flag, self.min_gap)
+        flagged_list = flagged.tolist()
+        shown = dict.fromkeys(
+            [*top_components(pca, self.n_components_shown).tolist(), *flagged_list]
+        )
+        n = self.n_top_images
+        info.update(
+            n_train=len(train_rows),
+            eigenvalues=pca.eigenvalues[: self.n_components_shown].tolist(),
+            flagged=flagged_list,
+            flagged_scores=comp_scores[flagged].tolist(),
+            components=[
+                {
+                    "component": int(c),
+                    "eigenvalue": float(pca.eigenvalues[c]),
+                    "logit_weight": float(pca.logit_weights[c]),
+                    "spurious_component_score": float(comp_scores[c]),
+                    "mean_alpha_id": float(a_in[:, c].mean()) if len(a_in) else float("nan"),
+                    "mean_alpha_spurious": float(a_sp[:, c].mean()) if len(a_sp) else float("nan"),
+                    "flagged": c in flagged_list,
+                    "top_train": tr.top_images(train_rows, a_tr[:, c], n),
+                    "top_spurious": sp.top_images(sp_rows, a_sp[:, c], n),
+                }
+                for c in shown
+            ],
+        )
+        if not len(flagged):
+            return info, None
+        return info, (
+            contributions_chunked(iid.features, pca, flagged),
+            contributions_chunked(sp.features, pca, flagged),
+        )
