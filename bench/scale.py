@@ -73,7 +73,7 @@ def main() -> None:
     import ray
 
     from robustlens.config import parse_config
-    from robustlens.data.synthetic import SyntheticWorld, WorldConfig
+    from robustlens.data.synthetic import SyntheticWorld
     from robustlens.store import Store
     from robustlens.study import run_study
 
@@ -82,7 +82,7 @@ def main() -> None:
         world_store = str(tmp / "world-store")
         # build the world once so that neither measurement pays for it
         cfg0 = parse_config(config(tmp, tmp, "local", world_store))
-        world = SyntheticWorld(WorldConfig(**cfg0.world.model_dump()), Store(world_store))
+        world = SyntheticWorld(cfg0.world, Store(world_store))
         for s in SPLITS:
             world.split(s)
 

@@ -8,17 +8,29 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+import yaml
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 from rich.table import Table
 
+from robustlens.commands import pretrained, report
+from robustlens.config import GeneratedSection, parse_config
 from robustlens.console import console, fail, stdout_console
+from robustlens.demo import demo_config_dict
 from robustlens.errors import RobustlensError
+from robustlens.generate import (
+    generated_zoo_members,
+    sample_world_generator,
+    train_world_generator,
+)
+from robustlens.measure import available_measures, lines
+from robustlens.models.zoo import ZooMember, default_zoo, train_zoo
 from robustlens.runner import (
     load_study_config,
     run_study_command,
     world_of,
     write_report_command,
 )
+from robustlens.views import available_views
 
 app = typer.Typer(
     name="robustlens",
@@ -94,18 +106,12 @@ def zoo_train(
     force: Annotated[bool, typer.Option(help="Retrain members that already exist.")] = False,
 ) -> None:
     """Train the synthetic zoo (resumable: finished members are kept)."""
-    from robustlens.models.zoo import ZooMember, default_zoo, train_zoo
-
     try:
         cfg = load_study_config(config)
         zoo = cfg.zoo
         if zoo is None:
             raise RobustlensError("the config has no 'zoo' section")
-        members = (
-            default_zoo(zoo.epochs_scale)
-            if zoo.members == "default"
-            else [ZooMember(**{**m, "tags": tuple(m.get("tags", ()))}) for m in zoo.members]
-        )
+        members = default_zoo(zoo.epochs_scale) if zoo.members == "default" else list(zoo.members)
         world = world_of(cfg)
         out_dir = out or Path(zoo.dir)
         if zoo.generated is not None:
@@ -134,14 +140,10 @@ def zoo_train(
         fail(exc)
 
 
-def _generated_twins(world, members, section, zoo_dir: Path) -> list:
+def _generated_twins(
+    world, members: list[ZooMember], section: GeneratedSection, zoo_dir: Path
+) -> list[ZooMember]:
     """Train the world generator and sample its images once (both cached), return the twins."""
-    from robustlens.generate import (
-        generated_zoo_members,
-        sample_world_generator,
-        train_world_generator,
-    )
-
     root = zoo_dir / section.dir
     gen_dir, img_dir = root / "generator", root / "images"
     by_name = {m.name: m for m in members}
@@ -228,16 +230,12 @@ def demo_cmd(
     quick: Annotated[bool, typer.Option(help="A smaller world and zoo (a few minutes).")] = False,
 ) -> None:
     """The demo study: synthetic world -> trained zoo -> every measure -> report."""
-    from robustlens.config import parse_config
-    from robustlens.demo import demo_config_dict
-
     try:
         workdir.mkdir(parents=True, exist_ok=True)
-        cfg = parse_config(demo_config_dict(quick=quick), "demo", base_dir=workdir.resolve())
+        data = demo_config_dict(quick=quick)
+        parse_config(data, "demo", base_dir=workdir.resolve())  # fail before any work
         cfg_path = workdir / "demo-study.yaml"
-        import yaml
-
-        cfg_path.write_text(yaml.safe_dump(demo_config_dict(quick=quick), sort_keys=False))
+        cfg_path.write_text(yaml.safe_dump(data, sort_keys=False))
         stages: dict[str, float] = {}
         t = time.perf_counter()
         world_build(cfg_path, None)
@@ -253,7 +251,6 @@ def demo_cmd(
             write_report_command(result)
             stages["report"] = time.perf_counter() - t
         console.print("stage seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in stages.items()))
-        del cfg
     except RobustlensError as exc:
         fail(exc)
 
@@ -261,18 +258,12 @@ def demo_cmd(
 @app.command("views")
 def views_cmd() -> None:
     """List the registered views and measures."""
-    from robustlens.measure import available_measures
-    from robustlens.views import available_views
-
     console.print("views: " + ", ".join(available_views().values()))
     console.print("measures: " + ", ".join(available_measures()))
 
 
 def _register_commands() -> None:
     """The core commands, then every research line's (found through the line registry)."""
-    from robustlens.commands import pretrained, report
-    from robustlens.measure import lines
-
     for module in (report, pretrained):
         module.register(app)
     for line in lines():

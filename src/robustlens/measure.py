@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import inspect
 import traceback
+import typing
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -305,14 +306,20 @@ def _measure_class(name: str) -> type[Measure]:
 
 
 def measure_options_model(cls: type[Measure]) -> type[pydantic.BaseModel]:
-    """A pydantic model of a measure's options, made from its ``__init__`` signature."""
+    """A pydantic model of a measure's options, made from its ``__init__`` signature.
+
+    Annotations written as strings (``from __future__ import annotations``) are resolved, so a
+    wrong type is an error too; one that cannot be resolved accepts any value.
+    """
+    try:
+        hints = typing.get_type_hints(cls.__init__)
+    except (NameError, TypeError):
+        hints = {}
     fields: dict[str, Any] = {}
     for p in inspect.signature(cls.__init__).parameters.values():
         if p.name == "self" or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
             continue
-        annotation = p.annotation if p.annotation is not inspect.Parameter.empty else Any
-        if isinstance(annotation, str):
-            annotation = Any  # postponed annotations: the measure checks its own values
+        annotation = hints.get(p.name, Any)
         default = p.default if p.default is not inspect.Parameter.empty else ...
         fields[p.name] = (annotation, default)
     return pydantic.create_model(

@@ -14,21 +14,29 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from robustlens.config import DatasetEntry, ModelEntry, StudyConfig
-from robustlens.data import imagenet
+from robustlens.config import DatasetEntry, StudyConfig
 from robustlens.data.base import Dataset
 from robustlens.data.derived import CorruptedDataset
-from robustlens.data.imagefolder import ImageFolderDataset
 from robustlens.data.imagenet_info import imagenet_real_labels
+from robustlens.data.layouts import LayoutArgs, get_layout
 from robustlens.data.synthetic import SyntheticWorld, WorldConfig
 from robustlens.engine import EngineJob
 from robustlens.errors import ConfigError
 from robustlens.measure import DatasetInfo, Measure
 from robustlens.models.base import ModelAdapter
-from robustlens.models.pretrained import load_model
-from robustlens.models.zoo import load_zoo_model, zoo_members_in
-from robustlens.roles import LAYOUT_ROLES, world_role
+from robustlens.models.sources import ModelSpec, get_source
+from robustlens.roles import world_role
 from robustlens.store import Store
+
+__all__ = [
+    "DatasetSpec",
+    "ModelSpec",
+    "plan_jobs",
+    "plan_views",
+    "resolve_datasets",
+    "resolve_models",
+    "world_from_config",
+]
 
 
 @dataclass
@@ -47,15 +55,15 @@ class DatasetSpec:
         return self._ds
 
 
-@dataclass
-class ModelSpec:
-    name: str
-    load: Callable[[], ModelAdapter]
+def world_from_config(cfg: StudyConfig, store: Store) -> SyntheticWorld:
+    """The synthetic world of a study (its ``world`` section; defaults when it has none)."""
+    return SyntheticWorld(cfg.world or WorldConfig(), store)
 
 
-def world_from_config(cfg: StudyConfig, store: Store):
-    section = cfg.world.model_dump() if cfg.world is not None else {}
-    return SyntheticWorld(WorldConfig(**section), store)
+def _check_unique(names: Sequence[str], what: str) -> None:
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ConfigError(f"{what} names must be unique; duplicated: {dupes}")
 
 
 def resolve_datasets(cfg: StudyConfig, store: Store) -> list[DatasetSpec]:
@@ -72,52 +80,30 @@ def resolve_datasets(cfg: StudyConfig, store: Store) -> list[DatasetSpec]:
                         f"available: {', '.join(world.split_names())}"
                     )
                 role, tags = world_role(split)
+                role = entry.role or role
                 tags = {**tags, "image_size": world.config.image_size}
                 specs.append(
                     DatasetSpec(f"world/{split}", role, tags, lambda s=split, w=world: w.dataset(s))
                 )
         else:
             specs.extend(_layout_specs(entry))
-    names = [s.name for s in specs]
-    dupes = sorted({n for n in names if names.count(n) > 1})
-    if dupes:
-        raise ConfigError(f"dataset names must be unique; duplicated: {dupes}")
+    _check_unique([s.name for s in specs], "dataset")
     return specs
 
 
 def _layout_specs(entry: DatasetEntry) -> list[DatasetSpec]:
-    layout, root, size = entry.layout, entry.root, entry.size
-    size_tag = {"image_size": size, "layout": layout}
-    role = entry.role or LAYOUT_ROLES[layout or "imagefolder"]
-    name = entry.name or layout or "dataset"
-    if layout == "imagenet_c":
-        out = []
-        for ds in imagenet.imagenet_c(root, size=size):
-            _, c, s = ds.name.split("/")[-3:]
-            out.append(
-                DatasetSpec(
-                    ds.name,
-                    "corrupt",
-                    {"corruption": c, "severity": int(s), **size_tag},
-                    lambda d=ds: d,
-                )
-            )
-        return out
-    openers: dict[str, Callable[[], Dataset]] = {
-        "imagefolder": lambda: ImageFolderDataset(root, size=size, name=name),
-        "imagenet_val": lambda: imagenet.imagenet_val(root, size=size, name=name),
-        "imagenet_r": lambda: imagenet.imagenet_r(root, size=size),
-        "imagenet_a": lambda: imagenet.imagenet_a(root, size=size),
-        "imagenet_sketch": lambda: imagenet.imagenet_sketch(root, size=size),
-        "imagenet_v2": lambda: imagenet.imagenet_v2(root, size=size, name=name),
-        "objectnet": lambda: imagenet.objectnet(root, entry.mapping_file, size=size),
-        "cue_conflict": lambda: imagenet.cue_conflict(root, entry.mapping_file, size=size),
-        "spurious_imagenet": lambda: imagenet.spurious_imagenet(root, size=size),
-    }
-    opener = openers[layout]
-    if entry.acceptable_labels is not None:
-        opener = _with_acceptable_labels(opener, entry)
-    base = DatasetSpec(name, role, dict(size_tag), opener)
+    """The datasets of an on-disk entry: its layout's, then the derived corrupted copies."""
+    layout = get_layout(entry.layout or "")
+    size_tag = {"image_size": entry.size, "layout": layout.name}
+    role = entry.role or layout.role
+    name = entry.name or layout.name
+    args = LayoutArgs(entry.root or "", entry.size, name, entry.mapping_file)
+    if layout.expands:
+        return [
+            DatasetSpec(ds.name, role, {**tags, **size_tag}, lambda d=ds: d)
+            for ds, tags in layout.open(args)
+        ]
+    base = DatasetSpec(name, role, dict(size_tag), lambda: _opened(layout.open(args), entry))
     derived = []
     for corruption in entry.corruptions:
         for severity in entry.severities:
@@ -126,29 +112,17 @@ def _layout_specs(entry: DatasetEntry) -> list[DatasetSpec]:
                     f"{name}/corrupt/{corruption}/{severity}",
                     "corrupt",
                     {"corruption": corruption, "severity": severity, **size_tag},
-                    lambda c=corruption, s=severity: _corrupted(base.dataset(), c, s),
+                    lambda c=corruption, s=severity: CorruptedDataset(base.dataset(), c, s),
                 )
             )
     return [base, *derived]
 
 
-def _with_acceptable_labels(open_: Callable[[], Dataset], entry: DatasetEntry):
-    """Wrap a dataset opener so the dataset carries the entry's acceptable labels."""
-    source = entry.acceptable_labels
-    if source == "real" and entry.layout != "imagenet_val":
-        raise ConfigError(
-            f"acceptable_labels: real (ImageNet ReaL) applies to layout imagenet_val, not "
-            f"{entry.layout!r}; give a JSON file of file -> class indices instead"
-        )
-    if entry.layout == "imagenet_c":
-        raise ConfigError("acceptable_labels is not supported for layout imagenet_c")
-
-    def opened() -> Dataset:
-        ds = open_()
-        ds.set_acceptable_labels(_read_acceptable_labels(source))  # type: ignore[attr-defined]
-        return ds
-
-    return opened
+def _opened(ds: Dataset, entry: DatasetEntry) -> Dataset:
+    """The dataset with the entry's acceptable labels set (when it names some)."""
+    if entry.acceptable_labels is not None:
+        ds.set_acceptable_labels(_read_acceptable_labels(entry.acceptable_labels))  # type: ignore[attr-defined]
+    return ds
 
 
 def _read_acceptable_labels(source: str) -> dict[str, list[int]]:
@@ -169,45 +143,11 @@ def _read_acceptable_labels(source: str) -> dict[str, list[int]]:
     return data
 
 
-def _corrupted(base: Dataset, corruption: str, severity: int) -> Dataset:
-    return CorruptedDataset(base, corruption, severity)
-
-
 def resolve_models(cfg: StudyConfig) -> list[ModelSpec]:
-    specs: list[ModelSpec] = []
-    for m in cfg.models:
-        if m.source == "zoo":
-            zoo_dir = m.path or (cfg.zoo.dir if cfg.zoo else None)
-            if zoo_dir is None:
-                raise ConfigError(
-                    "a model entry with source 'zoo' needs 'path' (the zoo directory)"
-                )
-            paths = zoo_members_in(zoo_dir)
-            if not paths:
-                raise ConfigError(
-                    f"zoo directory {zoo_dir} holds no checkpoints; run `robustlens zoo train`"
-                )
-            specs += [ModelSpec(p.stem, lambda p=p: load_zoo_model(p)) for p in paths]
-        elif m.source == "zoo_checkpoint":
-            specs.append(
-                ModelSpec(m.name or Path(m.path or "").stem, lambda m=m: load_zoo_model(m.path))
-            )
-        else:
-            specs.append(
-                ModelSpec(
-                    m.name or (m.arch or m.variant or m.source), lambda m=m: _load_external(m)
-                )
-            )
-    names = [s.name for s in specs]
-    dupes = sorted({n for n in names if names.count(n) > 1})
-    if dupes:
-        raise ConfigError(f"model names must be unique; duplicated: {dupes}")
+    """The study's models, named and loaded lazily, through their sources' registry."""
+    specs = [spec for m in cfg.models for spec in get_source(m.source).models(m, cfg)]
+    _check_unique([s.name for s in specs], "model")
     return specs
-
-
-def _load_external(m: ModelEntry) -> ModelAdapter:
-    spec = {k: v for k, v in m.model_dump().items() if v is not None}
-    return load_model(spec)
 
 
 def plan_views(

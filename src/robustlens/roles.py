@@ -12,15 +12,16 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from robustlens.data.layouts import available_layouts, get_layout
 from robustlens.errors import ConfigError
 
 __all__ = [
-    "LAYOUT_ROLES",
     "ROLES",
     "SHIFTED_ROLES",
     "check_role",
     "corrupt_group",
     "dataset_roles",
+    "layout_role",
     "role_from_name",
     "world_role",
 ]
@@ -42,20 +43,6 @@ ROLES = (
 
 #: roles of datasets that are a distribution shift from ``id``, in report order
 SHIFTED_ROLES = ("v2", "corrupt", "sketch", "rendition", "natural")
-
-#: role of each on-disk layout
-LAYOUT_ROLES: dict[str, str] = {
-    "imagenet_val": "id",
-    "imagenet_c": "corrupt",
-    "imagenet_r": "rendition",
-    "imagenet_a": "natural",
-    "imagenet_sketch": "sketch",
-    "imagenet_v2": "v2",
-    "objectnet": "natural",
-    "cue_conflict": "cue_conflict",
-    "spurious_imagenet": "spurious",
-    "imagefolder": "other",
-}
 
 _WORLD_SPLIT_ROLES = (
     "train",
@@ -92,6 +79,16 @@ def world_role(split: str) -> tuple[str, dict[str, Any]]:
     return "other", {}
 
 
+def layout_role(layout: str) -> str | None:
+    """The default role of a dataset layout (its registration says), ``None`` if unknown.
+
+    Example:
+        >>> layout_role("imagenet_r"), layout_role("imagefolder"), layout_role("nope")
+        ('rendition', 'other', None)
+    """
+    return get_layout(layout).role if layout in available_layouts() else None
+
+
 def role_from_name(name: str) -> str:
     """The study role of a dataset from the name a study gives it (``"other"`` if unknown).
 
@@ -108,7 +105,7 @@ def role_from_name(name: str) -> str:
     head = name.split("/")[0]
     if head == "imagenet_c" or "/corrupt/" in f"/{name}/":
         return "corrupt"
-    return LAYOUT_ROLES.get(head, "other")
+    return layout_role(head) or "other"
 
 
 def dataset_roles(names: Iterable[str], roles: Mapping[str, Any] | None = None) -> dict[str, str]:

@@ -11,15 +11,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-import yaml
 from rich.table import Table
 
-from robustlens.config import StudyConfig, load_config, parse_config
+from robustlens.config import StudyConfig, parse_config, read_config_data
 from robustlens.console import console, fail, stdout_console
 from robustlens.demo import demo_config_path
 from robustlens.errors import RobustlensError
+from robustlens.formatting import number, short
 from robustlens.plan import world_from_config
 from robustlens.report import write_report
+from robustlens.roles import role_from_name
 from robustlens.store import Store
 from robustlens.study import StudyResult, run_study
 
@@ -35,15 +36,25 @@ __all__ = [
 
 
 def load_study_config(config: Path | None, **overrides: Any) -> StudyConfig:
-    """The study file at ``config`` (the demo study when ``None``) with ``overrides`` set."""
+    """The study file at ``config`` (the demo study when ``None``) with ``overrides`` set.
+
+    Overrides replace top-level keys before the file is validated; a ``store`` given on the
+    command line is relative to the working directory, not to the file. Overriding
+    ``measures`` keeps only the ``measure_options`` of those measures (a command that runs
+    some measures of a study ignores the options of the others).
+    """
     path = config or demo_config_path()
-    cfg = (
-        load_config(path)
-        if config
-        else parse_config(yaml.safe_load(path.read_text()), str(path), base_dir=Path.cwd())
-    )
+    data = read_config_data(path)
     update = {k: v for k, v in overrides.items() if v is not None}
-    return cfg.model_copy(update=update) if update else cfg
+    if "store" in update:
+        update["store"] = str(Path(update["store"]).expanduser().absolute())
+    if "measures" in update and isinstance(data, dict):
+        options = data.get("measure_options") or {}
+        update["measure_options"] = {k: v for k, v in options.items() if k in update["measures"]}
+    if isinstance(data, dict):
+        data = {**data, **update}
+    base = path.parent.resolve() if config else Path.cwd()
+    return parse_config(data, str(path), base_dir=base)
 
 
 def world_of(cfg: StudyConfig) -> Any:
@@ -61,11 +72,8 @@ def print_results(
         return
     wide = df.pivot_table(index="model", columns="dataset", values="value", aggfunc="first")
     cols = [c for c in datasets if c in wide.columns]
-    corrupt = [c for c in cols if "/corrupt/" in c or c.startswith("imagenet_c")]
+    corrupt = [c for c in cols if role_from_name(c) == "corrupt"]
     shown = [c for c in cols if c not in corrupt][:max_cols]
-
-    def header(c: str) -> str:
-        return c.replace("world/", "")
 
     def col_width(h: str) -> int:
         return max(len(h), 5) + 3  # cell padding and border
@@ -79,13 +87,13 @@ def print_results(
         room = out.width - model_width - sum(col_width(h) for h in mean_header)
         fitting = []
         for c in shown:
-            room -= col_width(header(c))
+            room -= col_width(short(c))
             if room < 0:
                 break
             fitting.append(c)
         hidden = len(shown) - len(fitting)
         shown = fitting
-    headers = [header(c) for c in shown] + mean_header
+    headers = [short(c) for c in shown] + mean_header
     if not out.is_terminal:
         # a log gets the whole table, however wide
         out = stdout_console(max(model_width + sum(col_width(h) for h in headers) + 1, 80))
@@ -95,9 +103,9 @@ def print_results(
     for h in headers:
         table.add_column(h, justify="right", no_wrap=True, min_width=5)
     for model, row in wide.iterrows():
-        cells = [f"{row[c]:.3f}" for c in shown]
+        cells = [number(row[c]) for c in shown]
         if corrupt:
-            cells.append(f"{row[corrupt].mean():.3f}")
+            cells.append(number(row[corrupt].mean()))
         table.add_row(str(model), *cells)
     out.print(table)
 
@@ -142,7 +150,14 @@ def run_study_command(
 
 
 def write_report_command(result: StudyResult) -> Path:
-    """Write the study's HTML report and say where it is."""
-    path = write_report(result)
+    """Write the study's HTML report and say where it is; errors exit with code 2.
+
+    Nothing is swallowed: a section that fails shows as an error box in the page (and a
+    warning), any other error stops the command.
+    """
+    try:
+        path = write_report(result)
+    except RobustlensError as exc:
+        fail(exc)
     console.print(f"[bold green]report:[/] {path}")
     return path

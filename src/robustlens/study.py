@@ -1,7 +1,10 @@
 """Plan and run a study: models x datasets x measures, one engine pass per (dataset, models).
 
 Data flows one way: config -> plan -> engine (decode once, all views) -> store -> measures
--> results table and per-sample files -> analysis and report.
+-> results table and per-sample files -> analysis and report. When the run finishes, the
+study writes what it ran (datasets with role and tags, models with their configs, measures)
+to ``plan.json`` in its output directory; the report and the commands read that file
+(:func:`read_plan`) and never resolve the study file a second time.
 """
 
 from __future__ import annotations
@@ -42,8 +45,12 @@ class StudyResult:
     stage_seconds: dict[str, float] = field(default_factory=dict)
     artifacts: dict[str, dict[str, Any]] = field(default_factory=dict)
     config: StudyConfig | None = None
+    #: ``{dataset: {"role": ..., "tags": {...}}}`` as the study resolved them
     dataset_roles: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: ``{model: config}`` of the loaded models (zoo recipes, architectures, sources)
     model_configs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: names of the measures the study ran
+    measures: list[str] = field(default_factory=list)
 
     @property
     def images_decoded(self) -> int:
@@ -86,9 +93,14 @@ def run_study(
     if not mspecs:
         raise ConfigError("the study names no models")
     result = StudyResult(
-        store, out_dir, [m.name for m in mspecs], [d.name for d in dspecs], config=cfg
+        store,
+        out_dir,
+        [m.name for m in mspecs],
+        [d.name for d in dspecs],
+        config=cfg,
+        dataset_roles={d.name: {"role": d.role, "tags": dict(d.tags)} for d in dspecs},
+        measures=[m.name for m in measures],
     )
-    result.dataset_roles = {d.name: {"role": d.role, **d.tags} for d in dspecs}
     engine = Engine(
         store,
         batch_size=cfg.engine.batch_size,
@@ -129,7 +141,43 @@ def run_study(
         "measures": t_measure,
         "total": time.perf_counter() - t0,
     }
+    write_plan(result)
     return result
+
+
+PLAN_FILE = "plan.json"
+
+
+def study_plan(result: StudyResult) -> dict[str, Any]:
+    """What the study ran: its name and store, the datasets with their role and tags, the
+    models with their configs, the measures (as JSON values)."""
+    return _jsonable(
+        {
+            "name": result.config.name if result.config is not None else "study",
+            "store": str(result.store.root),
+            "measures": list(result.measures),
+            "models": {m: result.model_configs.get(m, {}) for m in result.models},
+            "datasets": {d: result.dataset_roles.get(d, {}) for d in result.datasets},
+        }
+    )
+
+
+def write_plan(result: StudyResult) -> Path:
+    """Write :func:`study_plan` to ``<output>/plan.json`` (read back by :func:`read_plan`)."""
+    path = Path(result.output) / PLAN_FILE
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(study_plan(result), indent=1))
+    tmp.replace(path)
+    return path
+
+
+def read_plan(out_dir: str | Path) -> dict[str, Any] | None:
+    """The plan a study wrote to ``out_dir`` (see :func:`write_plan`), or ``None``."""
+    path = Path(out_dir) / PLAN_FILE
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
 
 
 def _compute_measures(
@@ -199,17 +247,18 @@ def _compute_measures(
 
 @functools.cache
 def _measure_code_fingerprint() -> str:
-    """Hash of the code measures run (measures, metrics, class mappings).
+    """Hash of the code measures run (the measure contract, the research lines, the metrics,
+    class mappings).
 
     Part of every measure-run key, so that editing a metric recomputes it instead of serving
     numbers the old code produced.
     """
     root = Path(robustlens.__file__).parent
-    files = sorted([*root.glob("measures/*.py"), *root.glob("metrics/*.py")])
-    files.append(root / "data" / "base.py")
+    files = sorted([*root.glob("lines/**/*.py"), *root.glob("metrics/**/*.py")])
+    files += [root / "measure.py", root / "data" / "base.py"]
     h = hashlib.sha256()
     for f in files:
-        h.update(f.name.encode())
+        h.update(str(f.relative_to(root)).encode())
         h.update(f.read_bytes())
     return h.hexdigest()
 

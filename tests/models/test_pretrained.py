@@ -1,4 +1,5 @@
-"""Tests for robustlens.models.pretrained: timm, torchvision, EfficientNet-Lite, load_model."""
+"""Tests for robustlens.models.pretrained (timm, torchvision, EfficientNet-Lite) and
+robustlens.models.sources.load_model."""
 
 from __future__ import annotations
 
@@ -23,10 +24,10 @@ from robustlens.models.pretrained import (
     efficientnet_lite_adapter,
     imagenet_class_names,
     imagenet_wnids,
-    load_model,
     timm_adapter,
     torchvision_adapter,
 )
+from robustlens.models.sources import load_model
 
 SHARED_CLASSES = Path(__file__).resolve().parents[3] / "shared" / "imagenet" / "classes.json"
 CAT_CLASSES = {281, 282, 283, 284, 285}  # tabby, tiger cat, Persian, Siamese, Egyptian cat
@@ -407,6 +408,7 @@ def test_efficientnet_lite0_photo_accuracy_counts_every_acceptable_class(tmp_pat
     raw["datasets"] = [d for d in raw["datasets"] if d["name"] == "photos"]
     raw["datasets"][0].pop("corruptions")
     raw["measures"] = ["accuracy"]
+    raw["measure_options"] = {}  # options of the measures left out are an error
     result = run_study(parse_config(raw))
     values = result.results().set_index("name")["value"]
     df = read_per_sample(result.output, model="efficientnet-lite0")

@@ -39,6 +39,7 @@ def _world_dict(world) -> dict:
 
 def _study(world, zoo_dir, root: Path, measures: list[str]):
     have = set(available_measures())
+    run = [m for m in measures if m in have]
     data = {
         "name": "tiny report",
         "store": str(root / "store"),  # a fresh store: clean features are kept for clustering
@@ -46,8 +47,8 @@ def _study(world, zoo_dir, root: Path, measures: list[str]):
         "world": _world_dict(world),
         "models": [{"source": "zoo", "path": str(zoo_dir)}],
         "datasets": [{"world": "all"}],
-        "measures": [m for m in measures if m in have],
-        "measure_options": {"clustering": {"max_samples": 40}} if "clustering" in have else {},
+        "measures": run,
+        "measure_options": {"clustering": {"max_samples": 40}} if "clustering" in run else {},
         "engine": {"num_workers": 0},
     }
     cfg_path = root / "study.yaml"
@@ -269,3 +270,35 @@ def test_artifacts_are_read_one_model_at_a_time(tmp_path):
     assert len(arts._cache) == 2  # only the last models looked up stay in memory
     with pytest.raises(KeyError):
         arts["zoo/nope"]
+
+
+def test_the_study_saves_its_plan_and_the_report_reads_only_that(study, report, tmp_path):
+    import json
+    import shutil
+
+    from robustlens.study import read_plan
+
+    cfg_path, result = study
+    plan = read_plan(result.output)
+    assert plan["name"] == "tiny report" and plan["measures"] == ["accuracy"]
+    assert list(plan["models"]) == result.models
+    assert all(c["source"] == "zoo" and c["member"]["name"] == m for m, c in plan["models"].items())
+    assert plan["datasets"]["world/corrupt/contrast/3"] == {
+        "role": "corrupt",
+        "tags": {"corruption": "contrast", "severity": 3, "image_size": 32},
+    }
+    # an output directory alone (no config, no earlier report) re-renders from the plan; a
+    # role changed in the plan is the role the report shows: nothing is resolved again
+    out = tmp_path / "out"
+    shutil.copytree(result.output, out)
+    (out / "study_summary.json").unlink(missing_ok=True)
+    plan["datasets"]["world/sketch"]["role"] = "natural"
+    (out / "plan.json").write_text(json.dumps(plan))
+    ctx = build_report_context(out)
+    assert ctx.role("world/sketch") == "natural" and ctx.study["name"] == "tiny report"
+    assert ctx.models == plan["models"]
+    # a config whose zoo is gone still names the study, its store and its measures
+    data = yaml.safe_load(cfg_path.read_text())
+    data["models"] = [{"source": "zoo", "path": str(tmp_path / "gone")}]
+    ctx = build_report_context(out, config=parse_config(data))
+    assert sorted(ctx.models) == sorted(result.models)

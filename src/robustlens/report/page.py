@@ -6,16 +6,16 @@ registered section in order (:mod:`robustlens.report.context`), and a short "Wha
 robustness here" summary computed from the data. Plots are base64 PNGs, CSS and the small
 table script are inline: no CDN, it opens offline from ``file://``.
 
-Data is read from the store (``store.results``), the artifacts JSON files and the per-sample
-Parquet files (streamed one model at a time); the report never runs a model.
+Data is read from the store (``store.results``), the study's saved plan (``plan.json``:
+datasets with their roles and tags, models with their configs, measures), the artifacts JSON
+files and the per-sample Parquet files (streamed one model at a time); the report never runs
+a model and never resolves the study file's datasets or models again.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
-import html
 import json
-import math
 import os
 import traceback
 import warnings
@@ -26,11 +26,16 @@ from typing import Any
 
 import pandas as pd
 
+from robustlens import __version__
 from robustlens.errors import RobustlensError
+from robustlens.formatting import duration, esc, is_number, short
 from robustlens.measure import Section, lines
 from robustlens.report.context import ReportContext
+from robustlens.report.exports import export_results, wide_table
 from robustlens.report.overview import generalization_overview, what_predicts_html
-from robustlens.roles import LAYOUT_ROLES, world_role
+from robustlens.roles import corrupt_group, role_from_name
+from robustlens.store import Store
+from robustlens.study import read_plan, study_plan
 
 __all__ = [
     "SUMMARY_FILE",
@@ -69,7 +74,9 @@ def report_sections() -> list[Section]:
 
 
 def infer_datasets(names: Sequence[str]) -> dict[str, dict[str, Any]]:
-    """Role and tags of datasets from their names (world splits and ImageNet layouts).
+    """Role and tags of datasets known only by name (roles from :mod:`robustlens.roles`).
+
+    A corrupted set named ``.../<corruption>/<severity>`` gets those two tags.
 
     Example:
         >>> d = infer_datasets(["world/val", "world/corrupt/contrast/3", "imagenet_r", "x"])
@@ -80,42 +87,12 @@ def infer_datasets(names: Sequence[str]) -> dict[str, dict[str, Any]]:
     for n in names:
         if n == "*":
             continue
-        if n.startswith("world/"):
-            role, tags = world_role(n[len("world/") :])
-        elif n.startswith("imagenet_c/") and n.count("/") == 2 and n.rsplit("/", 1)[1].isdigit():
-            _, c, s = n.split("/")
-            role, tags = "corrupt", {"corruption": c, "severity": int(s)}
-        else:
-            role, tags = LAYOUT_ROLES.get(n, "other"), {}
-        out[n] = {"role": role, "tags": dict(tags)}
-    return out
-
-
-def _datasets_from_config(cfg: Any, store: Any) -> dict[str, dict[str, Any]]:
-    from robustlens.plan import resolve_datasets
-
-    return {s.name: {"role": s.role, "tags": dict(s.tags)} for s in resolve_datasets(cfg, store)}
-
-
-def _models_from_config(cfg: Any) -> dict[str, dict[str, Any]]:
-    """Model names of a study config with their configs (zoo recipes from the JSON files)."""
-    from robustlens.plan import resolve_models
-
-    out: dict[str, dict[str, Any]] = {}
-    zoo_dirs = [
-        m.path or (cfg.zoo.dir if cfg.zoo else None) for m in cfg.models if m.source == "zoo"
-    ]
-    for spec in resolve_models(cfg):
-        out[spec.name] = {}
-        for d in zoo_dirs:
-            meta = Path(d or "") / f"{spec.name}.json"
-            if d and meta.exists():
-                m = json.loads(meta.read_text()).get("member", {})
-                out[spec.name] = {"arch": m.get("arch"), "source": "zoo", "member": m}
-                break
-    for m in cfg.models:
-        if m.source != "zoo" and m.name in out:
-            out[m.name] = {k: v for k, v in m.model_dump().items() if v is not None}
+        role = role_from_name(n)
+        parts = n.split("/")
+        tags: dict[str, Any] = {}
+        if role == "corrupt" and len(parts) >= 3 and parts[-1].isdigit():
+            tags = {"corruption": parts[-2], "severity": int(parts[-1])}
+        out[n] = {"role": role, "tags": tags}
     return out
 
 
@@ -190,6 +167,19 @@ def _study_summary(result: Any) -> dict[str, Any]:
     }
 
 
+def _store_of(store: Any, config: Any, recorded: Mapping[str, Any], out_dir: Path) -> Store:
+    """The store: given, else the study config's, else the one the study or a report recorded."""
+    store = store if store is not None else getattr(config, "store", None)
+    store = store if store is not None else recorded.get("store")
+    if store is None:
+        raise RobustlensError(
+            f"no store for the report of {out_dir}: pass store=<store directory> (or the "
+            "study config), or run the study once so it records its store in "
+            f"{out_dir / 'plan.json'}"
+        )
+    return store if isinstance(store, Store) else Store(store)
+
+
 def build_report_context(
     source: Any,
     *,
@@ -200,74 +190,44 @@ def build_report_context(
 ) -> ReportContext:
     """Collect what the report needs: results, artifacts, dataset roles, model configs.
 
+    Datasets, models and measures come from the study's plan: the :class:`StudyResult`'s,
+    or the ``plan.json`` the study wrote to its output directory (then the
+    ``study_summary.json`` an earlier report wrote, for output directories of older runs).
+
     Args:
         source: a :class:`robustlens.study.StudyResult`, or a study output directory.
         store: the store (or its path) when ``source`` is a directory; default: the study
-            config's store, else the one recorded in ``out_dir/study_summary.json``.
-        config: the :class:`robustlens.config.StudyConfig` (gives exact dataset roles, model
-            names and zoo recipes); optional.
+            config's store, else the one recorded in ``plan.json`` or ``study_summary.json``.
+        config: the :class:`robustlens.config.StudyConfig` (its name, store and measures);
+            optional.
         models: restrict to these models (default: the study's models).
-        datasets: ``{name: {"role": ..., "tags": {...}}}`` overriding the inferred roles.
+        datasets: ``{name: {"role": ..., "tags": {...}}}`` overriding the recorded roles.
 
     Raises:
         RobustlensError: no store can be found, or it holds no results for the models.
     """
-    from robustlens.store import Store
-
-    summary: dict[str, Any] = {}
     if hasattr(source, "store") and hasattr(source, "output"):
         out_dir = Path(source.output)
         store = source.store
         summary = _study_summary(source)
-        config = config if config is not None else getattr(source, "config", None)
-        model_names = list(models) if models is not None else list(source.models)
-        ds_names: list[str] | None = list(source.datasets)
+        plan = study_plan(source)
     else:
         out_dir = Path(source)
         summary = _read_summary(out_dir)
-        if store is None and config is not None:
-            store = config.store
-        if store is None:
-            store = summary.get("store")
-        if store is None:
-            raise RobustlensError(
-                f"no store for the report of {out_dir}: pass store=<store directory> (or the "
-                "study config), or run the study once so it records its store in "
-                f"{out_dir / SUMMARY_FILE}"
-            )
-        store = store if isinstance(store, Store) else Store(store)
-        model_names = list(models) if models is not None else summary.get("models")
-        ds_names = summary.get("datasets")
+        plan = read_plan(out_dir) or {}
+        store = _store_of(store, config, {**summary, **plan}, out_dir)
     if config is not None:
         summary["name"] = config.name
-    model_cfgs: dict[str, dict[str, Any]] = dict(summary.get("model_configs") or {})
-    ds_info: dict[str, dict[str, Any]] = dict(summary.get("dataset_info") or {})
-    # a StudyResult knows the exact roles and the configs of the models it loaded
-    for name, r in (getattr(source, "dataset_roles", None) or {}).items():
-        ds_info[name] = {
-            "role": r.get("role", "other"),
-            "tags": dict(r.get("tags") or {k: v for k, v in r.items() if k != "role"}),
-        }
-    model_cfgs.update(getattr(source, "model_configs", None) or {})
+    elif plan.get("name"):
+        summary["name"] = plan["name"]
+    model_cfgs = {**(summary.get("model_configs") or {}), **(plan.get("models") or {})}
+    ds_info = {**(summary.get("dataset_info") or {}), **(plan.get("datasets") or {})}
+    model_names = list(models) if models is not None else _names(plan, summary, "models")
+    ds_names = _names(plan, summary, "datasets")
     if config is not None:
-        try:
-            cm = _models_from_config(config)
-        except RobustlensError:  # e.g. the zoo directory is gone: use what the store holds
-            cm = {}
-        for k, v in cm.items():
-            if not model_cfgs.get(k):
-                model_cfgs[k] = v
-        if model_names is None:
-            model_names = list(cm)
-        try:
-            from_cfg = _datasets_from_config(config, store)
-        except RobustlensError:  # a dataset root moved: roles are inferred from names
-            from_cfg = {}
-        for k, v in from_cfg.items():
-            ds_info.setdefault(k, v)
-        if ds_names is None:
-            ds_names = list(ds_info)
-    measures = list(config.measures) if config is not None else summary.get("measures")
+        measures = list(config.measures)
+    else:
+        measures = plan.get("measures") or summary.get("measures")
     results = store.results(models=model_names, measures=measures)
     if results.empty:
         who = f"models {model_names}" if model_names is not None else "any model"
@@ -282,7 +242,7 @@ def build_report_context(
     with_results = set(results["dataset"].unique())
     present = [d for d in dict.fromkeys(ds_names or sorted(with_results)) if d in with_results]
     info = infer_datasets(present)
-    info.update({k: v for k, v in ds_info.items() if k in info or k in present})
+    info.update({k: v for k, v in ds_info.items() if k in info})
     if datasets:
         info.update(datasets)
     artifacts: Mapping[str, dict[str, Any]] = LazyArtifacts(out_dir, model_names)
@@ -302,6 +262,13 @@ def build_report_context(
         models={m: model_cfgs.get(m, {}) for m in model_names},
         study=summary,
     )
+
+
+def _names(plan: Mapping[str, Any], summary: Mapping[str, Any], key: str) -> list[str] | None:
+    """The study's model or dataset names: from its plan, else from an earlier report."""
+    if plan.get(key) is not None:
+        return list(plan[key])
+    return list(summary[key]) if summary.get(key) is not None else None
 
 
 # ----------------------------------------------------------------------------- tables
@@ -344,9 +311,6 @@ def model_tables(ctx: ReportContext) -> tuple[pd.DataFrame, pd.DataFrame]:
     In the collapsed table every corruption family (``world/corrupt/<type>/<severity>``) is
     replaced by its mean per measure name, column ``world/corrupt (mean)|measure.name``.
     """
-    from robustlens.report.exports import wide_table
-    from robustlens.report.overview import corrupt_group
-
     full = wide_table(ctx.results).set_index("model")
     full = full.reindex(index=[m for m in ctx.models if m in full.index] or full.index)
     full = full[_column_order(ctx, list(full.columns))]
@@ -355,7 +319,8 @@ def model_tables(ctx: ReportContext) -> tuple[pd.DataFrame, pd.DataFrame]:
     for c in full.columns:
         d, mn = c.split("|", 1)
         if ctx.role(d) == "corrupt":
-            groups.setdefault(f"{corrupt_group(ctx, d)} (mean)|{mn}", []).append(c)
+            tags = ctx.datasets.get(d, {}).get("tags")
+            groups.setdefault(f"{corrupt_group(d, tags)} (mean)|{mn}", []).append(c)
         else:
             collapsed[c] = full[c]
     for g, cs in groups.items():
@@ -367,12 +332,11 @@ def model_tables(ctx: ReportContext) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 
 def _cell(v: Any, name: str) -> str:
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        return "<td data-v=''>n/a</td>"
-    if not math.isfinite(f):
+    """A numeric table cell: counts with thousands separators, very large or small values in
+    three significant digits, the rest with three decimals; ``n/a`` if not a number."""
+    if not is_number(v):
         return "<td class='na' data-v=''>n/a</td>"
+    f = float(v)
     if name == "n" or name.startswith("n_") or (f.is_integer() and abs(f) >= 100):
         txt = f"{f:,.0f}"
     elif abs(f) >= 1000 or (f != 0 and abs(f) < 1e-3):
@@ -386,13 +350,9 @@ def table_html(df: pd.DataFrame, table_id: str, strip: str = "world/") -> str:
     """A sortable, filterable HTML table of a per-model table (index = model)."""
     measures = sorted({c.split("|", 1)[1].split(".")[0] for c in df.columns})
     datasets = list(dict.fromkeys(c.split("|", 1)[0] for c in df.columns))
-    opts = "".join(
-        f"<option value='|{html.escape(m)}.'>measure: {html.escape(m)}</option>" for m in measures
-    )
+    opts = "".join(f"<option value='|{esc(m)}.'>measure: {esc(m)}</option>" for m in measures)
     opts += "".join(
-        f"<option value='{html.escape(d)}|'>dataset: "
-        f"{html.escape(d.replace(strip, '') if strip else d)}</option>"
-        for d in datasets
+        f"<option value='{esc(d)}|'>dataset: {esc(short(d, strip))}</option>" for d in datasets
     )
     tools = (
         f"<div class='tools'><input type='search' class='col-filter' data-table='{table_id}' "
@@ -407,19 +367,16 @@ def table_html(df: pd.DataFrame, table_id: str, strip: str = "world/") -> str:
     head = ["<th data-col='model' data-type='text' class='sticky' tabindex='0'>model</th>"]
     for c in df.columns:
         d, mn = c.split("|", 1)
-        label = d.replace(strip, "") if strip else d
+        label = short(d, strip)
         head.append(
-            f"<th data-col='{html.escape(c)}' tabindex='0' title='{html.escape(c)}'>"
-            f"<span class='ds'>{html.escape(label)}</span><br>{html.escape(mn)}</th>"
+            f"<th data-col='{esc(c)}' tabindex='0' title='{esc(c)}'>"
+            f"<span class='ds'>{esc(label)}</span><br>{esc(mn)}</th>"
         )
     names = [c.split("|", 1)[1].split(".", 1)[-1] for c in df.columns]
     body = []
     for model, row in df.iterrows():
         cells = "".join(_cell(v, n) for v, n in zip(row.to_numpy(), names, strict=True))
-        body.append(
-            f"<tr><th class='sticky' data-v='{html.escape(str(model))}'>"
-            f"{html.escape(str(model))}</th>{cells}</tr>"
-        )
+        body.append(f"<tr><th class='sticky' data-v='{esc(model)}'>{esc(model)}</th>{cells}</tr>")
     return (
         f"{tools}<div class='table-wrap'><table class='sortable results' id='{table_id}'>"
         f"<thead><tr>{''.join(head)}</tr></thead><tbody>{''.join(body)}</tbody></table>"
@@ -542,15 +499,11 @@ def _slug(title: str) -> str:
 
 def _error_box(err: SectionError) -> str:
     return (
-        f"<div class='section-error' data-section-error='{html.escape(err.title)}'>"
-        f"<b>Section {html.escape(err.title)!s} failed:</b> {html.escape(err.message)}"
-        f"<details><summary>traceback</summary><pre>{html.escape(err.traceback)}</pre>"
+        f"<div class='section-error' data-section-error='{esc(err.title)}'>"
+        f"<b>Section {esc(err.title)!s} failed:</b> {esc(err.message)}"
+        f"<details><summary>traceback</summary><pre>{esc(err.traceback)}</pre>"
         "</details></div>"
     )
-
-
-def _fmt_s(s: float) -> str:
-    return f"{s:.1f} s" if s < 120 else f"{s / 60:.1f} min"
 
 
 def _summary_html(ctx: ReportContext, links: dict[str, str]) -> str:
@@ -570,7 +523,7 @@ def _summary_html(ctx: ReportContext, links: dict[str, str]) -> str:
     if passes is not None:
         cards.append((f"{passes:,}", "forward passes"))
     out = ["<div class='cards'>"]
-    out += [f"<div class='card'><b>{v}</b><span>{html.escape(k)}</span></div>" for v, k in cards]
+    out += [f"<div class='card'><b>{v}</b><span>{esc(k)}</span></div>" for v, k in cards]
     out.append("</div>")
     kv = [
         ("measures", ", ".join(measures)),
@@ -600,19 +553,16 @@ def _summary_html(ctx: ReportContext, links: dict[str, str]) -> str:
             )
     stages = st.get("stage_seconds") or {}
     if stages:
-        kv.append(("stage timings", ", ".join(f"{k} {_fmt_s(v)}" for k, v in stages.items())))
+        kv.append(("stage timings", ", ".join(f"{k} {duration(v)}" for k, v in stages.items())))
     if links:
         kv.append(
             (
                 "exports",
-                " &middot; ".join(
-                    f"<a href='{html.escape(h)}'>{html.escape(n)}</a>" for n, h in links.items()
-                ),
+                " &middot; ".join(f"<a href='{esc(h)}'>{esc(n)}</a>" for n, h in links.items()),
             )
         )
     rows = "".join(
-        f"<tr><td>{html.escape(k)}</td><td>{v if k == 'exports' else html.escape(v)}</td></tr>"
-        for k, v in kv
+        f"<tr><td>{esc(k)}</td><td>{v if k == 'exports' else esc(v)}</td></tr>" for k, v in kv
     )
     out.append(f"<table class='kv'>{rows}</table>")
     return "".join(out)
@@ -666,18 +616,16 @@ def render_report(
         errors.append(err)
         frag = _error_box(err)
     parts.append(("what-predicts", "What predicts robustness here", frag))
-    toc = "".join(f"<a href='#{i}'>{html.escape(t)}</a>" for i, t, _ in parts)
-    body = "".join(f"<section id='{i}'><h2>{html.escape(t)}</h2>{h}</section>" for i, t, h in parts)
-    from robustlens import __version__ as version
-
+    toc = "".join(f"<a href='#{i}'>{esc(t)}</a>" for i, t, _ in parts)
+    body = "".join(f"<section id='{i}'><h2>{esc(t)}</h2>{h}</section>" for i, t, h in parts)
     when = _dt.datetime.now().strftime("%Y-%m-%d %H:%M")
     page = (
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
         "<meta name='viewport' content='width=device-width,initial-scale=1'>"
-        f"<title>{html.escape(title)}</title><style>{_CSS}</style><script>{_HEAD_JS}</script>"
-        f"</head><body><main><h1>{html.escape(title)}</h1>"
-        f"<p class='sub'>Generated {when} by robustlens {html.escape(str(version))} from the "
-        f"store at <code>{html.escape(str(ctx.study.get('store', '')))}</code>. Static page: "
+        f"<title>{esc(title)}</title><style>{_CSS}</style><script>{_HEAD_JS}</script>"
+        f"</head><body><main><h1>{esc(title)}</h1>"
+        f"<p class='sub'>Generated {when} by robustlens {esc(__version__)} from the "
+        f"store at <code>{esc(ctx.study.get('store', ''))}</code>. Static page: "
         "no network needed.</p>"
         f"{_summary_html(ctx, links or {})}<nav class='toc'>{toc}</nav>{body}"
         "<footer>Correlations are Spearman rank correlations across models; cells and claims "
@@ -715,8 +663,6 @@ def write_report(
         export: also write the CSV/Parquet exports next to the report.
         strict: raise :class:`RobustlensError` (after writing the file) when a section failed.
     """
-    from robustlens.report.exports import export_results
-
     ctx = build_report_context(result_or_dir, store=store, config=config, models=models)
     if stages:
         ctx.study["stage_seconds"] = {**ctx.study.get("stage_seconds", {}), **stages}
@@ -726,8 +672,6 @@ def write_report(
     path.parent.mkdir(parents=True, exist_ok=True)
     links: dict[str, str] = {}
     if export:
-        from robustlens.store import Store
-
         st = Store(ctx.study["store"])
         for name, p in export_results(st, out_dir, list(ctx.models)).items():
             if name.endswith(".csv"):
