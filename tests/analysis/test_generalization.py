@@ -61,22 +61,27 @@ def test_dimensions_equal_hand_computed_means():
     for m, v in HAND.items():
         assert t.loc[m, "in_distribution"] == pytest.approx((v["val"] + v["v2"]) / 2)
         assert t.loc[m, "robustness"] == pytest.approx((v["c1"] + v["c2"]) / 2)
-        assert t.loc[m, "concepts"] == pytest.approx((v["sketch"] + v["rend"] + v["sf"]) / 3)
+        # seed 002: concepts = mean(sketch, rendition, stylized); the cue-conflict shape
+        # fraction is a bias and never part of a dimension (no stylized set here)
+        assert t.loc[m, "concepts"] == pytest.approx((v["sketch"] + v["rend"]) / 2)
         assert t.loc[m, "adversarial"] == pytest.approx(v["pgd"])
     comps = t.attrs["components"]
     assert comps["in_distribution"] == ["world/v2:accuracy", "world/val:accuracy"]
-    assert len(comps["robustness"]) == 2 and len(comps["concepts"]) == 3
+    assert len(comps["robustness"]) == 2 and len(comps["concepts"]) == 2
+    assert not any("shape_fraction" in c for cs in comps.values() for c in cs)
+    assert t.attrs["missing"]["concepts"] == ["stylized"]
 
 
 def test_roles_mapping_overrides_the_names():
     df = _frame()
     # call v2 "other" and the sketch set "rendition": in_distribution = val only, concepts =
-    # mean(mean(sketch, rendition), shape_fraction)
+    # the rendition component alone, mean(sketch, rendition) (no shape fraction: seed 002)
     roles = {"world/v2": "other", "world/sketch": {"role": "rendition", "tags": {}}}
     t = generalization_table(df, roles)
     v = HAND["m1"]
     assert t.loc["m1", "in_distribution"] == pytest.approx(v["val"])
-    assert t.loc["m1", "concepts"] == pytest.approx(((v["sketch"] + v["rend"]) / 2 + v["sf"]) / 2)
+    assert t.loc["m1", "concepts"] == pytest.approx((v["sketch"] + v["rend"]) / 2)
+    assert t.attrs["missing"]["concepts"] == ["sketch", "stylized"]
 
 
 def test_missing_components_are_left_out_and_missing_dimensions_are_nan():
@@ -84,7 +89,7 @@ def test_missing_components_are_left_out_and_missing_dimensions_are_nan():
     df = df[~df["dataset"].isin(["world/rendition", "world/adversarial"])]
     t = generalization_table(df)
     v = HAND["m2"]
-    assert t.loc["m2", "concepts"] == pytest.approx((v["sketch"] + v["sf"]) / 2)
+    assert t.loc["m2", "concepts"] == pytest.approx(v["sketch"])  # no shape fraction: seed 002
     assert t["adversarial"].isna().all()
     assert t.attrs["components"]["adversarial"] == []
 

@@ -84,6 +84,26 @@ def test_biases_command_prints_the_three_tables(cli_run):
     assert gen.notna().all().all()
 
 
+def test_biases_command_names_the_missing_dimension_components(cli_run):
+    """Seed 002's dimensions are computed from the components present; the terminal caption
+    and the CSV name the missing ones (the tiny world has no ReaL labels: in_distribution
+    always lacks ``real``)."""
+    res, out = cli_run
+    assert res.exit_code == 0, res.output
+    flat = " ".join(res.output.split())  # the caption wraps at the table's width
+    assert "Missing:" in flat
+    missing = pd.read_csv(out / "csv" / "generalization_missing.csv", keep_default_na=False)
+    assert list(missing.columns) == ["dimension", "component", "dataset", "model"]
+    assert len(missing) > 0
+    assert ("in_distribution", "real", "ImageNet-ReaL", "") in set(
+        missing.itertuples(index=False, name=None)
+    )
+    for r in missing[missing["model"] == ""].itertuples():
+        assert f"{r.component} ({r.dataset})" in flat
+    # no bias is a component of a dimension
+    assert not set(missing["component"]) & {"shape_fraction", "shape_bias", "cue_conflict"}
+
+
 def test_biases_command_bad_config_is_a_clean_error(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("measures: [accuracy]\nwhat: 1\n")
@@ -113,6 +133,9 @@ def test_report_sections_render_from_the_study_output(cli_run, tiny_zoo_dir):
     assert "texture-randomized" in render_shape_bias(ctx)
     heat = render_bias_heatmap(ctx, n_boot=0)
     assert heat.count("<img") == 1 and "in_distribution" in heat
+    # the dimensions table's caption names the missing components (no ReaL in the world)
+    assert "Missing: " in heat and "real (ImageNet-ReaL)" in heat
+    assert "shape fraction" not in heat
 
 
 def test_sections_return_none_without_bias_results(tmp_path):

@@ -24,6 +24,7 @@ from robustlens.lines.biases.tables import (
     correlation_matrix_table,
     critical_band_failures,
     generalization_dimensions_table,
+    missing_rows,
     shape_bias_comparison,
 )
 from robustlens.roles import dataset_roles
@@ -43,6 +44,10 @@ def print_bias_report(
     out: Console | None = None,
 ) -> dict[str, pd.DataFrame]:
     """Print the bias table, the generalization table and the bias x dimension matrix.
+
+    The generalization table's caption names the components each dimension lacks (seed 002's
+    dimensions are computed from the datasets present; see
+    :func:`robustlens.analysis.generalization.dimensions`).
 
     Args:
         results: the study's long results frame.
@@ -91,7 +96,11 @@ def register(app: typer.Typer) -> None:
         alpha: Annotated[float, typer.Option(help="Significance level of the matrix.")] = 0.05,
         n_boot: Annotated[int, typer.Option(help="Bootstrap resamples for the CIs.")] = 1000,
         csv: Annotated[
-            Path | None, typer.Option(help="Also write the three tables as CSV into this folder.")
+            Path | None,
+            typer.Option(
+                help="Also write the three tables (and the dimensions' missing components) "
+                "as CSV into this folder."
+            ),
         ] = None,
     ) -> None:
         """Shape, spectral and critical-band biases, PGD, and their correlation with the four
@@ -114,6 +123,9 @@ def register(app: typer.Typer) -> None:
                 csv.mkdir(parents=True, exist_ok=True)
                 tables["biases"].to_csv(csv / "biases.csv")
                 tables["generalization"].to_csv(csv / "generalization.csv")
+                missing_rows(tables["generalization"]).to_csv(
+                    csv / "generalization_missing.csv", index=False
+                )
                 tables["matrix"].to_csv(csv / "bias_generalization.csv", index=False)
                 console.print(f"tables written to {csv}")
         except RobustlensError as exc:

@@ -236,9 +236,14 @@ def render_bias_heatmap(ctx: ReportContext, alpha: float = 0.05, n_boot: int = 1
     )
     fig.colorbar(im, ax=ax, shrink=0.8)
     html_parts = [
-        "<p>Correlation across models of each bias with each generalization dimension "
-        "(in-distribution: id and v2 accuracy; robustness: mean corruption accuracy; concepts: "
-        "sketch, rendition and cue-conflict shape fraction; adversarial: PGD accuracy). "
+        "<p>Correlation across models of each bias with each generalization dimension, as "
+        "seed 002 defines them: in-distribution = mean accuracy on ImageNet val, ImageNet-V2 "
+        "and ImageNet-ReaL; robustness = mean of ImageNet-A, ImageNet-C and ImageNet-C-bar "
+        "(each corruption set: the mean over its corruptions and severities); concepts = mean "
+        "of ImageNet-Sketch, ImageNet-R and Stylized-ImageNet; adversarial = PGD-40 robust "
+        "accuracy at the low budget (the synthetic world's counterparts stand in for each). "
+        "A dimension is the mean of the components present; the table below names the missing "
+        "ones. No bias enters a dimension. "
         f"Cells with p &ge; {alpha} are coloured as 0; the annotation keeps the coefficient "
         "and p.</p>",
         figure_html(fig, "bias x generalization correlation heatmap"),

@@ -12,7 +12,12 @@ from typing import Any
 
 import pandas as pd
 
-from robustlens.analysis.generalization import BIASES, DIMENSIONS
+from robustlens.analysis.generalization import (
+    BIASES,
+    COMPONENTS,
+    DIMENSIONS,
+    missing_components,
+)
 from robustlens.formatting import number, significant
 from robustlens.tables import Table
 
@@ -25,6 +30,7 @@ __all__ = [
     "critical_band_failures",
     "critical_band_rows",
     "generalization_dimensions_table",
+    "missing_rows",
     "per_category_table",
     "shape_bias_comparison",
 ]
@@ -109,20 +115,55 @@ def bias_models_table(biases: pd.DataFrame, augments: Mapping[str, str]) -> Tabl
 
 def generalization_dimensions_table(dimensions: pd.DataFrame) -> Table:
     """One row per model, one column per generalization dimension; the caption counts the
-    values each dimension averages.
+    values each dimension averages and names the components it lacks (a dimension is the mean
+    of the components present, as seed 002 computes it).
 
     Args:
-        dimensions: :func:`robustlens.analysis.generalization.generalization_table`.
+        dimensions: :func:`robustlens.analysis.generalization.generalization_table` (or
+            :func:`~robustlens.analysis.generalization.dimensions`).
+
+    Example:
+        >>> from robustlens.analysis.generalization import dimensions
+        >>> d = dimensions(pd.DataFrame({"world/val": [0.9], "world/v2": [0.8]}, index=["m"]))
+        >>> print(generalization_dimensions_table(d).caption)  # doctest: +NORMALIZE_WHITESPACE
+        component values per dimension: in_distribution 2, robustness 0, concepts 0,
+        adversarial 0. Missing: in_distribution: real (ImageNet-ReaL); robustness: none of
+        natural (ImageNet-A), corrupt (ImageNet-C), corrupt_bar (ImageNet-C-bar); concepts:
+        none of sketch (ImageNet-Sketch), rendition (ImageNet-R), stylized (Stylized-ImageNet);
+        adversarial: none of pgd (PGD-40 at the low budget)
     """
     comps = dimensions.attrs.get("components", {})
     counts = ", ".join(f"{d} {len(comps.get(d, []))}" for d in DIMENSIONS)
     rows = [[str(m), *(row[d] for d in DIMENSIONS)] for m, row in dimensions.iterrows()]
+    missing = missing_components(dimensions)
+    note = f"Missing: {'; '.join(missing)}" if missing else "No component missing"
     return Table(
         "generalization dimensions (seed 002)",
         ["model", *DIMENSIONS],
         rows,
-        caption=f"component values per dimension: {counts}",
+        caption=f"component values per dimension: {counts}. {note}",
     )
+
+
+def missing_rows(dimensions: pd.DataFrame) -> pd.DataFrame:
+    """The components each dimension lacks, one row each (for the CSV next to the table).
+
+    Columns ``dimension, component, dataset, model``; ``model`` is empty where no model has
+    the component, else the model that lacks it.
+
+    Example:
+        >>> from robustlens.analysis.generalization import dimensions
+        >>> d = dimensions(pd.DataFrame({"world/val": [0.9, None]}, index=["a", "b"]))
+        >>> missing_rows(d).head(3).to_dict("records")[-1]
+        {'dimension': 'in_distribution', 'component': 'id', 'dataset': 'ImageNet val', 'model': 'b'}
+    """
+    rows = []
+    for dim, names in COMPONENTS.items():
+        for c in dimensions.attrs.get("missing", {}).get(dim, []):
+            rows.append((dim, c, names[c], ""))
+        for model, cs in (dimensions.attrs.get("missing_by_model", {}).get(dim) or {}).items():
+            rows.extend((dim, c, names[c], str(model)) for c in cs)
+    return pd.DataFrame(rows, columns=["dimension", "component", "dataset", "model"])
 
 
 def correlation_matrix_table(matrix: pd.DataFrame, alpha: float) -> Table:
