@@ -165,3 +165,37 @@ def test_section_embeds_the_grids_it_finds(tmp_path):
 def test_section_is_absent_without_spurious_results(tmp_path):
     df = pd.DataFrame([("m", "world/val", "accuracy", "accuracy", 0.9)], columns=COLUMNS)
     assert spurious_section(ReportContext(df, {}, tmp_path)) is None
+
+
+def test_spufix_effect_has_the_held_out_before_and_after():
+    vals = {
+        "spurious_score": 0.8,
+        "n_flagged": 2.0,
+        "spufix_spurious_score_before": 0.75,
+        "spufix_spurious_score_after": 0.9,
+        "spufix_n_evaluation": 12.0,
+    }
+    eff = spufix_effect(_results({"m": vals}))
+    assert eff.loc["m", ["score_before", "score_after", "n_evaluation"]].tolist() == [
+        0.75,
+        0.9,
+        12.0,
+    ]
+    # results without the held-out numbers (an older run) leave them empty
+    old = spufix_effect(_results({"m": {"spurious_score": 0.8}}))
+    assert np.isnan(old.loc["m", "score_before"]) and np.isnan(old.loc["m", "n_evaluation"])
+
+
+def test_section_shows_the_recorded_protocol(tmp_path):
+    protocol = {
+        "name": "spurious_features_everywhere",
+        "paper": "Neuhaus et al., ICCV 2023",
+        "parameters": {"selection_fraction": 0.5, "split_seed": 0, "max_train_per_class": 500},
+    }
+    artifacts = {m: {"spurious": {"protocol": protocol}} for m in ("m0", "m1")}
+    html = spurious_section(ReportContext(_results(_zoo(2)), artifacts, tmp_path))
+    assert html is not None
+    assert "spurious_features_everywhere" in html and "Neuhaus et al., ICCV 2023" in html
+    assert "selection_fraction = 0.5, split_seed = 0, max_train_per_class = 500" in html
+    assert "(models: m0, m1)" in html
+    assert "held-out" in html

@@ -28,6 +28,7 @@ from robustlens.lines.spurious.measure import (
 from robustlens.measure import DatasetInfo, ModelInfo, get_measure
 from robustlens.metrics.spurious import contribution_offset, spufix
 from robustlens.models.base import adapter_from_module
+from robustlens.report.exports import read_per_sample
 from robustlens.store import Store, StoredArrays
 from robustlens.study import run_study
 
@@ -83,7 +84,7 @@ def test_requests_features_on_train_id_and_spurious_only():
 
 
 def test_values_on_the_tiny_zoo(study):
-    _, result = study
+    cfg, result = study
     assert set(result.models) == {"tiny-cnn", "tiny-resnet", "tiny-mixer"}
     df = result.results()
     acc = df[(df["measure"] == "accuracy") & (df["name"] == "accuracy")]
@@ -96,8 +97,21 @@ def test_values_on_the_tiny_zoo(study):
         # the trigger rate is the accuracy measure's "accuracy" on the spurious split
         on_spur = acc[(acc["model"] == model) & (acc["dataset"] == "world/spurious")]["value"]
         assert v["spurious_trigger_rate"] == pytest.approx(float(on_spur.iloc[0]))
-        on_val = acc[(acc["model"] == model) & (acc["dataset"] == "world/val")]["value"]
-        assert v["spufix_id_accuracy_before"] == pytest.approx(float(on_val.iloc[0]))
+        # SpuFix's "before" is the accuracy measure's on the held-out evaluation part of val
+        # (the components are chosen on the selection part), and the trigger rate likewise
+        per_sample = read_per_sample(cfg.output, model)
+        for ds, name in (
+            ("world/val", "spufix_id_accuracy_before"),
+            ("world/spurious", "spufix_spurious_trigger_before"),
+        ):
+            rows = per_sample[per_sample["dataset"] == ds]
+            assert set(rows["spufix_part"]) == {"selection", "evaluation"}
+            held_out = rows[rows["spufix_part"] == "evaluation"]
+            assert v[name] == pytest.approx(float(held_out["correct"].mean()))
+            assert v["spufix_n_evaluation_id" if ds == "world/val" else "spufix_n_evaluation"] == (
+                len(held_out)
+            )
+        assert v["npca_train_per_class"] == 500
     # ground truth from the recipes: tiny-mixer trained without marks, the others at 0.8
     rates = {m: _values(result, m)["train_mark_rate"] for m in result.models}
     assert rates == {"tiny-cnn": 0.8, "tiny-resnet": 0.8, "tiny-mixer": 0.0}
@@ -192,7 +206,8 @@ def test_spufix_without_flagged_components_changes_nothing(
         assert v["n_flagged"] == 0
         assert v["spufix_id_accuracy_after"] == v["spufix_id_accuracy_before"]
         assert v["spufix_spurious_trigger_after"] == v["spufix_spurious_trigger_before"]
-        assert v["spufix_spurious_score_after"] == pytest.approx(v["spurious_score"])
+        # both on the evaluation part (the all-image spurious_score is another set of images)
+        assert v["spufix_spurious_score_after"] == pytest.approx(v["spufix_spurious_score_before"])
         assert all(c["flagged"] == [] for c in out.artifacts["sets"]["world/spurious"]["classes"])
 
 
@@ -217,8 +232,9 @@ def test_spufix_with_flagged_components_matches_per_class_spufix(
     np.testing.assert_array_equal(
         out.per_sample["world/spurious"]["spufix_prediction"], fixed.argmax(axis=1)
     )
+    held_out = out.per_sample["world/spurious"]["spufix_part"] == "evaluation"
     assert v["spufix_spurious_trigger_after"] == pytest.approx(
-        np.mean(fixed.argmax(axis=1) == sp.labels())
+        np.mean(fixed.argmax(axis=1)[held_out] == sp.labels()[held_out])
     )
 
 

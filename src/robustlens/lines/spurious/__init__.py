@@ -1,7 +1,7 @@
 """Spurious features: neural PCA of a class logit, spurious score, SpuFix (seed 003)."""
 
 from robustlens.lines.spurious.commands import register
-from robustlens.lines.spurious.measure import SpuriousMeasure
+from robustlens.lines.spurious.measure import PAPER, SpuriousMeasure
 from robustlens.lines.spurious.section import spurious_section
 from robustlens.measure import Line, Section
 
@@ -11,8 +11,5 @@ LINE = Line(
     measures=(SpuriousMeasure,),
     sections=(Section("Spurious features", spurious_section, 60),),
     commands=(register,),
-    papers=(
-        "Neuhaus et al., Spurious Features Everywhere - Large-Scale Detection of Harmful "
-        "Spurious Features in ImageNet, ICCV 2023",
-    ),
+    papers=(PAPER,),
 )

@@ -44,7 +44,9 @@ _TABLE_COLUMNS = (
     "spufix_id_accuracy_after",
     "spufix_spurious_trigger_before",
     "spufix_spurious_trigger_after",
+    "spufix_spurious_score_before",
     "spufix_spurious_score_after",
+    "spufix_n_evaluation",
 )
 
 
@@ -70,8 +72,10 @@ def spurious_table(results: Any) -> pd.DataFrame:
     Columns (those present): ``train_mark_rate``, ``spurious_score``, ``spurious_reliance``,
     ``spurious_trigger_rate``, ``n_flagged``, ``n_classes_flagged``,
     ``spufix_id_accuracy_before/after``, ``spufix_spurious_trigger_before/after``,
-    ``spufix_spurious_score_after``. Models are sorted by spurious score, most spurious
-    (lowest score) first.
+    ``spufix_spurious_score_before/after`` (SpuFix's numbers are on the held-out evaluation
+    part of the images, see :mod:`robustlens.lines.spurious.measure`),
+    ``spufix_n_evaluation``. Models are sorted by spurious score, most spurious (lowest
+    score) first.
 
     Example:
         >>> df = pd.DataFrame({"model": ["a", "a", "b"], "dataset": ["s", "*", "s"],
@@ -149,10 +153,14 @@ def score_vs_ground_truth(
 def spufix_effect(results: Any) -> pd.DataFrame:
     """SpuFix before/after per model, most spurious model first.
 
-    Columns: ``spurious_score``, ``n_flagged``, ``id_acc_before``, ``id_acc_after``,
+    Columns: ``spurious_score`` (all images), ``n_flagged``, ``n_evaluation`` (spurious-only
+    images in the held-out evaluation part), ``id_acc_before``, ``id_acc_after``,
     ``id_acc_change`` (after - before), ``trigger_before``, ``trigger_after``,
-    ``trigger_change`` and ``score_after`` (the spurious score from corrected logits).
-    A model whose SpuFix flagged nothing has zero changes.
+    ``trigger_change``, ``score_before`` and ``score_after`` (the spurious score from the
+    model's / the corrected logits). Every before/after number is on the evaluation part: the
+    components SpuFix removes were chosen on the disjoint selection part. A model whose
+    SpuFix flagged nothing has zero changes. Columns whose numbers are missing (results of an
+    older version) are NaN.
 
     Example:
         >>> names = ["spurious_score", "n_flagged", "spufix_id_accuracy_before",
@@ -169,12 +177,14 @@ def spufix_effect(results: Any) -> pd.DataFrame:
         "spufix_id_accuracy_after": "id_acc_after",
         "spufix_spurious_trigger_before": "trigger_before",
         "spufix_spurious_trigger_after": "trigger_after",
+        "spufix_spurious_score_before": "score_before",
         "spufix_spurious_score_after": "score_after",
     }
     out = pd.DataFrame(index=wide.index)
     for src, dst in (
         ("spurious_score", "spurious_score"),
         ("n_flagged", "n_flagged"),
+        ("spufix_n_evaluation", "n_evaluation"),
         *rename.items(),
     ):
         out[dst] = wide[src] if src in wide.columns else np.nan
@@ -183,12 +193,14 @@ def spufix_effect(results: Any) -> pd.DataFrame:
     order = [
         "spurious_score",
         "n_flagged",
+        "n_evaluation",
         "id_acc_before",
         "id_acc_after",
         "id_acc_change",
         "trigger_before",
         "trigger_after",
         "trigger_change",
+        "score_before",
         "score_after",
     ]
     return out[order]

@@ -74,9 +74,11 @@ def print_spurious(results: Any, out: Console | None = None, n_boot: int = 1000)
         out.print(
             f"SpuFix on the most spurious model [bold]{worst}[/] (score "
             f"{number(e['spurious_score'])}, {number(e['n_flagged'], 0)} component(s) "
-            f"flagged): clean accuracy {number(e['id_acc_before'])} -> "
+            f"flagged; before -> after on {number(e['n_evaluation'], 0)} held-out "
+            f"spurious-only images): clean accuracy {number(e['id_acc_before'])} -> "
             f"{number(e['id_acc_after'])}, spurious trigger rate {number(e['trigger_before'])}"
-            f" -> {number(e['trigger_after'])}, spurious score -> {number(e['score_after'])}"
+            f" -> {number(e['trigger_after'])}, spurious score {number(e['score_before'])} -> "
+            f"{number(e['score_after'])}"
         )
     return worst
 

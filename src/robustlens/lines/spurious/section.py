@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import json
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 from matplotlib.figure import Figure
@@ -27,7 +28,7 @@ from robustlens.lines.spurious.grid_files import INDEX_FILE, grid_folder
 from robustlens.lines.spurious.tables import correlation_table, model_table, spufix_table
 from robustlens.report.context import ReportContext, figure_html
 
-__all__ = ["spurious_section"]
+__all__ = ["protocol_html", "spurious_section"]
 
 INTRO = (
     "<p>Neural PCA of each class logit and the spurious score of Neuhaus et al. "
@@ -36,8 +37,39 @@ INTRO = (
     "mean over classes. <b>High score = less spurious</b>; reliance = 1 − score. "
     "SpuFix removes the positive part of the components flagged as spurious (flagged "
     "automatically: the components that raise the class logit on spurious-only images "
-    "beyond in-class images).</p>"
+    "beyond in-class images). The components are chosen on a selection part of each "
+    "class's spurious-only and in-class images, and SpuFix's before / after numbers are "
+    "computed on the disjoint evaluation part, so that they are not measured on the images "
+    "that chose the components.</p>"
 )
+
+
+def protocol_html(artifacts: dict[str, dict[str, Any]]) -> str | None:
+    """The spurious measure's recorded protocol (name, paper, parameters), one line per
+    distinct parameter set, naming the models that used it; ``None`` without one.
+
+    Example:
+        >>> art = {"m": {"spurious": {"protocol": {"name": "p", "paper": "X 2023",
+        ...                                        "parameters": {"split_seed": 0}}}}}
+        >>> protocol_html(art)
+        '<p>Protocol <b>p</b> (X 2023): split_seed = 0 (models: m)</p>'
+    """
+    groups: dict[str, list[str]] = {}
+    for model in sorted(artifacts):
+        protocol = (artifacts[model] or {}).get("spurious", {}).get("protocol")
+        if not isinstance(protocol, dict):
+            continue
+        params = protocol.get("parameters") or {}
+        line = (
+            f"Protocol <b>{esc(protocol.get('name', '?'))}</b> ({esc(protocol.get('paper', ''))})"
+            f": {esc(', '.join(f'{k} = {v}' for k, v in params.items()))}"
+        )
+        groups.setdefault(line, []).append(model)
+    if not groups:
+        return None
+    return "\n".join(
+        f"<p>{line} (models: {esc(', '.join(models))})</p>" for line, models in groups.items()
+    )
 
 
 def _png_html(path: Path, alt: str) -> str:
@@ -122,6 +154,9 @@ def spurious_section(ctx: ReportContext) -> str | None:
         parts.append(correlation_table(corr).to_html())
     parts.append(model_table(table).to_html())
     parts.append(spufix_table(spufix_effect(ctx.results)).to_html())
+    protocol = protocol_html(ctx.artifacts or {})
+    if protocol:
+        parts.append(protocol)
     parts.append("<h4>Neural-PCA components: top-activating images</h4>")
     parts.append(_grids_html(ctx.output_dir))
     return "\n".join(parts)

@@ -26,16 +26,18 @@ _MODEL_COLUMNS = {
     "n_flagged": "flagged components",
     "n_classes_flagged": "classes flagged",
 }
-_COUNTS = ("n_flagged", "n_classes_flagged")
+_COUNTS = ("n_flagged", "n_classes_flagged", "n_evaluation")
 _SPUFIX_COLUMNS = {
     "spurious_score": "score",
     "n_flagged": "flagged components",
+    "n_evaluation": "held-out images",
     "id_acc_before": "clean acc before",
     "id_acc_after": "clean acc after",
     "id_acc_change": "clean acc change",
     "trigger_before": "trigger before",
     "trigger_after": "trigger after",
     "trigger_change": "trigger change",
+    "score_before": "score before",
     "score_after": "score after",
 }
 
@@ -110,9 +112,12 @@ def spufix_table(effect: pd.DataFrame) -> Table:
     :func:`~robustlens.lines.spurious.analysis.spufix_effect`."""
     columns, rows = _rows(effect, _SPUFIX_COLUMNS)
     return Table(
-        "SpuFix before / after",
+        "SpuFix before / after, on held-out images",
         columns,
         rows,
-        caption="clean acc: top-1 accuracy on the id dataset; score after: the spurious "
-        "score from SpuFix-corrected logits",
+        caption="components chosen on a selection part of each class's spurious-only and id "
+        "images; every before / after number on the disjoint evaluation part (held-out "
+        "images: its spurious-only images). clean acc: top-1 accuracy on the id dataset; "
+        "score before / after: the spurious score from the model's / SpuFix-corrected "
+        "logits; score (first column): all images",
     )
