@@ -16,6 +16,7 @@ from robustlens.data.layouts import available_layouts, get_layout
 from robustlens.errors import ConfigError
 
 __all__ = [
+    "NATURAL_SHIFT_ROLES",
     "ROLES",
     "SHIFTED_ROLES",
     "check_role",
@@ -32,17 +33,22 @@ ROLES = (
     "id",
     "v2",
     "corrupt",
+    "corrupt_bar",
     "sketch",
     "cue_conflict",
     "spurious",
     "rendition",
+    "stylized",
     "adversarial",
     "natural",
     "other",
 )
 
 #: roles of datasets that are a distribution shift from ``id``, in report order
-SHIFTED_ROLES = ("v2", "corrupt", "sketch", "rendition", "natural")
+#: (``corrupt_bar``: ImageNet-C-bar's corruptions; ``stylized``: Stylized-ImageNet)
+SHIFTED_ROLES = ("v2", "corrupt", "corrupt_bar", "sketch", "rendition", "stylized", "natural")
+#: shifts in the natural sense of Taori et al. 2020 (effective robustness is defined on them)
+NATURAL_SHIFT_ROLES = ("v2", "sketch", "rendition", "natural")
 
 _WORLD_SPLIT_ROLES = (
     "train",

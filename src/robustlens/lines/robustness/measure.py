@@ -53,11 +53,11 @@ from robustlens.metrics.effective_robustness import (
     imagenet_baseline,
     relative_robustness,
 )
-from robustlens.roles import SHIFTED_ROLES
+from robustlens.roles import NATURAL_SHIFT_ROLES
 
 #: dataset roles treated as natural distribution shifts of the ``id`` dataset: the shifted
 #: roles but synthetic corruptions (``v2``, ``sketch``, ``rendition``, ``natural``)
-SHIFT_ROLES = tuple(r for r in SHIFTED_ROLES if r != "corrupt")
+SHIFT_ROLES = NATURAL_SHIFT_ROLES
 
 
 def shift_key(name: str, tags: Mapping[str, Any] | None = None) -> str | None:
