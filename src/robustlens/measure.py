@@ -16,12 +16,14 @@ registries; it never names a line. A line that fails to import is an error namin
 from __future__ import annotations
 
 import inspect
+import json
 import traceback
 import typing
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -124,6 +126,8 @@ class Measure(ABC):
 
     name: ClassVar[str] = "measure"
     description: ClassVar[str] = ""
+    #: the paper whose protocol the measure follows (recorded with its results)
+    paper: ClassVar[str] = ""
 
     @abstractmethod
     def requests(self, dataset: DatasetInfo) -> dict[str, bool]:
@@ -131,6 +135,27 @@ class Measure(ABC):
 
         An empty dict means the measure does not use this dataset.
         """
+
+    def options(self) -> dict[str, Any] | None:
+        """The measure's settings as plain JSON values, or ``None`` if some are not plain."""
+        try:
+            text = json.dumps(
+                {k: v for k, v in vars(self).items() if not k.startswith("_")},
+                sort_keys=True,
+                default=_plain,
+            )
+        except TypeError:
+            return None
+        return json.loads(text)
+
+    def protocol(self) -> dict[str, Any]:
+        """What the numbers of this measure mean: its name, paper and every parameter."""
+        return {
+            "measure": self.name,
+            "description": self.description,
+            "paper": self.paper,
+            "parameters": self.options() or {},
+        }
 
     def compute_dataset(self, data: DatasetContext, out: MeasureOutput) -> None:
         """Add one dataset's numbers, per-sample columns and artifacts to ``out``."""
@@ -163,6 +188,16 @@ class Measure(ABC):
         """
         for d in data.values():
             self.compute_dataset(d, out)
+
+
+def _plain(x: Any) -> Any:
+    if isinstance(x, tuple | set | frozenset):
+        return sorted(x) if isinstance(x, set | frozenset) else list(x)
+    if isinstance(x, np.generic):
+        return x.item()
+    if isinstance(x, Path):
+        return str(x)
+    raise TypeError(f"not a plain value: {type(x).__name__}")
 
 
 def dataset_predictions(logits: np.ndarray, mapping: ClassMapping) -> tuple[np.ndarray, np.ndarray]:

@@ -51,6 +51,8 @@ class StudyResult:
     model_configs: dict[str, dict[str, Any]] = field(default_factory=dict)
     #: names of the measures the study ran
     measures: list[str] = field(default_factory=list)
+    #: each measure's protocol (paper and parameters), recorded with its results
+    protocols: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def images_decoded(self) -> int:
@@ -100,6 +102,7 @@ def run_study(
         config=cfg,
         dataset_roles={d.name: {"role": d.role, "tags": dict(d.tags)} for d in dspecs},
         measures=[m.name for m in measures],
+        protocols={m.name: m.protocol() for m in measures},
     )
     engine = Engine(
         store,
@@ -156,6 +159,7 @@ def study_plan(result: StudyResult) -> dict[str, Any]:
             "name": result.config.name if result.config is not None else "study",
             "store": str(result.store.root),
             "measures": list(result.measures),
+            "protocols": result.protocols,
             "models": {m: result.model_configs.get(m, {}) for m in result.models},
             "datasets": {d: result.dataset_roles.get(d, {}) for d in result.datasets},
         }
@@ -163,10 +167,20 @@ def study_plan(result: StudyResult) -> dict[str, Any]:
 
 
 def write_plan(result: StudyResult) -> Path:
-    """Write :func:`study_plan` to ``<output>/plan.json`` (read back by :func:`read_plan`)."""
+    """Write :func:`study_plan` to ``<output>/plan.json`` (read back by :func:`read_plan`).
+
+    Commands that each run some measures of one study (``robustlens invariance``, then
+    ``robustlens clustering``) share an output directory: the measures and protocols of an
+    earlier plan on the same store are kept, so the report shows all of them.
+    """
     path = Path(result.output) / PLAN_FILE
+    plan = study_plan(result)
+    old = read_plan(result.output) or {}
+    if old.get("store") == plan["store"]:
+        plan["measures"] = list(dict.fromkeys([*old.get("measures", []), *plan["measures"]]))
+        plan["protocols"] = {**old.get("protocols", {}), **plan["protocols"]}
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(study_plan(result), indent=1))
+    tmp.write_text(json.dumps(plan, indent=1))
     tmp.replace(path)
     return path
 
@@ -275,7 +289,7 @@ def measure_run_key(
     dataset it reads, name, fingerprint, role, tags and class mapping. ``None`` when the
     measure's options cannot be written down reproducibly (then it is always computed).
     """
-    options = measure_options(measure)
+    options = measure.options()
     if options is None:
         return None
     payload = {
@@ -295,29 +309,6 @@ def measure_run_key(
         ],
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
-
-
-def measure_options(measure: Measure) -> dict[str, Any] | None:
-    """The measure's settings as plain JSON values, or ``None`` if some are not plain."""
-    try:
-        text = json.dumps(
-            {k: v for k, v in vars(measure).items() if not k.startswith("_")},
-            sort_keys=True,
-            default=_plain,
-        )
-    except TypeError:
-        return None
-    return json.loads(text)
-
-
-def _plain(x: Any) -> Any:
-    if isinstance(x, tuple | set | frozenset):
-        return sorted(x) if isinstance(x, set | frozenset) else list(x)
-    if isinstance(x, np.generic):
-        return x.item()
-    if isinstance(x, Path):
-        return str(x)
-    raise TypeError(f"not a plain value: {type(x).__name__}")
 
 
 def _cached_run_intact(

@@ -10,7 +10,7 @@ import pytest
 from robustlens.config import parse_config
 from robustlens.lines.clustering.measure import ClusteringMeasure
 from robustlens.lines.invariance.measure import InvarianceMeasure
-from robustlens.study import measure_options, per_sample_path, run_study
+from robustlens.study import per_sample_path, run_study
 
 SPLITS = ["val", "v2", "sketch"]
 
@@ -119,11 +119,11 @@ def test_a_run_killed_before_it_is_recorded_computes_again(
 
 def test_options_that_cannot_be_written_down_are_never_cached():
     measure = ClusteringMeasure()
-    assert measure_options(measure) == {
+    assert measure.options() == {
         "datasets": "id",
         "max_samples": 2000,
         "n_init": 3,
         "seed": 0,
     }
     measure.seed = object()  # e.g. a user's generator: no stable identity across runs
-    assert measure_options(measure) is None
+    assert measure.options() is None

@@ -36,6 +36,7 @@ from robustlens.report.overview import generalization_overview, what_predicts_ht
 from robustlens.roles import corrupt_group, role_from_name
 from robustlens.store import Store
 from robustlens.study import read_plan, study_plan
+from robustlens.tables import Table
 
 __all__ = [
     "SUMMARY_FILE",
@@ -250,6 +251,11 @@ def build_report_context(
         artifacts = {m: a for m, a in source.artifacts.items() if m in set(model_names)}
     summary["models"] = list(model_names)
     summary["measures"] = measures
+    summary["protocols"] = {
+        m: p
+        for m, p in (plan.get("protocols") or summary.get("protocols") or {}).items()
+        if measures is None or m in measures
+    }
     summary["datasets"] = present
     summary["model_configs"] = {m: model_cfgs.get(m, {}) for m in model_names}
     summary["dataset_info"] = info
@@ -262,6 +268,23 @@ def build_report_context(
         models={m: model_cfgs.get(m, {}) for m in model_names},
         study=summary,
     )
+
+
+def protocols_table(ctx: ReportContext) -> Table | None:
+    """One row per measure: its paper and parameters, as the study recorded them."""
+    protocols = ctx.study.get("protocols") or {}
+    if not protocols:
+        return None
+    rows = [
+        [
+            name,
+            p.get("paper") or "-",
+            ", ".join(f"{k}={json.dumps(v)}" for k, v in sorted(p.get("parameters", {}).items()))
+            or "-",
+        ]
+        for name, p in protocols.items()
+    ]
+    return Table("Measure protocols", ["measure", "paper", "parameters"], rows)
 
 
 def _names(plan: Mapping[str, Any], summary: Mapping[str, Any], key: str) -> list[str] | None:
@@ -599,6 +622,17 @@ def render_report(
         err = SectionError("Per-model results", repr(exc), traceback.format_exc())
         errors.append(err)
         parts.append(("per-model-results", "Per-model results", _error_box(err)))
+    protocols = protocols_table(ctx)
+    if protocols is not None:
+        parts.append(
+            (
+                "protocols",
+                "Protocols",
+                "<p>What each measure's numbers mean: the paper whose protocol it follows and "
+                "every parameter that moves its numbers (also in <code>plan.json</code>).</p>"
+                + protocols.to_html(),
+            )
+        )
     for section in report_sections():
         stitle = section.title
         try:

@@ -23,6 +23,10 @@ class AccuracyMeasure(Measure):
 
     name = "accuracy"
     description = "top-1 accuracy and expected calibration error per dataset"
+    paper = (
+        "Guo et al., On Calibration of Modern Neural Networks, ICML 2017 (ECE); Beyer et "
+        "al., Are we done with ImageNet?, arXiv 2020 (ReaL accuracy)"
+    )
 
     def requests(self, dataset: DatasetInfo) -> dict[str, bool]:
         return {} if dataset.role == "train" else {"clean": False}

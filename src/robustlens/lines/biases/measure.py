@@ -141,6 +141,11 @@ class BiasesMeasure(Measure):
 
     name = "biases"
     description = "shape bias, low/high-frequency bias, critical band, PGD robust accuracy"
+    paper = (
+        "Gavrikov et al., Can Biases in ImageNet Models Explain Generalization?, CVPR "
+        "2024 (shape bias: Geirhos et al., ICLR 2019; critical band: Subramanian et al., "
+        "NeurIPS 2023)"
+    )
 
     def __init__(
         self,

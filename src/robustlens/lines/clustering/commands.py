@@ -28,16 +28,15 @@ from robustlens.lines.clustering.tables import (
     strongest_detail,
 )
 from robustlens.roles import dataset_roles
-from robustlens.runner import run_study_command
+from robustlens.runner import ConfigOpt, StoreOpt, StudyArg, run_study_command, study_path
 
 MEASURES = ["accuracy", "clustering"]
 
 
 def clustering_cmd(
-    config: Annotated[
-        Path | None, typer.Argument(help="Study YAML (default: the demo study).")
-    ] = None,
-    store: Annotated[Path | None, typer.Option(help="Override the store directory.")] = None,
+    study: StudyArg = None,
+    config: ConfigOpt = None,
+    store: StoreOpt = None,
     method: Annotated[str, typer.Option(help="spearman, pearson or kendall.")] = "spearman",
     n_boot: Annotated[int, typer.Option(help="Bootstrap resamples for the CIs.")] = 1000,
     alpha: Annotated[float, typer.Option(help="Significance level.")] = 0.05,
@@ -47,11 +46,11 @@ def clustering_cmd(
     ] = None,
 ) -> None:
     """Clustering indicators (silhouette, Davies-Bouldin, NMI ...) vs corruption accuracy."""
-    result = run_study_command(config, store, measures=MEASURES)
-    if result is None:
-        return
-    out = stdout_console()
     try:
+        result = run_study_command(study_path(study, config), store, measures=MEASURES)
+        if result is None:
+            return
+        out = stdout_console()
         roles = dataset_roles(result.datasets, result.dataset_roles)
         df = result.results()
         table = indicator_table(df, roles=roles)

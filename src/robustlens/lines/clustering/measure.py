@@ -74,6 +74,10 @@ class ClusteringMeasure(Measure):
 
     name = "clustering"
     description = "k-means clustering indicators of clean penultimate features"
+    paper = (
+        "Ho, Pfreundt, Keuper, Keuper, Estimating the Robustness of Classification "
+        "Models by the Structure of the Learned Feature-Space, AAAI-22 AdvML workshop"
+    )
 
     def __init__(
         self, datasets: str = "id", max_samples: int = 2000, seed: int = 0, n_init: int = 3

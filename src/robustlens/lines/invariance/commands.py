@@ -32,7 +32,7 @@ from robustlens.lines.invariance.tables import (
     mae_table,
     model_centric_table,
 )
-from robustlens.runner import run_study_command
+from robustlens.runner import ConfigOpt, StoreOpt, StudyArg, run_study_command, study_path
 from robustlens.tables import Table
 
 MEASURES = ["accuracy", "invariance", "label_free"]
@@ -44,10 +44,9 @@ def _show(out: Console, table: Table | None, empty: str) -> None:
 
 
 def invariance_cmd(
-    config: Annotated[
-        Path | None, typer.Argument(help="Study YAML (default: the demo study).")
-    ] = None,
-    store: Annotated[Path | None, typer.Option(help="Override the store directory.")] = None,
+    study: StudyArg = None,
+    config: ConfigOpt = None,
+    store: StoreOpt = None,
     model: Annotated[
         str | None,
         typer.Option(
@@ -64,12 +63,12 @@ def invariance_cmd(
     ] = None,
 ) -> None:
     """Effective invariance (rotation, grayscale) and label-free OOD-accuracy predictors."""
-    result = run_study_command(config, store, measures=MEASURES)
-    if result is None:
-        return
-    out = stdout_console()
-    roles = result.dataset_roles  # as the study resolved them (roles set in the YAML included)
     try:
+        result = run_study_command(study_path(study, config), store, measures=MEASURES)
+        if result is None:
+            return
+        out = stdout_console()
+        roles = result.dataset_roles  # as the study resolved them (roles set in the YAML included)
         df = result.results()
         mc = model_centric(df, roles=roles, alpha=alpha, n_boot=n_boot)
         _show(

@@ -54,6 +54,10 @@ class LabelFreeMeasure(Measure):
 
     name = "label_free"
     description = "label-free accuracy predictors: confidence, nuclear norm, DoC, ATC"
+    paper = (
+        "Guillory et al., ICCV 2021 (DoC); Garg et al., ICLR 2022 (ATC); Deng et al., "
+        "ICML 2023 (nuclear norm)"
+    )
 
     def __init__(self, source: str | None = None) -> None:
         self.source = source

@@ -53,6 +53,10 @@ class InvarianceMeasure(Measure):
 
     name = "invariance"
     description = "effective invariance (EI) and agreement under rotation and grayscale"
+    paper = (
+        "Deng, Gould, Zheng, On the Strong Correlation Between Model Invariance and "
+        "Generalization, NeurIPS 2022"
+    )
 
     def requests(self, dataset: DatasetInfo) -> dict[str, bool]:
         if dataset.role in EXCLUDED_ROLES:

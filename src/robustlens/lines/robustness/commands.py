@@ -26,18 +26,20 @@ from robustlens.lines.robustness.analysis import (
     zoo_effective_robustness,
 )
 from robustlens.lines.robustness.tables import er_table, pairs_table, shipped_er_table
-from robustlens.runner import load_study_config, run_study_command, world_of
+from robustlens.runner import (
+    ConfigOpt,
+    StoreOpt,
+    StudyArg,
+    load_study_config,
+    run_study_command,
+    study_path,
+    world_of,
+)
 
 
 def generate(
-    config: Annotated[
-        Path | None,
-        typer.Option(
-            "--config",
-            "-c",
-            help="Study YAML whose 'world' section defines the world (default: demo).",
-        ),
-    ] = None,
+    study: StudyArg = None,
+    config: ConfigOpt = None,
     out: Annotated[Path, typer.Option(help="ImageFolder to write (out/{class}/{i}.png).")] = Path(
         "generated"
     ),
@@ -85,12 +87,14 @@ def generate(
 ) -> None:
     """Generate class-conditional training images into an ImageFolder.
 
-    Synthetic world: train a small class-conditional diffusion model on the world's train
-    split (cached in --model-dir) and sample it. ImageNet: render class-name prompts with a
-    local Stable Diffusion pipeline (--stable-diffusion DIR --classes-file F).
+    Synthetic world (the study's `world` section): train a small class-conditional diffusion
+    model on the world's train split (cached in --model-dir) and sample it. ImageNet: render
+    class-name prompts with a local Stable Diffusion pipeline (--stable-diffusion DIR
+    --classes-file F).
     """
     try:
         t0 = time.perf_counter()
+        path = study_path(study, config)
         if stable_diffusion is not None:
             if classes_file is None:
                 raise ConfigError("--stable-diffusion needs --classes-file (one class per line)")
@@ -111,7 +115,7 @@ def generate(
                 f"({duration(time.perf_counter() - t0)})"
             )
             return
-        world = world_of(load_study_config(config))
+        world = world_of(load_study_config(path))
         steps = steps or DEFAULT_TRAIN_STEPS
         model_dir = model_dir or out.with_name(out.name + "-generator")
         if _trained_on(model_dir, world, steps, seed) and not retrain:
@@ -154,8 +158,9 @@ def _trained_on(model_dir: Path, world: Any, steps: int, seed: int) -> bool:
 
 
 def robustness(
-    config: Annotated[Path | None, typer.Argument(help="Study YAML (default: the demo).")] = None,
-    store: Annotated[Path | None, typer.Option(help="Override the store directory.")] = None,
+    study: StudyArg = None,
+    config: ConfigOpt = None,
+    store: StoreOpt = None,
     transform: Annotated[str, typer.Option(help="Axis transform: logit or probit.")] = "logit",
     baseline_models: Annotated[
         str | None,
@@ -167,7 +172,11 @@ def robustness(
     csv: Annotated[Path | None, typer.Option(help="Write the per-model ER table as CSV.")] = None,
 ) -> None:
     """Effective robustness on natural shifts: baseline fit (and R^2), ER per model, pairs."""
-    result = run_study_command(config, store, measures=["accuracy", "robustness"])
+    try:
+        path = study_path(study, config)
+    except RobustlensError as exc:
+        fail(exc)
+    result = run_study_command(path, store, measures=["accuracy", "robustness"])
     if result is None:
         return
     try:

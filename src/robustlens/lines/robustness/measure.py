@@ -133,6 +133,10 @@ class RobustnessMeasure(Measure):
 
     name = "robustness"
     description = "ID vs OOD accuracy on natural shifts; ER against the shipped ImageNet baselines"
+    paper = (
+        "Taori et al., Measuring Robustness to Natural Distribution Shifts in Image "
+        "Classification, NeurIPS 2020"
+    )
 
     def __init__(
         self,

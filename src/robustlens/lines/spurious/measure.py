@@ -345,6 +345,7 @@ class SpuriousMeasure(Measure):
 
     name = "spurious"
     description = "neural PCA components, spurious score (AP) and held-out SpuFix per model"
+    paper = PAPER
 
     def __init__(
         self,
@@ -387,8 +388,8 @@ class SpuriousMeasure(Measure):
         """The protocol recorded with the results: name, paper, every parameter that moves
         the numbers, and the definitions they enter."""
         return {
+            **super().protocol(),
             "name": PROTOCOL_NAME,
-            "paper": PAPER,
             "parameters": {
                 "max_train_per_class": self.max_train_per_class,
                 "n_flag": self.n_flag,
