@@ -208,7 +208,7 @@ def test_load_model_module_source_imports_factory(tmp_path):
         ({"source": "hub", "arch": "x"}, "source must be one of"),
         ({"arch": "resnet18"}, "source must be one of"),
         (
-            {"source": "timm", "arch": "test_resnet", "pretrained": True},
+            {"source": "torchvision", "arch": "resnet18", "pretrained": True},
             r"unknown keys \['pretrained'\]",
         ),
         ({"source": "timm"}, "'arch' is required"),

