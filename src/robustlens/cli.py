@@ -25,8 +25,13 @@ from robustlens.generate import (
 from robustlens.measure import available_measures, lines
 from robustlens.models.zoo import ZooMember, default_zoo, train_zoo
 from robustlens.runner import (
+    ConfigOpt,
+    RequiredStudyArg,
+    StoreOpt,
+    StudyArg,
     load_study_config,
     run_study_command,
+    study_path,
     world_of,
     write_report_command,
 )
@@ -44,21 +49,18 @@ world_app = typer.Typer(help="Build and export the synthetic world.", no_args_is
 app.add_typer(zoo_app, name="zoo")
 app.add_typer(world_app, name="world")
 
-StoreOpt = Annotated[Path, typer.Option("--store", help="Result store directory (cache).")]
-ConfigOpt = Annotated[
-    Path | None, typer.Option("--config", "-c", help="Study YAML (world, zoo sections are read).")
-]
-
 
 # ------------------------------------------------------------------------------ world
 @world_app.command("build")
 def world_build(
+    study: StudyArg = None,
     config: ConfigOpt = None,
-    store: Annotated[Path | None, typer.Option(help="Result store directory.")] = None,
+    store: StoreOpt = None,
 ) -> None:
-    """Generate every split of the synthetic world (cached in the store; instant when cached)."""
+    """Generate every split of the study's synthetic world (its `world` section; cached in the
+    store, instant when cached)."""
     try:
-        cfg = load_study_config(config, store=str(store) if store else None)
+        cfg = load_study_config(study_path(study, config), store=str(store) if store else None)
         world = world_of(cfg)
         names = world.split_names()
         with Progress(
@@ -79,7 +81,10 @@ def world_build(
 
 @world_app.command("export")
 def world_export(
-    out: Annotated[Path, typer.Argument(help="Directory for the ImageFolder tree.")],
+    out: Annotated[
+        Path, typer.Argument(metavar="OUT", help="Directory for the ImageFolder trees.")
+    ],
+    study: StudyArg = None,
     config: ConfigOpt = None,
     split: Annotated[
         list[str] | None, typer.Option(help="Splits to export (default: all).")
@@ -88,9 +93,9 @@ def world_export(
         int | None, typer.Option(help="At most this many per class.")
     ] = None,
 ) -> None:
-    """Export world splits as PNG ImageFolder trees (out/split/class/*.png) to look at."""
+    """Export the study's world splits as PNG ImageFolder trees (OUT/split/class/*.png)."""
     try:
-        world = world_of(load_study_config(config))
+        world = world_of(load_study_config(study_path(study, config)))
         world.export_imagefolder(out, split or None, limit_per_class)
         console.print(f"exported to {out}")
     except RobustlensError as exc:
@@ -100,14 +105,16 @@ def world_export(
 # ------------------------------------------------------------------------------ zoo
 @zoo_app.command("train")
 def zoo_train(
+    study: StudyArg = None,
     config: ConfigOpt = None,
     out: Annotated[Path | None, typer.Option(help="Zoo directory (default: the config's).")] = None,
     workers: Annotated[int | None, typer.Option(help="Parallel training processes.")] = None,
     force: Annotated[bool, typer.Option(help="Retrain members that already exist.")] = False,
 ) -> None:
-    """Train the synthetic zoo (resumable: finished members are kept)."""
+    """Train the study's synthetic zoo (its `zoo` section; resumable: finished members are
+    kept)."""
     try:
-        cfg = load_study_config(config)
+        cfg = load_study_config(study_path(study, config))
         zoo = cfg.zoo
         if zoo is None:
             raise RobustlensError("the config has no 'zoo' section")
@@ -200,23 +207,32 @@ def zoo_list(zoo_dir: Annotated[Path, typer.Argument(help="Zoo directory.")]) ->
 
 @app.command("eval")
 def eval_cmd(
+    study: StudyArg = None,
     config: ConfigOpt = None,
-    store: Annotated[Path | None, typer.Option(help="Result store directory.")] = None,
+    store: StoreOpt = None,
 ) -> None:
     """Accuracy and ECE of every model on every dataset of the study (cached in the store)."""
-    run_study_command(config, store, measures=["accuracy"])
+    try:
+        run_study_command(study_path(study, config), store, measures=["accuracy"])
+    except RobustlensError as exc:
+        fail(exc)
 
 
 @app.command("study")
 def study_cmd(
-    config: Annotated[Path, typer.Argument(help="Study YAML: models x datasets x measures.")],
-    store: Annotated[Path | None, typer.Option(help="Override the store directory.")] = None,
+    study: RequiredStudyArg = None,
+    config: ConfigOpt = None,
+    store: StoreOpt = None,
     executor: Annotated[str | None, typer.Option(help="local (default) or ray.")] = None,
     address: Annotated[str | None, typer.Option(help="Ray cluster address.")] = None,
     report: Annotated[bool, typer.Option(help="Write the HTML report at the end.")] = True,
 ) -> None:
     """Run a study: every measure for every model on every dataset, in one pass per dataset."""
-    result = run_study_command(config, store, executor=executor, address=address)
+    try:
+        path = study_path(study, config, required=True)
+    except RobustlensError as exc:
+        fail(exc)
+    result = run_study_command(path, store, executor=executor, address=address)
     if report and result is not None:
         write_report_command(result)
 
@@ -238,10 +254,10 @@ def demo_cmd(
         cfg_path.write_text(yaml.safe_dump(data, sort_keys=False))
         stages: dict[str, float] = {}
         t = time.perf_counter()
-        world_build(cfg_path, None)
+        world_build(study=cfg_path)
         stages["world"] = time.perf_counter() - t
         t = time.perf_counter()
-        zoo_train(cfg_path, None, workers, False)
+        zoo_train(study=cfg_path, workers=workers)
         stages["zoo"] = time.perf_counter() - t
         t = time.perf_counter()
         result = run_study_command(cfg_path, None)

@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
+import typer
 from rich.table import Table
 
 from robustlens.config import StudyConfig, parse_config, read_config_data
 from robustlens.console import console, fail, stdout_console
 from robustlens.demo import demo_config_path
-from robustlens.errors import RobustlensError
+from robustlens.errors import ConfigError, RobustlensError
 from robustlens.formatting import number, short
 from robustlens.plan import world_from_config
 from robustlens.report import write_report
@@ -25,14 +26,93 @@ from robustlens.store import Store
 from robustlens.study import StudyResult, run_study
 
 __all__ = [
+    "ConfigOpt",
+    "RequiredStudyArg",
+    "StoreOpt",
+    "StudyArg",
     "console",
     "fail",
     "load_study_config",
     "print_results",
     "run_study_command",
+    "study_path",
     "world_of",
     "write_report_command",
 ]
+
+
+# ------------------------------------------------------------------------------ the study file
+# Every command that works on a study takes it the same way: as the optional positional
+# argument STUDY or as -c/--config (either; both only when they name the same file).
+#: the study file as a positional argument (a command without one runs the demo study)
+StudyArg = Annotated[
+    Path | None,
+    typer.Argument(
+        metavar="STUDY",
+        help="Study YAML (or give it as -c/--config). Default: the demo study.",
+        show_default=False,
+    ),
+]
+#: the same, for a command that has no default study
+RequiredStudyArg = Annotated[
+    Path | None,
+    typer.Argument(
+        metavar="STUDY",
+        help="Study YAML (or give it as -c/--config).",
+        show_default=False,
+    ),
+]
+#: the study file as an option: the same file as STUDY
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        "-c",
+        metavar="STUDY",
+        help="Study YAML (the same as the STUDY argument).",
+        show_default=False,
+    ),
+]
+
+#: the result store (cache) directory, overriding the study's ``store``
+StoreOpt = Annotated[
+    Path | None,
+    typer.Option(help="Result store directory (default: the study's `store`).", show_default=False),
+]
+
+
+def study_path(study: Path | None, config: Path | None, required: bool = False) -> Path | None:
+    """The study file a command was given, as ``STUDY`` or as ``-c/--config``.
+
+    Args:
+        study: the positional ``STUDY`` argument.
+        config: the ``-c/--config`` option.
+        required: the command has no default study (otherwise ``None`` means the demo study).
+
+    Raises:
+        ConfigError: both are given and name different files, or neither is given and
+            ``required``.
+
+    >>> study_path(Path("a.yaml"), None), study_path(None, Path("a.yaml"))
+    (PosixPath('a.yaml'), PosixPath('a.yaml'))
+    >>> study_path(None, None) is None
+    True
+    >>> study_path(Path("a.yaml"), Path("b.yaml"))  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    robustlens.errors.ConfigError: two different study files: STUDY a.yaml and -c/--config b.yaml...
+    """
+    if study is not None and config is not None:
+        if study.expanduser().resolve() != config.expanduser().resolve():
+            raise ConfigError(
+                f"two different study files: STUDY {study} and -c/--config {config}; "
+                "give one (as STUDY or as -c/--config)"
+            )
+        return study
+    path = study if study is not None else config
+    if path is None and required:
+        raise ConfigError("no study file: give it as STUDY or as -c/--config STUDY")
+    return path
 
 
 def load_study_config(config: Path | None, **overrides: Any) -> StudyConfig:

@@ -17,12 +17,9 @@ from robustlens.console import console, fail
 from robustlens.errors import RobustlensError
 from robustlens.report import export_results, write_report
 from robustlens.report.browser import screenshot as shoot
-from robustlens.runner import load_study_config
+from robustlens.runner import ConfigOpt, StoreOpt, StudyArg, load_study_config, study_path
 from robustlens.store import Store
 from robustlens.study import read_plan
-
-ConfigArg = Annotated[Path | None, typer.Argument(help="Study YAML (default: the demo study).")]
-StoreOpt = Annotated[Path | None, typer.Option(help="Override the store directory.")]
 
 
 def _study_models(cfg: StudyConfig) -> list[str] | None:
@@ -36,7 +33,8 @@ def register(app: typer.Typer) -> None:
 
     @app.command("report")
     def report_cmd(
-        config: ConfigArg = None,
+        study: StudyArg = None,
+        config: ConfigOpt = None,
         out: Annotated[
             Path | None,
             typer.Option("--out", "-o", help="HTML file (default: OUTPUT/report.html)."),
@@ -48,9 +46,10 @@ def register(app: typer.Typer) -> None:
         ] = None,
     ) -> None:
         """Re-render the HTML report of a study from its store and output directory (no model
-        runs; run `robustlens study CONFIG` first)."""
+        runs; run `robustlens study STUDY` first)."""
         try:
-            cfg = load_study_config(config, store=str(store) if store else None)
+            path = study_path(study, config)
+            cfg = load_study_config(path, store=str(store) if store else None)
             path = write_report(
                 Path(cfg.output),
                 out,
@@ -74,7 +73,8 @@ def register(app: typer.Typer) -> None:
 
     @app.command("export")
     def export_cmd(
-        config: ConfigArg = None,
+        study: StudyArg = None,
+        config: ConfigOpt = None,
         out: Annotated[
             Path | None, typer.Option("--out", "-o", help="Directory (default: the study output).")
         ] = None,
@@ -83,13 +83,14 @@ def register(app: typer.Typer) -> None:
         """Write per-model results as CSV and Parquet (long and wide); per-sample outputs are
         already at OUTPUT/per_sample/<model>.parquet."""
         try:
-            cfg = load_study_config(config, store=str(store) if store else None)
+            path = study_path(study, config)
+            cfg = load_study_config(path, store=str(store) if store else None)
             st = Store(cfg.store)
             models = _study_models(cfg)
             if st.results(models=models).empty:
                 raise RobustlensError(
                     f"store {st.root} holds no results for this study; run "
-                    "`robustlens study CONFIG` first"
+                    "`robustlens study STUDY` first"
                 )
             paths = export_results(st, out or Path(cfg.output), models=models)
             for p in paths.values():

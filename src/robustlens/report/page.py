@@ -234,7 +234,7 @@ def build_report_context(
         who = f"models {model_names}" if model_names is not None else "any model"
         raise RobustlensError(
             f"store {store.root} holds no results for {who}; run the study first "
-            "(`robustlens study CONFIG`)"
+            "(`robustlens study STUDY`)"
         )
     if ds_names is not None:
         keep = {*ds_names, "*"}

@@ -28,7 +28,7 @@ from robustlens.lines.biases.tables import (
     shape_bias_comparison,
 )
 from robustlens.roles import dataset_roles
-from robustlens.runner import load_study_config
+from robustlens.runner import ConfigOpt, StoreOpt, StudyArg, load_study_config, study_path
 from robustlens.study import run_study
 
 __all__ = ["print_bias_report", "register"]
@@ -89,10 +89,9 @@ def register(app: typer.Typer) -> None:
 
     @app.command("biases")
     def biases_cmd(
-        config: Annotated[
-            Path | None, typer.Argument(help="Study YAML (default: the demo study).")
-        ] = None,
-        store: Annotated[Path | None, typer.Option(help="Result store directory.")] = None,
+        study: StudyArg = None,
+        config: ConfigOpt = None,
+        store: StoreOpt = None,
         alpha: Annotated[float, typer.Option(help="Significance level of the matrix.")] = 0.05,
         n_boot: Annotated[int, typer.Option(help="Bootstrap resamples for the CIs.")] = 1000,
         csv: Annotated[
@@ -108,7 +107,9 @@ def register(app: typer.Typer) -> None:
         (cached in the store: a second run is instant)."""
         try:
             cfg = load_study_config(
-                config, store=str(store) if store else None, measures=["accuracy", "biases"]
+                study_path(study, config),
+                store=str(store) if store else None,
+                measures=["accuracy", "biases"],
             )
             result = run_study(cfg, progress=True, log=lambda s: console.print(f"  {s}"))
             tables = print_bias_report(

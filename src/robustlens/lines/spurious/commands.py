@@ -1,4 +1,4 @@
-"""``robustlens spurious [CONFIG]``: neural PCA, spurious score and SpuFix for every model.
+"""``robustlens spurious [STUDY]``: neural PCA, spurious score and SpuFix for every model.
 
 Runs the study with the ``accuracy`` and ``spurious`` measures (engine outputs come from the
 store when cached), then prints the per-model table, how well the spurious score ranks the
@@ -8,7 +8,6 @@ spurious model, and writes the neural-PCA image grids under ``output/spurious/``
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -26,7 +25,7 @@ from robustlens.lines.spurious.analysis import (
 )
 from robustlens.lines.spurious.grids import render_component_grids
 from robustlens.lines.spurious.tables import correlation_table, model_table
-from robustlens.runner import load_study_config
+from robustlens.runner import ConfigOpt, StoreOpt, StudyArg, load_study_config, study_path
 from robustlens.study import run_study
 
 MEASURES = ["accuracy", "spurious"]
@@ -88,10 +87,9 @@ def register(app: typer.Typer) -> None:
 
     @app.command("spurious")
     def spurious_cmd(
-        config: Annotated[
-            Path | None, typer.Argument(help="Study YAML (default: the demo study).")
-        ] = None,
-        store: Annotated[Path | None, typer.Option(help="Override the store directory.")] = None,
+        study: StudyArg = None,
+        config: ConfigOpt = None,
+        store: StoreOpt = None,
         grids: Annotated[bool, typer.Option(help="Write the neural-PCA image grids.")] = True,
         max_classes: Annotated[int, typer.Option(help="Classes shown in the grids.")] = 4,
         n_boot: Annotated[int, typer.Option(help="Bootstrap resamples for the CI.")] = 1000,
@@ -99,7 +97,9 @@ def register(app: typer.Typer) -> None:
         """Neural PCA, spurious score and SpuFix per model (Neuhaus et al., ICCV 2023)."""
         out = stdout_console()
         try:
-            cfg = spurious_config(load_study_config(config, store=str(store) if store else None))
+            cfg = spurious_config(
+                load_study_config(study_path(study, config), store=str(store) if store else None)
+            )
             result = run_study(cfg, progress=True, log=lambda s: console.print(f"  {s}"))
             console.print(
                 f"{result.forward_passes} forward passes, {result.images_decoded} images decoded"

@@ -100,7 +100,7 @@ def _grids_html(output_dir: Path) -> str:
     if not pngs:
         return (
             f"<p>No neural-PCA image grids in <code>{esc(folder)}</code>: the "
-            "report holds no dataset pixels; run <code>robustlens spurious CONFIG</code> "
+            "report holds no dataset pixels; run <code>robustlens spurious STUDY</code> "
             "to write them, then rebuild the report.</p>"
         )
     captions = _captions(folder / INDEX_FILE)
