@@ -13,6 +13,9 @@ pytest.importorskip(
     "diffusers", reason="generation needs diffusers (pip install 'robustlens[gen]')"
 )
 
+import torch
+
+from robustlens.data.imagefolder import ImageFolderDataset
 from robustlens.errors import CheckpointError, ConfigError
 from robustlens.generate import (
     GeneratorConfig,
@@ -23,7 +26,7 @@ from robustlens.generate import (
     sample_world_generator,
     train_world_generator,
 )
-from robustlens.models.zoo import ZooMember
+from robustlens.models.zoo import TrainingData, ZooMember, load_zoo_model, train_member
 
 # a very small UNet (about 20 k parameters) so that training steps take milliseconds
 TINY_GEN = GeneratorConfig(block_out_channels=(8, 16), norm_num_groups=4)
@@ -60,8 +63,6 @@ def test_sample_writes_imagefolder_of_world_classes(tiny_generator, tiny_world, 
     assert all(img.shape == (32, 32, 3) and img.dtype == np.uint8 for img in tree.values())
     manifest = json.loads((out / "generated.json").read_text())
     assert manifest["world"] == tiny_world.fingerprint() and manifest["n_per_class"] == 2
-
-    from robustlens.data.imagefolder import ImageFolderDataset
 
     ds = ImageFolderDataset(out, size=32, crop="none")  # the manifest is ignored
     assert len(ds) == 8 and sorted(ds.classes) == sorted(tiny_world.classes)
@@ -100,9 +101,6 @@ def test_generator_config_validates_groups():
 
 def test_generated_twins_train_on_real_plus_generated(tiny_generator, tiny_world, tmp_path):
     """Zoo integration: a '-gen' twin trains on the world's train split + the generated tree."""
-    import torch
-
-    from robustlens.models.zoo import TrainingData, load_zoo_model, train_member
 
     n_real = len(tiny_world.split("train")["labels"])
     per_class = n_real // len(tiny_world.classes)  # as many generated as real images
@@ -132,8 +130,6 @@ def test_generated_twins_train_on_real_plus_generated(tiny_generator, tiny_world
 
 
 def test_generated_ratio_is_met_with_fewer_generated_images(tiny_generator, tiny_world, tmp_path):
-    from robustlens.models.zoo import TrainingData
-
     gen_dir = sample_world_generator(tiny_generator, tmp_path / "gen", 2, steps=1)
     (twin,) = generated_zoo_members([ZooMember("t", "cnn", 8, "none", 1)], gen_dir)
     data = TrainingData(tiny_world, twin)
@@ -175,8 +171,7 @@ def _tiny_sd_pipeline(root: Path) -> Path:
     transformers = pytest.importorskip(
         "transformers", reason="Stable Diffusion needs transformers (CLIP text encoder)"
     )
-    import torch
-    from diffusers import (
+    from diffusers import (  # optional dependency: diffusers (the pipeline needs transformers)
         AutoencoderKL,
         DDIMScheduler,
         StableDiffusionPipeline,

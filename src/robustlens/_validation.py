@@ -6,10 +6,12 @@ Every error names the argument, the expected and the actual value.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from robustlens.errors import ValidationError
 
@@ -77,6 +79,75 @@ def check_labels(labels: Any, name: str = "labels", n_classes: int | None = None
             f"got range [{y.min()}, {y.max()}]"
         )
     return y.astype(np.int64)
+
+
+def check_number(
+    value: Any, name: str, *, integer: bool = False, error: type[Exception] = ValidationError
+) -> float:
+    """A finite, non-negative number (a whole one with ``integer``), as a float.
+
+    ``error`` is raised naming ``name`` (a :class:`ValidationError` by default; a config
+    reader passes ``ConfigError``).
+
+    Example:
+        >>> check_number("0.5", "eps"), check_number(40, "steps", integer=True)
+        (0.5, 40.0)
+    """
+    try:
+        v = float(value)
+    except (TypeError, ValueError) as exc:
+        raise error(f"{name}: expected a non-negative number, got {value!r}") from exc
+    if not math.isfinite(v) or v < 0 or (integer and v != int(v)):
+        kind = "integer" if integer else "number"
+        raise error(f"{name}: expected a non-negative {kind}, got {value!r}")
+    return v
+
+
+def check_int(value: Any, name: str, minimum: int = 1) -> int:
+    """An integer (not a bool, not a float) of at least ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
+        raise ValidationError(f"{name}: expected an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def check_fraction(value: Any, name: str) -> float:
+    """One accuracy (or other fraction) in [0, 1], as a float: a percentage is an error."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError) as exc:
+        raise ValidationError(f"{name}: expected an accuracy in [0, 1], got {value!r}") from exc
+    if not (math.isfinite(v) and 0.0 <= v <= 1.0):
+        raise ValidationError(
+            f"{name}: expected an accuracy in [0, 1] (a fraction, not a percentage), got {v}"
+        )
+    return v
+
+
+def check_frame(
+    df: Any,
+    name: str,
+    columns: Sequence[str] = (),
+    what: str = "a pandas DataFrame",
+    hint: str = "",
+) -> pd.DataFrame:
+    """A DataFrame holding ``columns``; errors name ``name``, the columns missing and ``hint``.
+
+    Example:
+        >>> try:
+        ...     check_frame(pd.DataFrame({"a": [1]}), "df", ["a", "b"])
+        ... except ValidationError as e:
+        ...     print(e)
+        df: columns ['b'] missing from the DataFrame; available: ['a']
+    """
+    if not isinstance(df, pd.DataFrame):
+        raise ValidationError(f"{name}: expected {what}, got {type(df).__name__}")
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise ValidationError(
+            f"{name}: columns {missing} missing from the DataFrame; available: "
+            f"{list(df.columns)}{hint}"
+        )
+    return df
 
 
 def check_consistent_length(*arrays: tuple[str, Sequence[Any] | np.ndarray]) -> int:

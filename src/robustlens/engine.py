@@ -14,12 +14,15 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
 from robustlens.data.base import ArrayDataset, ClassMapping, Dataset
 from robustlens.models.base import ModelAdapter
@@ -56,6 +59,22 @@ class EngineReport:
             f"passes, {self.shards_computed} shards computed / {self.shards_cached} cached, "
             f"{len(self.skipped)} skipped, {self.seconds:.2f}s"
         )
+
+
+@dataclass
+class _Run:
+    """What every shard of one :meth:`Engine.run` shares."""
+
+    dataset: Dataset
+    jobs: Sequence[EngineJob]
+    models: list[ModelAdapter]
+    mappings: dict[int, ClassMapping]
+    keys: dict[tuple[int, str], ArrayKey]
+    meta_key: ArrayKey
+    n_shards: int
+    report: EngineReport
+    bar: Any  # (rich Progress, task id) or None
+    acceptable: np.ndarray | None  # every sample's acceptable labels, when meta is missing
 
 
 def resolve_device(device: str | None = None) -> torch.device:
@@ -137,8 +156,6 @@ class Engine:
         self.store = store
         self.batch_size = batch_size
         self.shard_size = shard_size
-        import os
-
         self.num_workers = (
             (2 if (os.cpu_count() or 1) > 2 else 0) if num_workers is None else num_workers
         )
@@ -227,30 +244,16 @@ class Engine:
         bar = self._progress_bar(
             dataset.name, sum(min(self.shard_size, n - s * self.shard_size) for s in todo_shards)
         )
+        run = _Run(
+            dataset, jobs, models, mappings, keys, meta_key, n_shards, report, bar, acceptable
+        )
         try:
             for s in todo_shards:
-                start, stop = s * self.shard_size, min((s + 1) * self.shard_size, n)
                 needed = {
                     i: [v for v in job.views if s not in done[keys[(i, v)]]]
                     for i, job in enumerate(jobs)
                 }
-                self._run_shard(
-                    dataset,
-                    jobs,
-                    models,
-                    mappings,
-                    needed,
-                    keys,
-                    meta_key,
-                    s,
-                    n_shards,
-                    start,
-                    stop,
-                    s not in done[meta_key],
-                    report,
-                    bar,
-                    acceptable,
-                )
+                self._run_shard(run, s, needed, s not in done[meta_key])
                 report.shards_computed += 1
         finally:
             if bar is not None:
@@ -271,8 +274,6 @@ class Engine:
     def _progress_bar(self, name: str, total: int):
         if not self.progress:
             return None
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
-
         p = Progress(
             "[bold]{task.description}",
             BarColumn(),
@@ -294,23 +295,11 @@ class Engine:
         return logits.float(), feats.float()
 
     def _run_shard(
-        self,
-        dataset,
-        jobs,
-        models,
-        mappings,
-        needed,
-        keys,
-        meta_key,
-        shard,
-        n_shards,
-        start,
-        stop,
-        need_meta,
-        report,
-        bar,
-        acceptable=None,
+        self, run: _Run, shard: int, needed: dict[int, list[str]], need_meta: bool
     ) -> None:
+        """Run the ``needed`` views of every model on one shard and store what they give."""
+        dataset, jobs, models, report, bar = run.dataset, run.jobs, run.models, run.report, run.bar
+        start, stop = shard * self.shard_size, min((shard + 1) * self.shard_size, len(dataset))
         outs: dict[tuple[int, str], dict[str, list[np.ndarray]]] = {
             (i, v): {"logits": [], "features": [], "index": []}
             for i, views in needed.items()
@@ -349,7 +338,7 @@ class Engine:
                 for i in users:
                     job, model = jobs[i], models[i]
                     if shared is None:
-                        targets = mappings[i].targets
+                        targets = run.mappings[i].targets
                         labels_model = torch.tensor(
                             [targets[int(y)][0] for y in batch["labels"]], device=self.device
                         )
@@ -368,7 +357,7 @@ class Engine:
             if bar is not None:
                 bar[0].advance(bar[1], len(imgs))
         if skipped:
-            self.store.put_skipped(meta_key.dataset_fp, skipped)
+            self.store.put_skipped(run.meta_key.dataset_fp, skipped)
         for (i, v), o in outs.items():
             arrays = {k: np.concatenate(a) for k, a in o.items() if a}
             if not arrays:  # every image of the shard was skipped
@@ -376,7 +365,7 @@ class Engine:
                     "index": np.zeros(0, np.int64),
                     "logits": np.zeros((0, jobs[i].model.n_classes), np.float32),
                 }
-            self.store.put_shard(keys[(i, v)], shard, n_shards, arrays)
+            self.store.put_shard(run.keys[(i, v)], shard, run.n_shards, arrays)
         if need_meta:
             arrays = {k: np.concatenate(a) for k, a in meta.items() if a}
             if not arrays:
@@ -385,6 +374,6 @@ class Engine:
                     "labels": np.zeros(0, np.int64),
                     "sample_ids": np.zeros(0, np.int64),
                 }
-            if acceptable is not None:
-                arrays["acceptable"] = acceptable[arrays["index"]]
-            self.store.put_shard(meta_key, shard, n_shards, arrays)
+            if run.acceptable is not None:
+                arrays["acceptable"] = run.acceptable[arrays["index"]]
+            self.store.put_shard(run.meta_key, shard, run.n_shards, arrays)

@@ -39,13 +39,17 @@ import json
 import math
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
 
+from robustlens.data.imagenet_info import imagenet_names, imagenet_wnids
 from robustlens.errors import CheckpointError, ConfigError
 
 __all__ = [
@@ -71,7 +75,7 @@ MANIFEST = "generated.json"
 
 def _require_diffusers() -> Any:
     try:
-        import diffusers
+        import diffusers  # optional dependency: diffusers (the robustlens[gen] extra)
     except ImportError as exc:  # pragma: no cover - depends on the environment
         raise ImportError(
             "image generation needs diffusers: pip install 'robustlens[gen]' "
@@ -121,7 +125,7 @@ class GeneratorConfig:
 
 
 def _build_unet(cfg: GeneratorConfig, image_size: int, n_classes: int) -> Any:
-    from diffusers import UNet2DModel
+    from diffusers import UNet2DModel  # optional dependency: diffusers
 
     n = len(cfg.block_out_channels)
     down = ["DownBlock2D"] * n
@@ -144,11 +148,8 @@ def _build_unet(cfg: GeneratorConfig, image_size: int, n_classes: int) -> Any:
     )
 
 
-def _train_images(world: Any, image_size: int) -> tuple[Any, Any]:
+def _train_images(world: Any, image_size: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The world's train split as float tensors in [-1, 1] (N, 3, S, S) and labels."""
-    import torch
-    import torch.nn.functional as F
-
     split = world.split("train")
     x = torch.from_numpy(np.array(split["images"])).permute(0, 3, 1, 2).float()
     x = x / 127.5 - 1.0
@@ -201,9 +202,7 @@ def train_world_generator(
             downsample (it must be divisible by ``2 ** (len(block_out_channels) - 1)``).
     """
     _require_diffusers()
-    import torch
-    import torch.nn.functional as F
-    from diffusers import DDPMScheduler
+    from diffusers import DDPMScheduler  # optional dependency: diffusers
 
     cfg = config or GeneratorConfig()
     size = int(image_size or world.config.image_size)
@@ -310,6 +309,39 @@ def load_generator_meta(model_dir: str | Path) -> dict[str, Any]:
     return json.loads(path.read_text())
 
 
+def _batches(
+    jobs: list[tuple[int, int]], batch_size: int, progress: Callable[[float], None] | None
+) -> Iterator[list[tuple[int, int]]]:
+    """Consecutive slices of ``jobs``; ``progress`` hears the finished fraction after each."""
+    for b in range(0, len(jobs), batch_size):
+        part = jobs[b : b + batch_size]
+        yield part
+        if progress is not None:
+            progress(min(1.0, (b + len(part)) / len(jobs)))
+
+
+def _write_manifest(
+    out_dir: Path,
+    what: dict[str, Any],
+    n_per_class: int,
+    steps: int,
+    seed: int,
+    guidance_scale: float,
+    t0: float,
+) -> Path:
+    """Write the :data:`MANIFEST` of a generated ImageFolder (``what`` made it); return it."""
+    manifest = {
+        **what,
+        "n_per_class": n_per_class,
+        "steps": steps,
+        "seed": seed,
+        "guidance_scale": guidance_scale,
+        "sample_seconds": round(time.perf_counter() - t0, 2),
+    }
+    (out_dir / MANIFEST).write_text(json.dumps(manifest, indent=2))
+    return out_dir
+
+
 def _noise(seed: int, cls: int, index: int, shape: tuple[int, ...]) -> np.ndarray:
     """Initial noise of one image: a function of (seed, class, index) only."""
     return np.random.default_rng([seed, cls, index]).standard_normal(shape).astype(np.float32)
@@ -361,9 +393,7 @@ def sample_world_generator(
     """
     meta = load_generator_meta(model_dir)
     _require_diffusers()
-    import torch
-    from diffusers import DDIMScheduler, UNet2DModel
-    from PIL import Image
+    from diffusers import DDIMScheduler, UNet2DModel  # optional dependency: diffusers
 
     all_classes = list(meta["classes"])
     chosen = list(classes) if classes is not None else all_classes
@@ -384,8 +414,7 @@ def sample_world_generator(
         (out_dir / c).mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     with torch.no_grad():
-        for b in range(0, len(jobs), batch_size):
-            part = jobs[b : b + batch_size]
+        for part in _batches(jobs, batch_size, progress):
             x = torch.from_numpy(np.stack([_noise(seed, c, i, (3, size, size)) for c, i in part]))
             y = torch.tensor([c for c, _ in part], dtype=torch.int64)
             for t in sched.timesteps:
@@ -401,21 +430,13 @@ def sample_world_generator(
             imgs = ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1)
             for (c, i), img in zip(part, imgs.numpy(), strict=True):
                 Image.fromarray(img).save(out_dir / all_classes[c] / f"{i:05d}.png")
-            if progress is not None:
-                progress(min(1.0, (b + len(part)) / len(jobs)))
-    manifest = {
+    what = {
         "kind": "world_generator",
         "generator": str(model_dir.resolve()),
         "world": meta["world"],
         "classes": chosen,
-        "n_per_class": n_per_class,
-        "steps": steps,
-        "seed": seed,
-        "guidance_scale": guidance_scale,
-        "sample_seconds": round(time.perf_counter() - t0, 2),
     }
-    (out_dir / MANIFEST).write_text(json.dumps(manifest, indent=2))
-    return out_dir
+    return _write_manifest(out_dir, what, n_per_class, steps, seed, guidance_scale, t0)
 
 
 # ------------------------------------------------------------------------- Stable Diffusion
@@ -462,8 +483,6 @@ def read_classes_file(path: str | Path) -> tuple[list[str], list[str]]:
         if _WNID.match(head):
             if not rest.strip():
                 if lookup is None:
-                    from robustlens.data.imagenet_info import imagenet_names, imagenet_wnids
-
                     lookup = dict(zip(imagenet_wnids(), imagenet_names(), strict=True))
                 if head not in lookup:
                     raise ConfigError(f"classes file {path}: {head} is not an ImageNet-1k wnid")
@@ -554,10 +573,8 @@ def generate_with_stable_diffusion(
     if n_per_class < 1:
         raise ConfigError(f"n_per_class must be >= 1, got {n_per_class}")
     _require_diffusers()
-    import torch
-
     try:
-        from diffusers import StableDiffusionPipeline
+        from diffusers import StableDiffusionPipeline  # optional dependency: diffusers
     except ImportError as exc:  # pragma: no cover - needs transformers
         raise ImportError(
             "Stable Diffusion needs transformers (CLIP text encoder): pip install transformers"
@@ -575,8 +592,7 @@ def generate_with_stable_diffusion(
     for f in folders:
         (out_dir / f).mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    for b in range(0, len(jobs), batch_size):
-        part = jobs[b : b + batch_size]
+    for part in _batches(jobs, batch_size, progress):
         prompts = [prompt_template.format(classes[c]) for c, _ in part]
         gens = [torch.Generator(device="cpu").manual_seed(_sd_seed(seed, c, i)) for c, i in part]
         with torch.no_grad():
@@ -591,21 +607,13 @@ def generate_with_stable_diffusion(
             ).images
         for (c, i), img in zip(part, images, strict=True):
             img.save(out_dir / folders[c] / f"{i:05d}.png")
-        if progress is not None:
-            progress(min(1.0, (b + len(part)) / len(jobs)))
-    manifest = {
+    what = {
         "kind": "stable_diffusion",
         "pipeline": str(pipeline_dir.resolve()),
         "classes": dict(zip(folders, classes, strict=True)),
         "prompt_template": prompt_template,
-        "n_per_class": n_per_class,
-        "steps": steps,
-        "seed": seed,
-        "guidance_scale": guidance_scale,
-        "sample_seconds": round(time.perf_counter() - t0, 2),
     }
-    (out_dir / MANIFEST).write_text(json.dumps(manifest, indent=2))
-    return out_dir
+    return _write_manifest(out_dir, what, n_per_class, steps, seed, guidance_scale, t0)
 
 
 def _sd_seed(seed: int, cls: int, index: int) -> int:

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from robustlens.errors import StoreError
 
@@ -88,6 +89,20 @@ class ArrayKey:
     dataset_fp: str
     view: str
     engine_version: str = ENGINE_VERSION
+
+    @property
+    def row(self) -> tuple[str, str, str, str]:
+        """The key's columns, in the order of :data:`_KEY_WHERE` and the tables."""
+        return (self.model_fp, self.dataset_fp, self.view, self.engine_version)
+
+
+# the rows of one ArrayKey (parameters: ArrayKey.row)
+_KEY_WHERE = "model_fp=? AND dataset_fp=? AND view=? AND engine_version=?"
+# its arrays in completed shards, as ``a`` (arrays) and ``s`` (shards)
+_COMPLETED_ARRAYS = (
+    "arrays a JOIN shards s USING (model_fp, dataset_fp, view, engine_version, shard) "
+    "WHERE a.model_fp=? AND a.dataset_fp=? AND a.view=? AND a.engine_version=?"
+)
 
 
 def _readonly_hint(path: Path, exc: BaseException) -> StoreError:
@@ -229,14 +244,16 @@ class Store:
             )
         return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
 
+    def _index_object(self, con: sqlite3.Connection, digest: str, now: float) -> None:
+        con.execute(
+            "INSERT OR IGNORE INTO objects VALUES (?,?,?)",
+            (digest, self._object_path(digest).stat().st_size, now),
+        )
+
     # ------------------------------------------------------------------ shards
     def completed_shards(self, key: ArrayKey) -> set[int]:
         with self._connect() as con:
-            rows = con.execute(
-                "SELECT shard FROM shards WHERE model_fp=? AND dataset_fp=? AND view=? "
-                "AND engine_version=?",
-                (key.model_fp, key.dataset_fp, key.view, key.engine_version),
-            ).fetchall()
+            rows = con.execute(f"SELECT shard FROM shards WHERE {_KEY_WHERE}", key.row).fetchall()
         return {r[0] for r in rows}
 
     def completed_shards_many(self, keys: Iterable[ArrayKey]) -> dict[ArrayKey, set[int]]:
@@ -261,10 +278,7 @@ class Store:
         """Completed shards of ``key`` that hold the array ``name`` (e.g. ``features``)."""
         with self._connect() as con:
             rows = con.execute(
-                "SELECT a.shard FROM arrays a JOIN shards s USING (model_fp, dataset_fp, view, "
-                "engine_version, shard) WHERE a.model_fp=? AND a.dataset_fp=? AND a.view=? AND "
-                "a.engine_version=? AND a.name=?",
-                (key.model_fp, key.dataset_fp, key.view, key.engine_version, name),
+                f"SELECT a.shard FROM {_COMPLETED_ARRAYS} AND a.name=?", (*key.row, name)
             ).fetchall()
         return {r[0] for r in rows}
 
@@ -277,34 +291,14 @@ class Store:
         try:
             with self._transaction() as con:
                 for name, (digest, n_rows) in hashes.items():
-                    con.execute(
-                        "INSERT OR IGNORE INTO objects VALUES (?,?,?)",
-                        (digest, self._object_path(digest).stat().st_size, now),
-                    )
+                    self._index_object(con, digest, now)
                     con.execute(
                         "INSERT OR REPLACE INTO arrays VALUES (?,?,?,?,?,?,?,?)",
-                        (
-                            key.model_fp,
-                            key.dataset_fp,
-                            key.view,
-                            key.engine_version,
-                            shard,
-                            name,
-                            digest,
-                            n_rows,
-                        ),
+                        (*key.row, shard, name, digest, n_rows),
                     )
                 con.execute(
                     "INSERT OR REPLACE INTO shards VALUES (?,?,?,?,?,?,?)",
-                    (
-                        key.model_fp,
-                        key.dataset_fp,
-                        key.view,
-                        key.engine_version,
-                        shard,
-                        n_shards,
-                        now,
-                    ),
+                    (*key.row, shard, n_shards, now),
                 )
         except sqlite3.Error as exc:
             raise _readonly_hint(self.root, exc) from exc
@@ -313,18 +307,14 @@ class Store:
         """True when every shard of ``key`` is complete (and holds ``name`` if given)."""
         with self._connect() as con:
             rows = con.execute(
-                "SELECT shard, n_shards FROM shards WHERE model_fp=? AND dataset_fp=? AND view=? "
-                "AND engine_version=?",
-                (key.model_fp, key.dataset_fp, key.view, key.engine_version),
+                f"SELECT shard, n_shards FROM shards WHERE {_KEY_WHERE}", key.row
             ).fetchall()
             if not rows or len(rows) != rows[0][1]:
                 return False
             if name is None:
                 return True
             n = con.execute(
-                "SELECT COUNT(*) FROM arrays WHERE model_fp=? AND dataset_fp=? AND view=? "
-                "AND engine_version=? AND name=?",
-                (key.model_fp, key.dataset_fp, key.view, key.engine_version, name),
+                f"SELECT COUNT(*) FROM arrays WHERE {_KEY_WHERE} AND name=?", (*key.row, name)
             ).fetchone()[0]
         return n == len(rows)
 
@@ -332,10 +322,9 @@ class Store:
         """Concatenate the shards of one array in shard order. Missing shards are an error."""
         with self._connect() as con:
             rows = con.execute(
-                "SELECT a.shard, a.hash, s.n_shards FROM arrays a JOIN shards s USING "
-                "(model_fp, dataset_fp, view, engine_version, shard) WHERE a.model_fp=? AND "
-                "a.dataset_fp=? AND a.view=? AND a.engine_version=? AND a.name=? ORDER BY a.shard",
-                (key.model_fp, key.dataset_fp, key.view, key.engine_version, name),
+                f"SELECT a.shard, a.hash, s.n_shards FROM {_COMPLETED_ARRAYS} AND a.name=? "
+                "ORDER BY a.shard",
+                (*key.row, name),
             ).fetchall()
         if not rows:
             raise KeyError(
@@ -349,6 +338,22 @@ class Store:
                 "shards; rerun to resume"
             )
         return np.concatenate([self.get_array(h) for _, h, _ in rows], axis=0)
+
+    def shard_arrays(self, key: ArrayKey) -> list[tuple[int, int, dict[str, np.ndarray]]]:
+        """Every completed shard of ``key`` as ``(shard, n_shards, {name: array})``, in order.
+
+        What :meth:`put_shard` wrote, read back whole: another store can take it as it is.
+        """
+        with self._connect() as con:
+            rows = con.execute(
+                f"SELECT a.shard, s.n_shards, a.name, a.hash FROM {_COMPLETED_ARRAYS} "
+                "ORDER BY a.shard, a.name",
+                key.row,
+            ).fetchall()
+        shards: dict[int, tuple[int, dict[str, np.ndarray]]] = {}
+        for shard, n_shards, name, digest in rows:
+            shards.setdefault(shard, (n_shards, {}))[1][name] = self.get_array(digest)
+        return [(shard, n, arrays) for shard, (n, arrays) in shards.items()]
 
     # ------------------------------------------------------------------ skipped items
     def put_skipped(self, dataset_fp: str, items: Iterable[tuple[str, str]]) -> None:
@@ -378,10 +383,7 @@ class Store:
         now = time.time()
         with self._transaction() as con:
             for name, digest in hashes.items():
-                con.execute(
-                    "INSERT OR IGNORE INTO objects VALUES (?,?,?)",
-                    (digest, self._object_path(digest).stat().st_size, now),
-                )
+                self._index_object(con, digest, now)
                 con.execute(
                     "INSERT OR REPLACE INTO blobs VALUES (?,?,?,?)", (namespace, key, name, digest)
                 )
@@ -484,10 +486,8 @@ class Store:
         models: Iterable[str] | None = None,
         datasets: Iterable[str] | None = None,
         measures: Iterable[str] | None = None,
-    ) -> Any:
+    ) -> pd.DataFrame:
         """Results as a long pandas DataFrame, filtered in SQL (never loads the whole table)."""
-        import pandas as pd
-
         clauses, params = [], []
         for col, vals in (("model", models), ("dataset", datasets), ("measure", measures)):
             if vals is not None:

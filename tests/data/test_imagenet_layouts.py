@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from scipy.io import savemat
 
 from robustlens.data.base import stable_id
 from robustlens.data.imagenet import (
@@ -114,8 +115,6 @@ def test_val_flat_with_kaggle_solution_csv(tmp_path: Path) -> None:
 
 
 def test_val_flat_with_devkit_ground_truth_and_meta_mat(tmp_path: Path) -> None:
-    from scipy.io import savemat
-
     root = tmp_path / "val"
     jpeg(root / "ILSVRC2012_val_00000001.JPEG")
     jpeg(root / "ILSVRC2012_val_00000002.JPEG")

@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from robustlens.data.imagenet import cue_conflict
+from robustlens.data.imagenet_info import load_category_mapping
 from robustlens.data.photos import (
     build_cue_conflict_folder,
     build_photo_folder,
@@ -99,7 +101,6 @@ SHARED_16 = (
 def categories_16() -> dict[str, list[int]]:
     if not SHARED_16.exists():
         pytest.skip(f"{SHARED_16} not present (the 16-category mapping is not shipped)")
-    from robustlens.data.imagenet_info import load_category_mapping
 
     return load_category_mapping(SHARED_16)
 
@@ -134,8 +135,6 @@ def test_cue_conflict_image_is_shape_lowpass_plus_shuffled_texture_highpass():
 
 
 def test_cue_conflict_folder_reads_back_with_the_16_categories(tmp_path, categories_16):
-    from robustlens.data.imagenet import cue_conflict
-
     out = build_cue_conflict_folder(tmp_path / "cc", categories_16, size=64, variants=3)
     files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*.png"))
     assert files == [f"cat/cat{i}-clock{i}.png" for i in range(3)] + [

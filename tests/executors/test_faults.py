@@ -1,21 +1,27 @@
 """Faults: a full disk mid-run loses nothing, a killed Ray worker is retried."""
 
 import errno
+import os
+import sqlite3
+import sys
+import tempfile
 from dataclasses import asdict
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+import robustlens.study as study_mod
+from robustlens.config import parse_config
 from robustlens.engine import Engine, EngineJob
 from robustlens.errors import StoreError
 from robustlens.store import Store, StoredArrays
+from robustlens.study import run_study
 
 
 def test_disk_full_mid_run_is_a_clear_error_and_resumes(
     tmp_path, tiny_world, tiny_models, monkeypatch
 ):
-    import tempfile
-
     store = Store(tmp_path / "s")
     ds = tiny_world.dataset("val")
     m = tiny_models[0]
@@ -48,8 +54,6 @@ def test_disk_full_mid_run_is_a_clear_error_and_resumes(
 
 
 def test_read_only_database_is_a_clear_error(tmp_path, monkeypatch):
-    import sqlite3
-
     store = Store(tmp_path / "s")
 
     def readonly(*a, **k):
@@ -99,9 +103,6 @@ class KillOnceDataset:
         return self.inner.acceptable_labels()
 
     def load(self, i):
-        import os
-        from pathlib import Path
-
         if not Path(self.marker).exists():
             Path(self.marker).write_text("killed")
             os._exit(1)  # the worker process dies mid-job
@@ -110,11 +111,6 @@ class KillOnceDataset:
 
 @pytest.mark.ray
 def test_killed_ray_worker_is_retried(tmp_path, tiny_world, tiny_zoo_dir):
-    import sys
-
-    from robustlens.config import parse_config
-    from robustlens.study import run_study
-
     # ship this test module's class by value: Ray workers cannot import test files
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
@@ -133,7 +129,6 @@ def test_killed_ray_worker_is_retried(tmp_path, tiny_world, tiny_zoo_dir):
                 "executor": "ray",
             }
         )
-        import robustlens.study as study_mod
 
         original = study_mod.resolve_datasets
         marker = tmp_path / "marker"

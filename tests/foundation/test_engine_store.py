@@ -1,17 +1,24 @@
 import dataclasses
+import os
 import sqlite3
 import subprocess
 import sys
 import textwrap
 
 import numpy as np
+import pandas as pd
 import pytest
+import torch
+from PIL import Image
 
+from robustlens.config import parse_config
 from robustlens.data.base import ArrayDataset
+from robustlens.data.imagefolder import ImageFolderDataset
 from robustlens.engine import Engine, EngineJob
 from robustlens.errors import ClassMismatchError, StoreError, ValidationError
 from robustlens.models.base import adapter_from_module
 from robustlens.store import ArrayKey, Store, StoredArrays
+from robustlens.study import run_study, write_per_sample
 
 
 def test_engine_counts_and_second_run_is_cached(tmp_path, tiny_world, tiny_models):
@@ -32,8 +39,6 @@ def test_engine_counts_and_second_run_is_cached(tmp_path, tiny_world, tiny_model
 
 
 def test_engine_matches_direct_forward(tmp_path, tiny_world, tiny_models):
-    import torch
-
     store = Store(tmp_path / "s")
     ds = tiny_world.dataset("sketch")
     m = tiny_models[0]
@@ -48,9 +53,6 @@ def test_engine_matches_direct_forward(tmp_path, tiny_world, tiny_models):
 def test_channels_last_is_the_default_and_the_study_can_turn_it_off(
     tmp_path, tiny_world, tiny_models, tiny_zoo_dir, monkeypatch
 ):
-    from robustlens.config import parse_config
-    from robustlens.study import run_study
-
     assert Engine(Store(tmp_path / "d")).channels_last  # on CPU too: faster convolutions
     ds = tiny_world.dataset("val")
     m = tiny_models[0]
@@ -101,8 +103,6 @@ def test_shard_results_do_not_depend_on_batch_size(tmp_path, tiny_world, tiny_mo
 
 
 def test_class_count_mismatch_names_both_counts(tmp_path, tiny_world):
-    import torch
-
     m = adapter_from_module(
         "ten",
         torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3072, 10)),
@@ -121,10 +121,6 @@ def test_unknown_view_fails_before_work(tmp_path, tiny_world, tiny_models):
 
 
 def test_corrupt_images_are_skipped_and_listed(tmp_path, tiny_models):
-    from PIL import Image
-
-    from robustlens.data.imagefolder import ImageFolderDataset
-
     root = tmp_path / "folder"
     classes = tiny_models[0].classes
     rng = np.random.default_rng(0)
@@ -148,8 +144,6 @@ def test_corrupt_images_are_skipped_and_listed(tmp_path, tiny_models):
 
 
 def test_read_only_store_is_a_clear_error(tmp_path):
-    import os
-
     root = tmp_path / "ro"
     root.mkdir()
     os.chmod(root, 0o500)
@@ -211,10 +205,6 @@ def test_cached_view_without_features_is_recomputed_for_features(tmp_path, tiny_
 
 
 def test_per_sample_columns_of_earlier_runs_are_kept(tmp_path):
-    import pandas as pd
-
-    from robustlens.study import write_per_sample
-
     write_per_sample(tmp_path, "m", {"d1": {"sample_id": np.arange(3), "ei": np.ones(3)}})
     write_per_sample(
         tmp_path,

@@ -1,5 +1,6 @@
 """A run killed mid-way and started again resumes and gives identical results."""
 
+import json
 import os
 import signal
 import subprocess
@@ -10,6 +11,7 @@ from dataclasses import asdict
 
 import numpy as np
 
+from robustlens.models.zoo import load_zoo_model
 from robustlens.store import Store, StoredArrays
 
 SCRIPT = """
@@ -57,8 +59,6 @@ def _run(args, kill_after_shards=None):
 
 
 def test_killed_run_resumes_with_identical_results(tmp_path, tiny_world, tiny_zoo_dir):
-    import json
-
     ckpt = str(sorted(tiny_zoo_dir.glob("*.safetensors"))[0])
     cfg = json.dumps(
         {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(tiny_world.config).items()}
@@ -71,7 +71,6 @@ def test_killed_run_resumes_with_identical_results(tmp_path, tiny_world, tiny_zo
     _run([str(killed), ckpt, "fast", cfg])
     _run([str(clean), ckpt, "fast", cfg])
     assert time.perf_counter() - t0 < 280
-    from robustlens.models.zoo import load_zoo_model
 
     m = load_zoo_model(ckpt)
     ds = tiny_world.dataset("val")

@@ -2,6 +2,7 @@ import hashlib
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from robustlens.data.synthetic import SHAPES, SyntheticWorld, WorldConfig
 
@@ -80,8 +81,6 @@ def test_invalid_config_names_the_field():
 
 
 def test_export_imagefolder(tmp_path):
-    from PIL import Image
-
     w = SyntheticWorld(SMALL)
     w.export_imagefolder(tmp_path, ["val"], limit_per_class=2)
     files = sorted((tmp_path / "val").rglob("*.png"))

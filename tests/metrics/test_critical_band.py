@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import importlib
 import math
 
 import numpy as np
 import pytest
+import scipy.optimize
 
 from robustlens.errors import FitError, ValidationError
 from robustlens.metrics.critical_band import (
@@ -160,10 +162,6 @@ def test_result_as_dict():
 
 
 def test_diverged_peak_far_outside_the_bands_is_a_fit_error_not_an_overflow(monkeypatch):
-    import importlib
-
-    import scipy.optimize
-
     cb = importlib.import_module("robustlens.metrics.critical_band")
 
     # a fit whose centre ran away to 2**5000 cycles/image must be reported, not crash

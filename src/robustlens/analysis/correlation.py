@@ -7,6 +7,7 @@ true coefficient always stays in the data.
 
 from __future__ import annotations
 
+import itertools
 import warnings
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -15,15 +16,28 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from robustlens._validation import check_consistent_length, to_numpy
+from robustlens._validation import check_consistent_length, check_frame, check_int, to_numpy
 from robustlens.errors import ValidationError
 
-__all__ = ["CorrelationResult", "correlate", "correlation_table"]
+__all__ = ["TABLE_COLUMNS", "CorrelationResult", "correlate", "correlation_table"]
 
 Method = Literal["spearman", "pearson", "kendall"]
 _METHODS = ("spearman", "pearson", "kendall")
 _MIN_PAIRS = 3
 _BOOT_CHUNK_ELEMENTS = 2_000_000  # bound the memory of one block of bootstrap resamples
+#: the columns of :func:`correlation_table`, in order
+TABLE_COLUMNS = (
+    "x",
+    "y",
+    "coefficient",
+    "p_value",
+    "ci_low",
+    "ci_high",
+    "n",
+    "significant",
+    "shown",
+    "method",
+)
 
 
 @dataclass(frozen=True)
@@ -100,8 +114,6 @@ _EXACT_SPEARMAN_MAX_N = 8
 
 def _exact_spearman_p(x: np.ndarray, y: np.ndarray, rho: float) -> float:
     """Two-sided exact p-value of Spearman's rho over all permutations of y's ranks."""
-    import itertools
-
     rx, ry = stats.rankdata(x), stats.rankdata(y)
     perms = np.array(list(itertools.permutations(ry)))
     a = rx - rx.mean()
@@ -191,8 +203,7 @@ def correlate(
     """
     method = _check_method(method)
     alpha = _check_alpha(alpha)
-    if isinstance(n_boot, bool) or not isinstance(n_boot, int | np.integer) or n_boot < 0:
-        raise ValidationError(f"n_boot: expected an integer >= 0, got {n_boot!r}")
+    n_boot = check_int(n_boot, "n_boot", minimum=0)
     xv = _as_vector(x, "x")
     yv = _as_vector(y, "y")
     check_consistent_length(("x", xv), ("y", yv))
@@ -251,8 +262,7 @@ def correlation_table(
         >>> t["shown"].round(2).tolist()  # c is not significant: shown as 0
         [1.0, 0.0]
     """
-    if not isinstance(df, pd.DataFrame):
-        raise ValidationError(f"df: expected a pandas DataFrame, got {type(df).__name__}")
+    check_frame(df, "df")
     method = _check_method(method)
     alpha = _check_alpha(alpha)
     for name, cols in (("xs", xs), ("ys", ys)):
@@ -260,11 +270,7 @@ def correlation_table(
             raise ValidationError(
                 f"{name}: expected a list of column names, got the string {cols!r}"
             )
-        missing = [c for c in cols if c not in df.columns]
-        if missing:
-            raise ValidationError(
-                f"{name}: columns {missing} not in the DataFrame; available: {list(df.columns)}"
-            )
+        check_frame(df, name, cols)
 
     def numeric(col: str) -> np.ndarray:
         try:
@@ -277,19 +283,6 @@ def correlation_table(
         xv = numeric(xc)
         for yc in ys:
             r = correlate(xv, numeric(yc), method=method, alpha=alpha, n_boot=n_boot, seed=seed)
-            rows.append(
-                {
-                    "x": xc,
-                    "y": yc,
-                    "coefficient": r.coefficient,
-                    "p_value": r.p_value,
-                    "ci_low": r.ci_low,
-                    "ci_high": r.ci_high,
-                    "n": r.n,
-                    "significant": r.significant,
-                    "shown": r.shown,
-                    "method": r.method,
-                }
-            )
-    columns = ["x", "y", "coefficient", "p_value", "ci_low", "ci_high", "n", "significant"]
-    return pd.DataFrame(rows, columns=[*columns, "shown", "method"])
+            numbers = (r.coefficient, r.p_value, r.ci_low, r.ci_high, r.n, r.significant)
+            rows.append((xc, yc, *numbers, r.shown, r.method))
+    return pd.DataFrame(rows, columns=list(TABLE_COLUMNS))

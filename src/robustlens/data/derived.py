@@ -12,15 +12,14 @@ import hashlib
 import numpy as np
 import torch
 
-from robustlens.data.base import ClassMapping, Dataset, Sample
+from robustlens.data.base import ClassMapping, Dataset, Sample, stable_id
+from robustlens.transforms.corruptions import CORRUPTIONS, corrupt
 
 
 class CorruptedDataset(Dataset):
     """``base`` under corruption ``name`` at ``severity`` (1..5), applied at load time."""
 
     def __init__(self, base: Dataset, name: str, severity: int) -> None:
-        from robustlens.transforms.corruptions import CORRUPTIONS
-
         if name not in CORRUPTIONS:
             raise ValueError(f"unknown corruption {name!r}; available: {', '.join(CORRUPTIONS)}")
         if not 1 <= severity <= 5:
@@ -37,19 +36,10 @@ class CorruptedDataset(Dataset):
         return len(self.base)
 
     def load(self, index: int) -> Sample:
-        from robustlens.transforms.corruptions import corrupt
-
         s = self.base.load(index)
         x = torch.from_numpy(np.array(s.image)).permute(2, 0, 1)[None].float() / 255
-        seed = (
-            int.from_bytes(
-                hashlib.blake2b(
-                    f"{self.corruption}:{self.severity}:{s.sample_id}".encode(), digest_size=8
-                ).digest(),
-                "little",
-            )
-            >> 2
-        )
+        # a 62-bit seed per (corruption, severity, sample)
+        seed = stable_id(f"{self.corruption}:{self.severity}:{s.sample_id}") >> 1
         y = corrupt(x, self.corruption, self.severity, [seed])
         img = (y[0].permute(1, 2, 0).clamp(0, 1) * 255).round().to(torch.uint8).numpy()
         return Sample(img, s.label, s.sample_id, s.extras)

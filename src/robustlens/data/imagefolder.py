@@ -51,7 +51,10 @@ __all__ = [
     "TargetMapping",
     "decode_rgb",
     "index_image_folders",
+    "is_image_file",
+    "require_dir",
     "resize_and_crop",
+    "skip_reason",
 ]
 
 #: file extensions (lower case) treated as images; everything else is listed in ``ignored``
@@ -280,6 +283,35 @@ def _preview(names: Sequence[str], n: int = 10) -> str:
     return f"{shown}{more}"
 
 
+def require_dir(root: str | os.PathLike[str], what: str, layout: str) -> Path:
+    """``root`` as a :class:`Path` if it is a directory, else a :class:`DatasetLayoutError`.
+
+    The error names ``what`` the root should hold and the expected ``layout``.
+    """
+    path = Path(root)
+    if not path.is_dir():
+        state = "is not a directory" if path.exists() else "does not exist"
+        raise DatasetLayoutError(f"{what} root {path} {state}; expected the layout {layout}")
+    return path
+
+
+def is_image_file(path: Path, extensions: Sequence[str]) -> bool:
+    """An image by its (lower-cased) extension, and not a hidden file."""
+    return path.suffix.lower() in extensions and not path.name.startswith(".")
+
+
+ZERO_BYTE = "zero-byte file"
+
+
+def skip_reason(path: Path) -> str | None:
+    """Why an image file cannot be indexed (a dangling link, zero bytes), or ``None``."""
+    try:
+        size = path.stat().st_size
+    except OSError as exc:  # dangling link
+        return f"cannot stat: {exc}"
+    return ZERO_BYTE if size == 0 else None
+
+
 def _check_extensions(extensions: Sequence[str]) -> tuple[str, ...]:
     if isinstance(extensions, str):
         extensions = (extensions,)
@@ -325,15 +357,12 @@ def index_image_folders(
     Raises:
         DatasetLayoutError: missing root, no class folders, unknown folders, empty class folder.
     """
-    root = Path(root)
     exts = _check_extensions(extensions)
     if unknown_folders not in ("error", "ignore"):
         raise ValidationError(
             f"unknown_folders: expected 'error' or 'ignore', got {unknown_folders!r}"
         )
-    if not root.is_dir():
-        what = "is not a directory" if root.exists() else "does not exist"
-        raise DatasetLayoutError(f"dataset root {root} {what}; expected the layout {layout}")
+    root = require_dir(root, "dataset", layout)
     ignored: list[str] = []
     folders: list[Path] = []
     for child in sorted(root.iterdir(), key=lambda p: p.name):
@@ -385,17 +414,14 @@ def index_image_folders(
         ignored.extend(h.relative_to(root).as_posix() + "/" for h in hidden)
         for path in files:
             rel = path.relative_to(root).as_posix()
-            if path.suffix.lower() not in exts or path.name.startswith("."):
+            if not is_image_file(path, exts):
                 ignored.append(rel)
                 continue
-            try:
-                size = path.stat().st_size
-            except OSError as exc:  # dangling link
-                skipped.append((rel, f"cannot stat: {exc}"))
-                continue
-            if size == 0:
-                skipped.append((rel, "zero-byte file"))
-                n_zero += 1
+            reason = skip_reason(path)
+            if reason is not None:
+                skipped.append((rel, reason))
+                if reason == ZERO_BYTE:
+                    n_zero += 1
                 continue
             entries.append(ImageEntry(rel, label))
             n_images += 1

@@ -27,6 +27,8 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
+from scipy.io import loadmat
+
 from robustlens.data.base import ClassMapping
 from robustlens.data.imagefolder import (
     IMAGE_EXTENSIONS,
@@ -36,12 +38,14 @@ from robustlens.data.imagefolder import (
     TargetMapping,
     _preview,
     index_image_folders,
+    is_image_file,
+    require_dir,
+    skip_reason,
 )
 from robustlens.data.imagenet_info import (
-    imagenet_a_indices,
-    imagenet_r_indices,
     imagenet_wnids,
     load_category_mapping,
+    subset_indices,
     wnid_to_index,
 )
 from robustlens.errors import ConfigError, DatasetLayoutError
@@ -113,11 +117,12 @@ _VAL_LABEL_FILES = (
 )
 
 
-def _require_dir(root: str | os.PathLike[str], what: str, layout: str) -> Path:
-    path = Path(root)
-    if not path.is_dir():
-        state = "is not a directory" if path.exists() else "does not exist"
-        raise DatasetLayoutError(f"{what} root {path} {state}; expected the layout {layout}")
+def _open_root(root: str | os.PathLike[str], what: str, layout: str, inner: str = "") -> Path:
+    """The dataset root (a :class:`DatasetLayoutError` naming ``layout`` if it is missing),
+    or its ``inner`` folder (e.g. ``images/``) where the release nests the class folders."""
+    path = require_dir(root, what, layout)
+    if inner and (path / inner).is_dir():
+        return path / inner
     return path
 
 
@@ -128,22 +133,26 @@ def _subdirs(path: Path) -> list[Path]:
     )
 
 
+_WNID_FOLDERS = "ImageNet-1k wnid folders like n01440764/"
+
+
 def _wnid_dataset(
     root: Path,
     *,
     name: str,
-    classes: Sequence[str],
-    expected: str,
     layout: str,
     size: int,
     crop: str,
+    classes: Sequence[str] | None = None,
+    expected: str = _WNID_FOLDERS,
     target_mapping: TargetMapping | None = None,
 ) -> ImageFolderDataset:
+    """Wnid class folders (by default the 1000 ImageNet-1k wnids, identity for its models)."""
     return ImageFolderDataset(
         root,
         size=size,
         name=name,
-        classes=classes,
+        classes=imagenet_wnids() if classes is None else classes,
         crop=crop,
         layout=layout,
         expected=expected,
@@ -170,8 +179,6 @@ def _parse_label(token: str, where: str, index: dict[str, int]) -> int:
 
 def _devkit_wnids(meta: Path) -> dict[int, str]:
     """ILSVRC2012 devkit ID (1..1000, *not* the standard index) -> wnid, from ``meta.mat``."""
-    from scipy.io import loadmat
-
     try:
         synsets = loadmat(str(meta), squeeze_me=True)["synsets"]
         ids = [int(x) for x in synsets["ILSVRC2012_ID"]]
@@ -239,7 +246,6 @@ def _read_val_labels(path: Path) -> dict[str, int]:
 
 def _flat_val(root: Path, labels_path: Path, *, name: str, size: int, crop: str) -> FileListDataset:
     labels = _read_val_labels(labels_path)
-    exts = IMAGE_EXTENSIONS
     entries: list[ImageEntry] = []
     ignored: list[str] = []
     skipped: list[tuple[str, str]] = []
@@ -248,20 +254,16 @@ def _flat_val(root: Path, labels_path: Path, *, name: str, size: int, crop: str)
         if child.is_dir():
             ignored.append(child.name + "/")
             continue
-        if child.suffix.lower() not in exts or child.name.startswith("."):
+        if not is_image_file(child, IMAGE_EXTENSIONS):
             ignored.append(child.name)
             continue
         label = labels.get(child.name, labels.get(child.stem))
         if label is None:
             unlabeled.append(child.name)
             continue
-        try:
-            empty = child.stat().st_size == 0
-        except OSError as exc:  # dangling link
-            skipped.append((child.name, f"cannot stat: {exc}"))
-            continue
-        if empty:
-            skipped.append((child.name, "zero-byte file"))
+        reason = skip_reason(child)
+        if reason is not None:
+            skipped.append((child.name, reason))
             continue
         entries.append(ImageEntry(child.name, label))
     if unlabeled:
@@ -318,21 +320,11 @@ def imagenet_val(
         DatasetLayoutError: wrong layout, a folder that is not an ImageNet wnid, or images
             without a label.
     """
-    root = _require_dir(root, "ImageNet val", VAL_LAYOUT)
-    wnids = imagenet_wnids()
+    root = _open_root(root, "ImageNet val", VAL_LAYOUT)
     if labels_file is not None:
         return _flat_val(root, Path(labels_file), name=name, size=size, crop=crop)
-    folders = _subdirs(root)
-    if any(_WNID_RE.match(f.name) for f in folders):
-        return _wnid_dataset(
-            root,
-            name=name,
-            classes=wnids,
-            expected="ImageNet-1k wnid folders like n01440764/",
-            layout=VAL_LAYOUT,
-            size=size,
-            crop=crop,
-        )
+    if any(_WNID_RE.match(f.name) for f in _subdirs(root)):
+        return _wnid_dataset(root, name=name, layout=VAL_LAYOUT, size=size, crop=crop)
     found = next((root / f for f in _VAL_LABEL_FILES if (root / f).is_file()), None)
     if found is not None:
         return _flat_val(root, found, name=name, size=size, crop=crop)
@@ -386,7 +378,7 @@ def imagenet_c(
     Raises:
         DatasetLayoutError: wrong layout, or a requested corruption/severity is absent.
     """
-    root = _require_dir(root, "ImageNet-C", C_LAYOUT)
+    root = _open_root(root, "ImageNet-C", C_LAYOUT)
     corruptions = {d.name: d for d in _subdirs(root)}
     if not corruptions:
         raise DatasetLayoutError(
@@ -408,7 +400,6 @@ def imagenet_c(
             )
     names = sorted(corruptions) if wanted is None else sorted(set(wanted))
     wanted_sev = _as_list(severity)
-    wnids = imagenet_wnids()
     out: list[ImageFolderDataset] = []
     for c in names:
         sev_dirs = _subdirs(corruptions[c])
@@ -430,13 +421,7 @@ def imagenet_c(
         for s in chosen:
             out.append(
                 _wnid_dataset(
-                    severities[s],
-                    name=f"imagenet_c/{c}/{s}",
-                    classes=wnids,
-                    expected="ImageNet-1k wnid folders like n01440764/",
-                    layout=C_LAYOUT,
-                    size=size,
-                    crop=crop,
+                    severities[s], name=f"imagenet_c/{c}/{s}", layout=C_LAYOUT, size=size, crop=crop
                 )
             )
     return out
@@ -446,17 +431,16 @@ def imagenet_c(
 # ImageNet-R / -A
 
 
+#: the 200-class subsets: dataset name -> (what it is called in messages, layout)
+_SUBSET_LAYOUTS = {"imagenet_r": ("ImageNet-R", R_LAYOUT), "imagenet_a": ("ImageNet-A", A_LAYOUT)}
+
+
 def _subset_200(
-    root: str | os.PathLike[str],
-    indices: list[int],
-    *,
-    label: str,
-    name: str,
-    layout: str,
-    size: int,
-    crop: str,
+    root: str | os.PathLike[str], name: str, *, size: int, crop: str
 ) -> ImageFolderDataset:
-    path = _require_dir(root, label, layout)
+    label, layout = _SUBSET_LAYOUTS[name]
+    path = _open_root(root, label, layout)
+    indices = subset_indices(name)
     wnids = imagenet_wnids()
     classes = [wnids[i] for i in indices]
     mapping = ClassMapping.from_indices(
@@ -496,15 +480,7 @@ def imagenet_r(
     Raises:
         DatasetLayoutError: missing root, or a folder that is not one of the 200 wnids.
     """
-    return _subset_200(
-        root,
-        imagenet_r_indices(),
-        label="ImageNet-R",
-        name="imagenet_r",
-        layout=R_LAYOUT,
-        size=size,
-        crop=crop,
-    )
+    return _subset_200(root, "imagenet_r", size=size, crop=crop)
 
 
 def imagenet_a(
@@ -512,28 +488,10 @@ def imagenet_a(
 ) -> ImageFolderDataset:
     """ImageNet-A (natural adversarial examples): 200 wnid folders, masked onto ImageNet-1k.
 
-    Same class handling as :func:`imagenet_r` with ImageNet-A's 200 classes.
-
-    Args:
-        root: the ``imagenet-a`` directory.
-        size: output side length.
-        crop: preprocessing mode.
-
-    Returns:
-        The dataset.
-
-    Raises:
-        DatasetLayoutError: missing root, or a folder that is not one of the 200 wnids.
+    Same class handling, arguments and errors as :func:`imagenet_r`, with ImageNet-A's 200
+    classes (the ``imagenet-a`` directory as ``root``).
     """
-    return _subset_200(
-        root,
-        imagenet_a_indices(),
-        label="ImageNet-A",
-        name="imagenet_a",
-        layout=A_LAYOUT,
-        size=size,
-        crop=crop,
-    )
+    return _subset_200(root, "imagenet_a", size=size, crop=crop)
 
 
 # --------------------------------------------------------------------------------------------
@@ -556,19 +514,10 @@ def imagenet_sketch(
     Raises:
         DatasetLayoutError: missing root or a folder that is not an ImageNet wnid.
     """
-    path = _require_dir(root, "ImageNet-Sketch", SKETCH_LAYOUT)
-    folders = _subdirs(path)
-    if (path / "sketch").is_dir() and not any(_WNID_RE.match(f.name) for f in folders):
-        path = path / "sketch"
-    return _wnid_dataset(
-        path,
-        name="imagenet_sketch",
-        classes=imagenet_wnids(),
-        expected="ImageNet-1k wnid folders like n01440764/",
-        layout=SKETCH_LAYOUT,
-        size=size,
-        crop=crop,
-    )
+    path = _open_root(root, "ImageNet-Sketch", SKETCH_LAYOUT)
+    if not any(_WNID_RE.match(f.name) for f in _subdirs(path)):
+        path = _open_root(path, "ImageNet-Sketch", SKETCH_LAYOUT, inner="sketch")
+    return _wnid_dataset(path, name="imagenet_sketch", layout=SKETCH_LAYOUT, size=size, crop=crop)
 
 
 def imagenet_v2(
@@ -597,7 +546,7 @@ def imagenet_v2(
     Raises:
         DatasetLayoutError: missing root or a folder that is not an index in 0..999.
     """
-    path = _require_dir(root, "ImageNet-V2", V2_LAYOUT)
+    path = _open_root(root, "ImageNet-V2", V2_LAYOUT)
     folder_labels = {
         f.name: int(f.name) for f in _subdirs(path) if f.name.isdigit() and 0 <= int(f.name) < 1000
     }
@@ -657,7 +606,7 @@ def objectnet(
         ConfigError: a bad mapping file or overlapping index sets.
         DatasetLayoutError: no mapped folder found, or an empty class folder.
     """
-    path = _require_dir(root, "ObjectNet", OBJECTNET_LAYOUT)
+    path = _open_root(root, "ObjectNet", OBJECTNET_LAYOUT, inner="images")
     mapping = load_category_mapping(mapping_file)
     owner: dict[int, str] = {}
     for folder, idx in mapping.items():
@@ -668,8 +617,6 @@ def objectnet(
                     f"{owner[i]!r} and {folder!r}; the max-logit protocol needs disjoint sets"
                 )
             owner[i] = folder
-    if (path / "images").is_dir():
-        path = path / "images"
     classes = sorted(mapping)
     present = [f.name for f in _subdirs(path)]
     if not any(f in mapping for f in present):
@@ -736,7 +683,7 @@ def cue_conflict(
         DatasetLayoutError: a folder or texture not among the categories, or a file name that
             does not follow ``<shape><i>-<texture><j>.png``.
     """
-    path = _require_dir(root, "cue-conflict", CUE_CONFLICT_LAYOUT)
+    path = _open_root(root, "cue-conflict", CUE_CONFLICT_LAYOUT)
     mapping = load_category_mapping(mapping_file) if mapping_file is not None else None
     classes = sorted(mapping) if mapping is not None else None
     index = index_image_folders(
@@ -836,9 +783,7 @@ def spurious_imagenet(
     Raises:
         DatasetLayoutError: a folder without a parsable class index, or an index > 999.
     """
-    path = _require_dir(root, "Spurious ImageNet", SPURIOUS_LAYOUT)
-    if (path / "images").is_dir():
-        path = path / "images"
+    path = _open_root(root, "Spurious ImageNet", SPURIOUS_LAYOUT, inner="images")
     wnid_index = wnid_to_index()
     folders = [f.name for f in _subdirs(path)]
     if not folders:

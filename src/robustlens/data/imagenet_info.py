@@ -21,6 +21,7 @@ from robustlens.errors import ConfigError, RobustlensError
 
 __all__ = [
     "N_IMAGENET_CLASSES",
+    "SUBSETS",
     "imagenet_a_indices",
     "imagenet_a_wnids",
     "imagenet_names",
@@ -28,6 +29,8 @@ __all__ = [
     "imagenet_r_wnids",
     "imagenet_wnids",
     "load_category_mapping",
+    "subset_indices",
+    "subset_wnids",
     "wnid_to_index",
 ]
 
@@ -135,32 +138,48 @@ def _subset_indices(filename: str) -> tuple[int, ...]:
     return tuple(sorted(idx))
 
 
-def imagenet_r_indices() -> list[int]:
-    """ImageNet indices of the 200 ImageNet-R (Renditions) classes, ascending.
+#: the 200-class subsets of ImageNet-1k timm ships: name -> index file
+SUBSETS = {"imagenet_r": "imagenet_r_indices.txt", "imagenet_a": "imagenet_a_indices.txt"}
+
+
+def subset_indices(subset: str) -> list[int]:
+    """ImageNet indices of a 200-class subset, ascending.
+
+    Args:
+        subset: ``"imagenet_r"`` (Renditions) or ``"imagenet_a"`` (natural adversarial
+            examples), see :data:`SUBSETS`.
 
     Returns:
         A new list of 200 ints in [0, 999].
 
     Example:
-        >>> r = imagenet_r_indices()
-        >>> len(r), r[:3]
-        (200, [1, 2, 4])
+        >>> r, a = subset_indices("imagenet_r"), subset_indices("imagenet_a")
+        >>> len(r), r[:3], len(a), a[:3]
+        (200, [1, 2, 4], 200, [6, 11, 13])
     """
-    return list(_subset_indices("imagenet_r_indices.txt"))
+    if subset not in SUBSETS:
+        raise RobustlensError(f"unknown ImageNet subset {subset!r}; known: {sorted(SUBSETS)}")
+    return list(_subset_indices(SUBSETS[subset]))
+
+
+def subset_wnids(subset: str) -> list[str]:
+    """The wnids of a 200-class subset, in ImageNet index order (its folder names).
+
+    Returns:
+        A new list of 200 wnids.
+    """
+    w = _wnids()
+    return [w[i] for i in subset_indices(subset)]
+
+
+def imagenet_r_indices() -> list[int]:
+    """ImageNet indices of the 200 ImageNet-R (Renditions) classes, ascending."""
+    return subset_indices("imagenet_r")
 
 
 def imagenet_a_indices() -> list[int]:
-    """ImageNet indices of the 200 ImageNet-A (natural adversarial) classes, ascending.
-
-    Returns:
-        A new list of 200 ints in [0, 999].
-
-    Example:
-        >>> a = imagenet_a_indices()
-        >>> len(a), a[:3]
-        (200, [6, 11, 13])
-    """
-    return list(_subset_indices("imagenet_a_indices.txt"))
+    """ImageNet indices of the 200 ImageNet-A (natural adversarial) classes, ascending."""
+    return subset_indices("imagenet_a")
 
 
 def imagenet_real_labels() -> dict[str, list[int]]:
@@ -177,8 +196,6 @@ def imagenet_real_labels() -> dict[str, list[int]]:
         >>> len(real), real["ILSVRC2012_val_00000002.JPEG"]
         (50000, [970, 795])
     """
-    import json
-
     rows = json.loads(_read_timm_info("imagenet_real_labels.json"))
     if len(rows) != 50000:
         raise RobustlensError(f"timm's ReaL labels hold {len(rows)} rows; expected 50000")
@@ -186,23 +203,13 @@ def imagenet_real_labels() -> dict[str, list[int]]:
 
 
 def imagenet_r_wnids() -> list[str]:
-    """The 200 ImageNet-R class wnids, in ImageNet index order (its folder names).
-
-    Returns:
-        A new list of 200 wnids.
-    """
-    w = _wnids()
-    return [w[i] for i in imagenet_r_indices()]
+    """The 200 ImageNet-R class wnids, in ImageNet index order (its folder names)."""
+    return subset_wnids("imagenet_r")
 
 
 def imagenet_a_wnids() -> list[str]:
-    """The 200 ImageNet-A class wnids, in ImageNet index order (its folder names).
-
-    Returns:
-        A new list of 200 wnids.
-    """
-    w = _wnids()
-    return [w[i] for i in imagenet_a_indices()]
+    """The 200 ImageNet-A class wnids, in ImageNet index order (its folder names)."""
+    return subset_wnids("imagenet_a")
 
 
 def load_category_mapping(

@@ -24,6 +24,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import skimage.data
+from PIL import Image
+from scipy.ndimage import gaussian_filter
 
 __all__ = [
     "LABELS_RESOURCE",
@@ -81,8 +84,6 @@ def photo_labels() -> pd.DataFrame:
 
 def _square_resize(image: np.ndarray, size: int) -> np.ndarray:
     """Resize the shorter side to ``size`` (bicubic, antialiased) and centre-crop a square."""
-    from PIL import Image
-
     h, w = image.shape[:2]
     scale = size / min(h, w)
     nh, nw = max(size, round(h * scale)), max(size, round(w * scale))
@@ -105,8 +106,6 @@ def load_photo(photo: str, size: int | None = None) -> np.ndarray:
         >>> load_photo("camera", size=64).shape
         (64, 64, 3)
     """
-    import skimage.data
-
     loader = getattr(skimage.data, photo, None)
     if loader is None or not callable(loader):
         raise ValueError(f"skimage.data has no photo named {photo!r}")
@@ -150,8 +149,6 @@ def build_photo_folder(
         ...     sorted(str(p.relative_to(out)) for p in out.rglob("*.png"))
         ['n07920052/coffee.png']
     """
-    from PIL import Image
-
     labels = photo_labels()
     if photos is not None:
         unknown = sorted(set(photos) - set(labels["photo"]))
@@ -230,8 +227,6 @@ def cue_conflict_image(
     Returns:
         uint8 (S, S, 3).
     """
-    from scipy.ndimage import gaussian_filter
-
     if shape.shape != texture.shape or shape.ndim != 3 or shape.shape[0] != shape.shape[1]:
         raise ValueError(
             f"shape and texture must be square RGB images of one size, got {shape.shape} and "
@@ -281,8 +276,6 @@ def build_cue_conflict_folder(
     Raises:
         ValueError: fewer than two categories hold a labelled photo (no conflict possible).
     """
-    from PIL import Image
-
     cats = photo_categories(mapping)
     if len(set(cats.values())) < 2:
         raise ValueError(

@@ -37,8 +37,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
 
 from robustlens.data.base import ArrayDataset
+from robustlens.transforms.corruptions import CORRUPTIONS, corrupt
 
 GENERATOR_VERSION = "2"
 
@@ -158,6 +162,16 @@ def _shape_mask(shape: int, u: np.ndarray, v: np.ndarray) -> np.ndarray:
     return m.astype(np.float32)
 
 
+def _shape_masks(shapes: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
+    """Masks (n, size, size) of the given shape ids, each under a random similarity."""
+    u, v = _grid(len(shapes), size, rng)
+    masks = np.zeros((len(shapes), size, size), np.float32)
+    for k in np.unique(shapes):
+        i = shapes == k
+        masks[i] = _shape_mask(int(k), u[i], v[i])
+    return masks
+
+
 def _downsample(a: np.ndarray, f: int = 2) -> np.ndarray:
     n, h, w = a.shape[:3]
     return a.reshape(n, h // f, f, w // f, f, *a.shape[3:]).mean(axis=(2, 4))
@@ -217,9 +231,6 @@ def _background(n: int, size: int, rng: np.random.Generator) -> np.ndarray:
     """Smooth, muted, low-frequency colour noise around mid-gray."""
     coarse = rng.normal(0.5, 0.12, size=(n, 4, 4, 3)).astype(np.float32)
     coarse = 0.5 + (coarse - 0.5) * 0.8 + (coarse.mean(-1, keepdims=True) - 0.5) * 0.2
-    import torch
-    import torch.nn.functional as F
-
     t = torch.from_numpy(coarse).permute(0, 3, 1, 2)
     up = F.interpolate(t, size=(size, size), mode="bicubic", align_corners=False)
     return np.clip(up.permute(0, 2, 3, 1).numpy(), 0, 1)
@@ -261,13 +272,7 @@ def _render_objects(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Textured shapes on muted backgrounds: (uint8 images, float masks)."""
     n = len(shapes)
-    hi = size * 2
-    u, v = _grid(n, hi, rng)
-    mask_hi = np.zeros((n, hi, hi), np.float32)
-    for k in np.unique(shapes):
-        i = shapes == k
-        mask_hi[i] = _shape_mask(int(k), u[i], v[i])
-    mask = _downsample(mask_hi)
+    mask = _downsample(_shape_masks(shapes, size * 2, rng))
     tex = _texture(textures, size, rng)
     bg = _background(n, size, rng)
     img = bg * (1 - mask[..., None]) + tex * mask[..., None]
@@ -299,8 +304,6 @@ class SyntheticWorld:
     def corruption_names(self) -> tuple[str, ...]:
         if self.config.corruptions:
             return tuple(self.config.corruptions)
-        from robustlens.transforms.corruptions import CORRUPTIONS
-
         return tuple(CORRUPTIONS)
 
     def split_names(self) -> list[str]:
@@ -347,10 +350,6 @@ class SyntheticWorld:
             _, name, sev = split.split("/")
             base = self.split("val")
             n = min(len(base["labels"]), cfg.n_shift_per_class * k)
-            import torch
-
-            from robustlens.transforms.corruptions import corrupt
-
             x = torch.from_numpy(np.array(base["images"][:n])).permute(0, 3, 1, 2).float() / 255
             seeds = torch.arange(n, dtype=torch.int64) + 7919 * (
                 1 + self.corruption_names.index(name)
@@ -364,11 +363,7 @@ class SyntheticWorld:
         n = len(y)
         hi = size * 2
         if split == "sketch":
-            u, v = _grid(n, hi, rng)
-            m = np.zeros((n, hi, hi), np.float32)
-            for c in np.unique(y):
-                m[y == c] = _shape_mask(int(c), u[y == c], v[y == c])
-            edge = _edges(m)
+            edge = _edges(_shape_masks(y, hi, rng))
             paper = 0.93 + rng.normal(0, 0.02, size=(n, size, size)).astype(np.float32)
             ink = _downsample(edge)
             img = paper * (1 - ink) + 0.08 * ink
@@ -386,10 +381,7 @@ class SyntheticWorld:
                 "spurious_labels": y,
             }
         if split == "rendition":
-            u, v = _grid(n, hi, rng)
-            m = np.zeros((n, hi, hi), np.float32)
-            for c in np.unique(y):
-                m[y == c] = _shape_mask(int(c), u[y == c], v[y == c])
+            m = _shape_masks(y, hi, rng)
             outline = _downsample(_edges(m))
             mask = _downsample(m)
             fill = rng.random((n, 1, 1, 3)).astype(np.float32)
@@ -458,8 +450,6 @@ class SyntheticWorld:
         self, root: str | Path, splits: list[str] | None = None, limit_per_class: int | None = None
     ) -> Path:
         """Write splits as PNG ImageFolder trees ``root/{split}/{class}/{i}.png``."""
-        from PIL import Image
-
         root = Path(root)
         for split in splits or self.split_names():
             a = self.split(split)

@@ -2,26 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 
 from robustlens.engine import Engine, EngineReport
-from robustlens.measure import DatasetInfo, Measure
-from robustlens.models.base import ModelAdapter
-from robustlens.plan import DatasetSpec, plan_jobs
+from robustlens.executors.base import Executor, Work
+from robustlens.measure import DatasetInfo
 
 
-class LocalExecutor:
-    def run(
-        self,
-        engine: Engine,
-        dspecs: Sequence[DatasetSpec],
-        models: Sequence[ModelAdapter],
-        measures: Sequence[Measure],
-        infos: Mapping[str, DatasetInfo],
+class LocalExecutor(Executor):
+    def run_jobs(
+        self, engine: Engine, work: Work, infos: Mapping[str, DatasetInfo]
     ) -> list[EngineReport]:
-        reports = []
-        for ds in dspecs:
-            jobs = plan_jobs(models, measures, infos[ds.name])
-            if jobs:
-                reports.append(engine.run(ds.dataset(), jobs))
-        return reports
+        return [engine.run(ds.dataset(), jobs) for ds, jobs in work]

@@ -11,13 +11,14 @@ otherwise the driver filters finished jobs before submitting them.
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
+import torch
+
 from robustlens.engine import Engine, EngineJob, EngineReport
-from robustlens.measure import DatasetInfo, Measure
-from robustlens.models.base import ModelAdapter
-from robustlens.plan import plan_jobs
+from robustlens.executors.base import Executor, Work
+from robustlens.measure import DatasetInfo
 from robustlens.store import META_VIEW, ArrayKey, Store
 
 
@@ -25,8 +26,6 @@ def _run_job(
     dataset: Any, jobs: list[EngineJob], engine_kwargs: dict[str, Any], threads: int
 ) -> tuple[EngineReport, list[tuple[ArrayKey, int, int, dict]], list[tuple[str, str]]]:
     """Worker side: run the engine into a scratch store and return what it wrote."""
-    import torch
-
     torch.set_num_threads(threads)  # as many threads as CPUs the task holds: no oversubscription
     with tempfile.TemporaryDirectory(prefix="robustlens-ray-") as tmp:
         scratch = Store(tmp)
@@ -35,50 +34,22 @@ def _run_job(
         keys = [ArrayKey("", dfp, META_VIEW)] + [
             ArrayKey(j.model.fingerprint(), dfp, v) for j in jobs for v in j.views
         ]
-        shards = []
-        with scratch._connect() as con:
-            for key in keys:
-                rows = con.execute(
-                    "SELECT shard, n_shards FROM shards WHERE model_fp=? AND dataset_fp=? AND "
-                    "view=? AND engine_version=?",
-                    (key.model_fp, key.dataset_fp, key.view, key.engine_version),
-                ).fetchall()
-                for shard, n_shards in rows:
-                    names = [
-                        r[0]
-                        for r in con.execute(
-                            "SELECT name, hash FROM arrays WHERE model_fp=? AND dataset_fp=? AND "
-                            "view=? AND engine_version=? AND shard=?",
-                            (key.model_fp, key.dataset_fp, key.view, key.engine_version, shard),
-                        ).fetchall()
-                    ]
-                    arrays = {}
-                    for name in names:
-                        (digest,) = con.execute(
-                            "SELECT hash FROM arrays WHERE model_fp=? AND dataset_fp=? AND view=? "
-                            "AND engine_version=? AND shard=? AND name=?",
-                            (
-                                key.model_fp,
-                                key.dataset_fp,
-                                key.view,
-                                key.engine_version,
-                                shard,
-                                name,
-                            ),
-                        ).fetchone()
-                        arrays[name] = scratch.get_array(digest)
-                    shards.append((key, shard, n_shards, arrays))
+        shards = [
+            (key, shard, n_shards, arrays)
+            for key in keys
+            for shard, n_shards, arrays in scratch.shard_arrays(key)
+        ]
         return report, shards, scratch.skipped(dfp)
 
 
-class RayExecutor:
+class RayExecutor(Executor):
     """Run engine jobs on a Ray cluster (``address=None`` starts a local one)."""
 
     def __init__(
         self, address: str | None = None, max_retries: int = 3, num_cpus_per_task: float = 1.0
     ) -> None:
         try:
-            import ray
+            import ray  # optional dependency: ray (the robustlens[ray] extra)
         except ImportError as exc:  # pragma: no cover - depends on the extra
             raise ImportError("the Ray executor needs ray: pip install 'robustlens[ray]'") from exc
         self.ray = ray
@@ -92,13 +63,8 @@ class RayExecutor:
         self.max_retries = max_retries
         self.num_cpus = num_cpus_per_task
 
-    def run(
-        self,
-        engine: Engine,
-        dspecs: Sequence[Any],
-        models: Sequence[ModelAdapter],
-        measures: Sequence[Measure],
-        infos: Mapping[str, DatasetInfo],
+    def run_jobs(
+        self, engine: Engine, work: Work, infos: Mapping[str, DatasetInfo]
     ) -> list[EngineReport]:
         ray = self.ray
         use_gpu = engine.device.type == "cuda"
@@ -118,10 +84,7 @@ class RayExecutor:
         }
         pending = {}
         reports: list[EngineReport] = []
-        for ds in dspecs:
-            jobs = plan_jobs(models, measures, infos[ds.name])
-            if not jobs:
-                continue
+        for ds, jobs in work:
             dfp = infos[ds.name].fingerprint
             keys = [ArrayKey(j.model.fingerprint(), dfp, v) for j in jobs for v in j.views]
             # answered from the store: nothing to send

@@ -23,16 +23,10 @@ from sklearn.metrics import (
 )
 from sklearn.metrics.cluster import contingency_matrix
 
-from robustlens._validation import check_array, check_consistent_length, check_labels
+from robustlens._validation import check_array, check_consistent_length, check_int, check_labels
 from robustlens.errors import ValidationError
 
 __all__ = ["cluster_indicators"]
-
-
-def _check_positive_int(value: Any, name: str, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
-        raise ValidationError(f"{name}: expected an integer >= {minimum}, got {value!r}")
-    return int(value)
 
 
 def _l2_normalize(x: np.ndarray) -> np.ndarray:
@@ -122,10 +116,10 @@ def cluster_indicators(
             )
         k = int(np.unique(y).size)
     else:
-        k = _check_positive_int(n_clusters, "n_clusters")
-    seed = _check_positive_int(seed, "seed", minimum=0)
-    max_samples = _check_positive_int(max_samples, "max_samples", minimum=2)
-    n_init = _check_positive_int(n_init, "n_init")
+        k = check_int(n_clusters, "n_clusters")
+    seed = check_int(seed, "seed", minimum=0)
+    max_samples = check_int(max_samples, "max_samples", minimum=2)
+    n_init = check_int(n_init, "n_init")
 
     if n_total > max_samples:
         rng = np.random.default_rng(seed)

@@ -45,8 +45,9 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
+from scipy import optimize
 
-from robustlens._validation import check_array
+from robustlens._validation import check_array, check_fraction
 from robustlens.errors import FitError, ValidationError
 
 __all__ = [
@@ -105,15 +106,63 @@ class CriticalBandResult:
         """All fields as a plain dict."""
         return asdict(self)
 
+    @classmethod
+    def from_fit(
+        cls,
+        fit: tuple[float, float, float, float],
+        criterion: float,
+        bands_cpi: Sequence[float],
+        thresholds: Sequence[float],
+        sensitivities: Sequence[float],
+        left_censored: Sequence[bool],
+        reason: str | None = None,
+    ) -> CriticalBandResult:
+        """The result of the Gaussian fit ``(A, mu, |w|, R^2)``; ``reason`` says why it failed
+        (then ``ok`` is False and the fit is NaN)."""
+        a, mu, w, r2 = fit
+        return cls(
+            ok=reason is None,
+            reason=reason,
+            bandwidth_octaves=_FWHM_PER_SIGMA * w,
+            centre_cpi=2.0**mu,
+            peak_sensitivity=a,
+            mu_log2=mu,
+            width_octaves=w,
+            r_squared=r2,
+            criterion=criterion,
+            bands_cpi=tuple(float(v) for v in bands_cpi),
+            thresholds=tuple(float(v) for v in thresholds),
+            sensitivities=tuple(float(v) for v in sensitivities),
+            left_censored=tuple(bool(v) for v in left_censored),
+        )
 
-def _check_scalar(value: Any, name: str) -> float:
-    try:
-        v = float(value)
-    except (TypeError, ValueError) as exc:
-        raise ValidationError(f"{name}: expected a number in [0, 1], got {value!r}") from exc
-    if not (math.isfinite(v) and 0.0 <= v <= 1.0):
-        raise ValidationError(f"{name}: expected an accuracy in [0, 1], got {v}")
-    return v
+    @classmethod
+    def failed(
+        cls,
+        reason: str,
+        bands_cpi: Sequence[float],
+        criterion: float = math.nan,
+        thresholds: Sequence[float] | None = None,
+        sensitivities: Sequence[float] | None = None,
+        left_censored: Sequence[bool] | None = None,
+    ) -> CriticalBandResult:
+        """A failed fit: the fitted numbers NaN, the per-band ones NaN unless given.
+
+        Example:
+            >>> r = CriticalBandResult.failed("too few bands", [3.5, 7.0])
+            >>> r.ok, r.thresholds, r.left_censored
+            (False, (nan, nan), (False, False))
+        """
+        nan_bands = [math.nan] * len(bands_cpi)
+        return cls.from_fit(
+            (math.nan,) * 4,
+            criterion,
+            bands_cpi,
+            nan_bands if thresholds is None else thresholds,
+            nan_bands if sensitivities is None else sensitivities,
+            [False] * len(bands_cpi) if left_censored is None else left_censored,
+            reason,
+        )
 
 
 def _check_increasing(values: Any, name: str, n: int | None = None) -> np.ndarray:
@@ -185,8 +234,8 @@ def _thresholds_update(
     acc: np.ndarray, sig: np.ndarray, clean_acc: Any, chance: Any
 ) -> tuple[np.ndarray, float, np.ndarray]:
     """(thresholds, criterion, left_censored); FitError when clean <= chance."""
-    clean = _check_scalar(clean_acc, "clean_acc")
-    ch = _check_scalar(chance, "chance")
+    clean = check_fraction(clean_acc, "clean_acc")
+    ch = check_fraction(chance, "chance")
     if clean <= ch:
         raise FitError(
             f"clean accuracy {clean:.4g} is not above chance {ch:.4g}: "
@@ -206,14 +255,12 @@ def _fit(x: np.ndarray, s: np.ndarray) -> tuple[float, float, float, float]:
     span = float(x.max() - x.min())
     if float(s.max() - s.min()) <= 1e-9 * max(1.0, float(np.abs(s).max())):
         raise FitError(f"sensitivities are flat ({s.tolist()}): no peak to fit")
-    from scipy.optimize import OptimizeWarning, curve_fit
-
     p0 = (float(s.max()), float(x[np.argmax(s)]), max(1.0, span / 4))
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", OptimizeWarning)
+        warnings.simplefilter("ignore", optimize.OptimizeWarning)
         warnings.simplefilter("ignore", RuntimeWarning)
         try:
-            popt, _ = curve_fit(_gauss, x, s, p0=p0, maxfev=20000)
+            popt, _ = optimize.curve_fit(_gauss, x, s, p0=p0, maxfev=20000)
         except (RuntimeError, ValueError, TypeError) as exc:
             raise FitError(f"Gaussian fit did not converge: {exc}") from exc
     a, mu, w = (float(v) for v in popt)
@@ -329,22 +376,8 @@ def critical_band(
             f"(need at least {_MIN_FINITE_BANDS}); thresholds: {thr.tolist()}"
         )
     used = ~np.isnan(sens)
-    a, mu, w, r2 = _fit(np.log2(f[used]), sens[used])
-    return CriticalBandResult(
-        ok=True,
-        reason=None,
-        bandwidth_octaves=_FWHM_PER_SIGMA * w,
-        centre_cpi=2.0**mu,
-        peak_sensitivity=a,
-        mu_log2=mu,
-        width_octaves=w,
-        r_squared=r2,
-        criterion=criterion,
-        bands_cpi=tuple(float(v) for v in f),
-        thresholds=tuple(float(v) for v in thr),
-        sensitivities=tuple(float(v) for v in sens),
-        left_censored=tuple(bool(v) for v in censored),
-    )
+    fit = _fit(np.log2(f[used]), sens[used])
+    return CriticalBandResult.from_fit(fit, criterion, f, thr, sens, censored)
 
 
 def critical_band_or_none(
@@ -382,30 +415,9 @@ def critical_band_or_none(
         return critical_band(acc_table, clean_acc, chance, bands_cpi, sigmas)
     except FitError as exc:
         acc, sig = _table_update(acc_table, sigmas)
-        f = tuple(float(v) for v in _bands_update(bands_cpi, acc.shape[0]))
-        nan = float("nan")
-        thr = sens = (nan,) * acc.shape[0]
-        cens = (False,) * acc.shape[0]
-        criterion = nan
+        f = _bands_update(bands_cpi, acc.shape[0])
         try:
-            thr_arr, criterion, cens_arr = _thresholds_update(acc, sig, clean_acc, chance)
-            thr = tuple(float(v) for v in thr_arr)
-            sens = tuple(float(v) for v in _sensitivity(thr_arr))
-            cens = tuple(bool(v) for v in cens_arr)
+            thr, criterion, censored = _thresholds_update(acc, sig, clean_acc, chance)
         except FitError:
-            pass
-        return CriticalBandResult(
-            ok=False,
-            reason=str(exc),
-            bandwidth_octaves=nan,
-            centre_cpi=nan,
-            peak_sensitivity=nan,
-            mu_log2=nan,
-            width_octaves=nan,
-            r_squared=nan,
-            criterion=criterion,
-            bands_cpi=f,
-            thresholds=thr,
-            sensitivities=sens,
-            left_censored=cens,
-        )
+            return CriticalBandResult.failed(str(exc), f)
+        return CriticalBandResult.failed(str(exc), f, criterion, thr, _sensitivity(thr), censored)

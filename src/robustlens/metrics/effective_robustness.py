@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from scipy.special import expit
+from scipy.stats import norm
 
 from robustlens._validation import check_array, check_consistent_length
 from robustlens.errors import FitError, ValidationError
@@ -75,6 +77,16 @@ def _check_transform(transform: str) -> str:
     return transform
 
 
+def _to_axis(acc: Any, fn: Any) -> float | np.ndarray:
+    """``fn`` of accuracies checked to lie in [0, 1] and clipped to ``[EPS, 1 - EPS]``."""
+    return _out(fn(np.clip(_acc(acc, "acc"), EPS, 1.0 - EPS)))
+
+
+def _from_axis(t: Any, fn: Any) -> float | np.ndarray:
+    """``fn`` (an inverse transform) of finite values on a transformed axis."""
+    return _out(fn(check_array(t, "t", dtype=np.float64, min_rows=0)))
+
+
 def logit(acc: Any) -> float | np.ndarray:
     """Logit of an accuracy: ``log(a / (1 - a))`` with a clipped to ``[EPS, 1 - EPS]``.
 
@@ -92,8 +104,7 @@ def logit(acc: Any) -> float | np.ndarray:
         >>> logit([0.5, 1.0]).round(2).tolist()
         [0.0, 13.82]
     """
-    a = np.clip(_acc(acc, "acc"), EPS, 1.0 - EPS)
-    return _out(np.log(a) - np.log1p(-a))
+    return _to_axis(acc, lambda a: np.log(a) - np.log1p(-a))
 
 
 def inv_logit(t: Any) -> float | np.ndarray:
@@ -109,50 +120,30 @@ def inv_logit(t: Any) -> float | np.ndarray:
         >>> round(inv_logit(1.0986), 4)
         0.75
     """
-    from scipy.special import expit
-
-    x = check_array(t, "t", dtype=np.float64, min_rows=0)
-    return _out(expit(x))
+    return _from_axis(t, expit)
 
 
 def probit(acc: Any) -> float | np.ndarray:
     """Probit of an accuracy: ``Phi^-1(a)`` (``scipy.stats.norm.ppf``), a in ``[EPS, 1 - EPS]``.
 
-    The axis scale used in Taori et al. (NeurIPS 2020) plots.
-
-    Args:
-        acc: accuracy (float or array) in [0, 1].
-
-    Returns:
-        float for a scalar, otherwise a float64 array of the same shape.
+    The axis scale used in Taori et al. (NeurIPS 2020) plots; arguments and result as
+    :func:`logit`.
 
     Example:
         >>> round(probit(0.975), 3)
         1.96
     """
-    from scipy.stats import norm
-
-    a = np.clip(_acc(acc, "acc"), EPS, 1.0 - EPS)
-    return _out(norm.ppf(a))
+    return _to_axis(acc, norm.ppf)
 
 
 def inv_probit(t: Any) -> float | np.ndarray:
-    """Inverse of :func:`probit`: the standard normal CDF ``Phi(t)`` (Taori et al. 2020).
-
-    Args:
-        t: value(s) on the probit axis.
-
-    Returns:
-        accuracy in [0, 1]: a float for a scalar, otherwise an array.
+    """Inverse of :func:`probit`, the standard normal CDF ``Phi(t)``; as :func:`inv_logit`.
 
     Example:
         >>> round(inv_probit(1.96), 3)
         0.975
     """
-    from scipy.stats import norm
-
-    x = check_array(t, "t", dtype=np.float64, min_rows=0)
-    return _out(norm.cdf(x))
+    return _from_axis(t, norm.cdf)
 
 
 _FORWARD = {"logit": logit, "probit": probit}

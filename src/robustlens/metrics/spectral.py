@@ -11,30 +11,18 @@ bias is the mean high-pass ratio over the same cutoffs.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
+from robustlens._validation import check_fraction
 from robustlens.errors import ValidationError
 
 __all__ = ["BIAS_CUTOFFS", "spectral_bias"]
 
 BIAS_CUTOFFS: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5)
 _DECIMALS = 6  # cutoffs are matched after rounding, so 0.30000000000000004 == 0.3
-
-
-def _check_acc(value: Any, name: str) -> float:
-    try:
-        v = float(value)
-    except (TypeError, ValueError) as exc:
-        raise ValidationError(f"{name}: expected an accuracy in [0, 1], got {value!r}") from exc
-    if not (math.isfinite(v) and 0.0 <= v <= 1.0):
-        raise ValidationError(
-            f"{name}: expected an accuracy in [0, 1] (a fraction, not a percentage), got {v}"
-        )
-    return v
 
 
 def _spectral_update(acc: Mapping[Any, Any], name: str, clean: float) -> dict[float, float]:
@@ -53,7 +41,7 @@ def _spectral_update(acc: Mapping[Any, Any], name: str, clean: float) -> dict[fl
             raise ValidationError(f"{name}: cutoffs must lie in [0, 1], got {key!r}")
         if c in curve:
             raise ValidationError(f"{name}: cutoff {c} appears twice")
-        curve[c] = _check_acc(value, f"{name}[{key!r}]") / clean
+        curve[c] = check_fraction(value, f"{name}[{key!r}]") / clean
     return dict(sorted(curve.items()))
 
 
@@ -101,7 +89,7 @@ def spectral_bias(
         >>> r["low_curve"][0.99]
         1.0
     """
-    clean = _check_acc(acc_clean, "acc_clean")
+    clean = check_fraction(acc_clean, "acc_clean")
     if clean <= 0:
         raise ValidationError("acc_clean: must be > 0 to form accuracy ratios, got 0")
     low = _spectral_update(acc_low, "acc_low", clean)

@@ -8,6 +8,7 @@ so PGD attacks it directly.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 from collections.abc import Sequence
@@ -151,8 +152,6 @@ def adapter_from_module(
     ``nn.Linear`` among the module's children; it is replaced by ``nn.Identity`` in the
     backbone so that the backbone returns penultimate features.
     """
-    import copy
-
     module = copy.deepcopy(module)
     if head_attr is None:
         linears = [n for n, m in module.named_modules() if isinstance(m, nn.Linear)]

@@ -12,7 +12,9 @@ Checkpoints are safetensors files with a JSON config beside them (``{name}.safet
 
 from __future__ import annotations
 
+import concurrent.futures as cf
 import json
+import multiprocessing as mp
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -22,11 +24,17 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
+from robustlens.data.imagefolder import ImageFolderDataset
+from robustlens.data.synthetic import SyntheticWorld, TextureBank, WorldConfig, apply_marks
 from robustlens.errors import CheckpointError
 from robustlens.models.base import ModelAdapter
+from robustlens.models.checkpoints import load_into, load_state_dict
 from robustlens.models.zoo_archs import build_architecture
+from robustlens.store import Store
+from robustlens.transforms.corruptions import corrupt
+from robustlens.views.registry import gray_pixels
 
 AUGMENTATIONS = ("none", "standard", "strong", "texrand")
 # corruptions seen in "strong" training; the rest stay held out for evaluation
@@ -105,15 +113,11 @@ def _standard(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     out[flip] = out[flip].flip(-1)
     gray = torch.rand(n, generator=gen) < 0.2
     if gray.any():
-        from robustlens.views.registry import gray_pixels
-
         out[gray] = gray_pixels(out[gray])
     return out
 
 
 def _strong(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-    from robustlens.transforms.corruptions import corrupt
-
     x = _standard(x, gen)
     n = len(x)
     apply = torch.rand(n, generator=gen) < 0.6
@@ -129,9 +133,6 @@ class TrainingData:
     """World training arrays (and optional generated images) with augmentation per batch."""
 
     def __init__(self, world: Any, member: ZooMember) -> None:
-        from robustlens.data.synthetic import TextureBank, apply_marks
-
-        self._apply_marks = apply_marks
         self.codes = world.codes
         arrays = world.training_arrays(member.mark_rate)
         self.unmarked = arrays["images_unmarked"]
@@ -151,8 +152,6 @@ class TrainingData:
             self._load_generated(member.generated, world.classes, world.config.image_size)
 
     def _load_generated(self, root: str, classes: list[str], size: int) -> None:
-        from robustlens.data.imagefolder import ImageFolderDataset
-
         ds = ImageFolderDataset(root, size=size, crop="none")
         mapping = ds.class_mapping(classes)
         imgs, labels = [], []
@@ -187,7 +186,7 @@ class TrainingData:
             swap = (torch.rand(len(real), generator=gen) < 0.8).numpy()[:, None, None, None]
             tex = self.bank.textures[pick].astype(np.float32)
             mixed = np.where(swap, base * (1 - m) + tex * m, base)
-            imgs = self._apply_marks(
+            imgs = apply_marks(
                 np.clip(np.round(mixed), 0, 255).astype(np.uint8),
                 self.labels[real],
                 self.present[real],
@@ -285,14 +284,8 @@ def load_zoo_model(path: str | Path) -> ModelAdapter:
     m["tags"] = tuple(m.get("tags") or ())
     member = ZooMember(**m)
     model = build_adapter(member, meta["classes"], meta["image_size"])
-    state = load_file(str(path))
-    missing, unexpected = set(model.state_dict()) - set(state), set(state) - set(model.state_dict())
-    if missing or unexpected:
-        raise CheckpointError(
-            f"{path.name} does not fit architecture {member.arch!r}: missing keys "
-            f"{sorted(missing)[:5]}, unexpected keys {sorted(unexpected)[:5]}"
-        )
-    model.load_state_dict(state)
+    source = f"{path.name} (zoo architecture {member.arch!r})"
+    load_into(model, load_state_dict(path), strict=True, source=source)
     model.eval()
     return model
 
@@ -306,9 +299,6 @@ def _train_worker(args: tuple[dict, dict, str, str]) -> tuple[str, float]:
     """Process-pool entry: rebuild the world from the store, train one member."""
     world_cfg, member_dict, store_root, out_dir = args
     torch.set_num_threads(1)
-    from robustlens.data.synthetic import SyntheticWorld, WorldConfig
-    from robustlens.store import Store
-
     world_cfg = {k: tuple(v) if isinstance(v, list) else v for k, v in world_cfg.items()}
     world = SyntheticWorld(WorldConfig(**world_cfg), Store(store_root))
     member_dict = {**member_dict, "tags": tuple(member_dict.get("tags") or ())}
@@ -330,9 +320,6 @@ def train_zoo(
     Small models train faster as separate single-threaded processes than as one process with
     several threads, so members run in parallel, one thread each.
     """
-    import concurrent.futures as cf
-    import multiprocessing as mp
-
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     names = [m.name for m in members]

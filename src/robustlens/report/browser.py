@@ -12,6 +12,7 @@ Chromium is the Debian package (``scripts/install_browser.sh`` installs it).
 
 from __future__ import annotations
 
+import html
 import json
 import os
 import re
@@ -59,15 +60,28 @@ def body_data(dom: str) -> dict[str, str]:
         >>> body_data('<html><body class="x" data-plots="3" data-errors="[&quot;e&quot;]">')
         {'plots': '3', 'errors': '["e"]'}
     """
-    import html
-
     m = re.search(r"<body\b([^>]*)>", dom)
     if not m:
         return {}
     return {k: html.unescape(v) for k, v in re.findall(r'\bdata-([\w-]+)="([^"]*)"', m.group(1))}
 
 
-def _run(exe: str, args: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
+def _chromium(chromium: str | None) -> str:
+    """The given executable, else :func:`find_chromium`'s, else a ``FileNotFoundError``."""
+    exe = chromium or find_chromium()
+    if exe is None:
+        raise FileNotFoundError(
+            "no Chromium found (looked for /usr/bin/chromium, chromium-browser, google-chrome); "
+            "install it with scripts/install_browser.sh (apt-get install chromium)"
+        )
+    return exe
+
+
+def _run(
+    exe: str, mode: str, page: Path, width: int, height: int, timeout: float
+) -> subprocess.CompletedProcess[str]:
+    """One headless Chromium run on ``page`` in a fresh profile (``mode``: what it outputs)."""
+    args = [mode, f"--window-size={width},{height}", "--virtual-time-budget=10000", page.as_uri()]
     with tempfile.TemporaryDirectory(prefix="robustlens-chromium-") as profile:
         cmd = [exe, *_FLAGS, f"--user-data-dir={profile}", *args]
         return subprocess.run(
@@ -108,12 +122,7 @@ def screenshot(
         FileNotFoundError: no Chromium (install it with ``scripts/install_browser.sh``), or
             the HTML file does not exist.
     """
-    exe = chromium or find_chromium()
-    if exe is None:
-        raise FileNotFoundError(
-            "no Chromium found (looked for /usr/bin/chromium, chromium-browser, google-chrome); "
-            "install it with scripts/install_browser.sh (apt-get install chromium)"
-        )
+    exe = _chromium(chromium)
     src = Path(html_path).resolve()
     if not src.exists():
         raise FileNotFoundError(f"report {src} does not exist; write it with write_report first")
@@ -121,16 +130,7 @@ def screenshot(
     png.parent.mkdir(parents=True, exist_ok=True)
     if png.exists():
         png.unlink()
-    shot = _run(
-        exe,
-        [
-            f"--screenshot={png}",
-            f"--window-size={width},{height}",
-            "--virtual-time-budget=10000",
-            src.as_uri(),
-        ],
-        timeout,
-    )
+    shot = _run(exe, f"--screenshot={png}", src, width, height, timeout)
     info = dump_dom(src, width, height, timeout, exe)
     errors = info["errors"] + _console_errors(shot.stderr)
     return {
@@ -161,23 +161,8 @@ def dump_dom(
         int | None, "errors": [messages], "ready": bool, "chromium": exe, "returncode": int,
         "stderr_tail": str}``.
     """
-    exe = chromium or find_chromium()
-    if exe is None:
-        raise FileNotFoundError(
-            "no Chromium found; install it with scripts/install_browser.sh (apt-get install "
-            "chromium)"
-        )
-    src = Path(html_path).resolve()
-    dom = _run(
-        exe,
-        [
-            "--dump-dom",
-            f"--window-size={width},{height}",
-            "--virtual-time-budget=10000",
-            src.as_uri(),
-        ],
-        timeout,
-    )
+    exe = _chromium(chromium)
+    dom = _run(exe, "--dump-dom", Path(html_path).resolve(), width, height, timeout)
     data = body_data(dom.stdout)
     plots, total = data.get("plots"), data.get("plots-total")
     errors: list[str] = []

@@ -31,6 +31,9 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pyarrow.parquet as pq
+
+from robustlens.store import Store
 
 __all__ = [
     "export_results",
@@ -93,7 +96,7 @@ def wide_table(long: pd.DataFrame) -> pd.DataFrame:
 
 
 def export_results(
-    store: Any, out_dir: str | Path, models: Sequence[str] | None = None
+    store: Store | str | Path, out_dir: str | Path, models: Sequence[str] | None = None
 ) -> dict[str, Path]:
     """Write the study's results as long and wide CSV and Parquet files into ``out_dir``.
 
@@ -105,8 +108,6 @@ def export_results(
     Returns:
         ``{"results_long.csv": path, ...}`` for the four files written.
     """
-    from robustlens.store import Store
-
     if not isinstance(store, Store):
         store = Store(store)
     out = Path(out_dir)
@@ -119,10 +120,10 @@ def export_results(
     wide = wide_table(long)
     paths: dict[str, Path] = {}
     for stem, df in (("results_long", long), ("results_wide", wide)):
-        csv, pq = out / f"{stem}.csv", out / f"{stem}.parquet"
+        csv, parquet = out / f"{stem}.csv", out / f"{stem}.parquet"
         _atomic(csv, lambda p, df=df: df.to_csv(p, index=False))
-        _atomic(pq, lambda p, df=df: df.to_parquet(p, index=False))
-        paths[csv.name], paths[pq.name] = csv, pq
+        _atomic(parquet, lambda p, df=df: df.to_parquet(p, index=False))
+        paths[csv.name], paths[parquet.name] = csv, parquet
     return paths
 
 
@@ -149,8 +150,6 @@ def per_sample_files(out_dir: str | Path, models: Sequence[str] | None = None) -
 def _read(
     path: Path, columns: Sequence[str] | None, datasets: Sequence[str] | None
 ) -> pd.DataFrame:
-    import pyarrow.parquet as pq
-
     cols = None
     if columns is not None:
         have = set(pq.read_schema(path).names)

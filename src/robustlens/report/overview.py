@@ -18,14 +18,20 @@ dataset, measure and name), so it works for any set of measures:
 
 from __future__ import annotations
 
-import html
 import math
 from typing import Any
 
 import numpy as np
 import pandas as pd
+from matplotlib import colormaps
+from matplotlib.figure import Figure
+from scipy.stats import spearmanr
 
+from robustlens.analysis.correlation import TABLE_COLUMNS, correlation_table
+from robustlens.formatting import esc, is_number, p_eq, p_value, short, signed
 from robustlens.report.context import ReportContext, figure_html
+from robustlens.report.exports import wide_table
+from robustlens.roles import corrupt_group
 
 __all__ = [
     "LABEL_FREE_FAMILIES",
@@ -54,14 +60,9 @@ def _is_count(name: str) -> bool:
     return name in _COUNT_NAMES or name.startswith("n_")
 
 
-def corrupt_group(ctx: ReportContext, dataset: str) -> str:
-    """Label of the group a corruption dataset is averaged into (``world/corrupt``)."""
-    tags = ctx.datasets.get(dataset, {}).get("tags", {}) or {}
-    c, s = tags.get("corruption"), tags.get("severity")
-    suffix = f"/{c}/{s}"
-    if c is not None and s is not None and dataset.endswith(suffix):
-        return dataset[: -len(suffix)]
-    return dataset.rsplit("/", 2)[0] if dataset.count("/") >= 2 else "corrupt"
+def _group(ctx: ReportContext, dataset: str) -> str:
+    """The group a corruption dataset is averaged into (``world/corrupt``), by its tags."""
+    return corrupt_group(dataset, ctx.datasets.get(dataset, {}).get("tags"))
 
 
 def _accuracy(ctx: ReportContext) -> pd.DataFrame:
@@ -88,7 +89,7 @@ def ood_targets(ctx: ReportContext, per_dataset: bool = True) -> pd.DataFrame:
     groups: dict[str, list[str]] = {}
     for d in ctx.datasets_with_role("corrupt"):
         if d in acc.columns:
-            groups.setdefault(corrupt_group(ctx, d), []).append(d)
+            groups.setdefault(_group(ctx, d), []).append(d)
     if per_dataset:
         for g, ds in groups.items():
             out[f"{g} (mean acc)"] = acc[ds].mean(axis=1)
@@ -150,8 +151,6 @@ def predictor_columns(ctx: ReportContext, label_free_only: bool = False) -> list
 
 def predictor_table(ctx: ReportContext, columns: list[str]) -> pd.DataFrame:
     """Models x ``dataset|measure.name`` values for the given columns."""
-    from robustlens.report.exports import wide_table
-
     if not columns:
         return pd.DataFrame(index=ctx.results["model"].unique() if len(ctx.results) else [])
     wide = wide_table(ctx.results).set_index("model")
@@ -176,26 +175,11 @@ def correlations(
 ) -> pd.DataFrame:
     """Spearman correlation (with p-value and bootstrap CI) of every predictor with every
     target across models, as :func:`robustlens.analysis.correlation.correlation_table`."""
-    from robustlens.analysis.correlation import correlation_table
-
     targets = targets.rename(columns=lambda c: f"{c} (target)" if c in predictors.columns else c)
     joined = predictors.join(targets, how="inner")
     ys = list(targets.columns)
     if not len(predictors.columns) or not ys:
-        return pd.DataFrame(
-            columns=[
-                "x",
-                "y",
-                "coefficient",
-                "p_value",
-                "ci_low",
-                "ci_high",
-                "n",
-                "significant",
-                "shown",
-                "method",
-            ]
-        )
+        return pd.DataFrame(columns=list(TABLE_COLUMNS))
     table = correlation_table(
         joined, list(predictors.columns), ys, method="spearman", alpha=ALPHA, n_boot=n_boot
     )
@@ -209,22 +193,14 @@ def correlations(
 
 
 # ----------------------------------------------------------------------------- plotting
-def _figure(w: float, h: float):
-    from matplotlib.figure import Figure
-
+def _figure(w: float, h: float) -> Figure:
     return Figure(figsize=(w, h), layout="constrained")
 
 
-def _short(label: str, strip: str = "world/") -> str:
-    return label.replace(strip, "") if strip else label
-
-
 def _model_colors(models: list[str]) -> dict[str, Any]:
-    import matplotlib
-
     if len(models) > _MAX_LEGEND_MODELS:  # too many to tell apart: grey, with a median line
         return {m: "0.55" for m in models}
-    cmap = matplotlib.colormaps["tab10"]
+    cmap = colormaps["tab10"]
     return {m: cmap(i) for i, m in enumerate(models)}
 
 
@@ -235,11 +211,11 @@ def _accuracy_by_dataset_plot(ctx: ReportContext, acc: pd.DataFrame) -> str | No
         if role == "corrupt":
             groups: dict[str, list[str]] = {}
             for d in ds:
-                groups.setdefault(corrupt_group(ctx, d), []).append(d)
+                groups.setdefault(_group(ctx, d), []).append(d)
             for g, gd in groups.items():
-                cats.append((role, f"{_short(g)}\n(mean of {len(gd)})", acc[gd].mean(axis=1)))
+                cats.append((role, f"{short(g)}\n(mean of {len(gd)})", acc[gd].mean(axis=1)))
         else:
-            cats.extend((role, _short(d), acc[d]) for d in ds)
+            cats.extend((role, short(d), acc[d]) for d in ds)
     if not cats:
         return None
     models = list(acc.index)
@@ -309,7 +285,7 @@ def _severity_plot(ctx: ReportContext, acc: pd.DataFrame) -> str | None:
         tags = ctx.datasets[d].get("tags", {}) or {}
         if d in acc.columns and "severity" in tags:
             rows.append(
-                (corrupt_group(ctx, d), str(tags.get("corruption", "?")), int(tags["severity"]), d)
+                (_group(ctx, d), str(tags.get("corruption", "?")), int(tags["severity"]), d)
             )
     if not rows:
         return None
@@ -405,17 +381,17 @@ def _heatmap(table: pd.DataFrame, title: str, alt: str) -> str:
             if not np.isfinite(r):
                 txt, color = "n/a", "0.4"
             elif s != 0:
-                txt, color = f"{r:+.2f}\n{_p_eq(p)}", ("white" if abs(r) > 0.6 else "black")
+                txt, color = f"{r:+.2f}\n{p_eq(p)}", ("white" if abs(r) > 0.6 else "black")
             else:
                 txt, color = f"0\n(r={r:+.2f})", "0.45"
             ax.text(j, i, txt, ha="center", va="center", fontsize=7.5, color=color)
-    ax.set_xticks(range(len(ys)), [_short(y) for y in ys], rotation=25, ha="right", fontsize=8.5)
+    ax.set_xticks(range(len(ys)), [short(y) for y in ys], rotation=25, ha="right", fontsize=8.5)
     if len(xs) > 12:  # a tall map: column names on top as well, where the reader starts
         ax.tick_params(top=True, labeltop=True)
         for tick in ax.xaxis.get_major_ticks():
             tick.label2.set_rotation(25)
             tick.label2.set_horizontalalignment("left")
-    ax.set_yticks(range(len(xs)), [_short(x) for x in xs], fontsize=8.5)
+    ax.set_yticks(range(len(xs)), [short(x) for x in xs], fontsize=8.5)
     ax.set_xticks(np.arange(-0.5, len(ys)), minor=True)
     ax.set_yticks(np.arange(-0.5, len(xs)), minor=True)
     ax.grid(which="minor", color="white", lw=1.5)
@@ -433,10 +409,10 @@ def _corr_rows_html(table: pd.DataFrame, limit: int | None = None) -> str:
     if limit:
         t = t.head(limit)
     rows = "".join(
-        f"<tr><td>{html.escape(_short(r.x))}</td><td>{html.escape(_short(r.y))}</td>"
-        f"<td data-v='{_num(r.coefficient)}'>{_fmt(r.coefficient, '+.3f')}</td>"
-        f"<td data-v='{_num(r.p_value)}'>{html.escape(_pfmt(r.p_value))}</td>"
-        f"<td>[{_fmt(r.ci_low, '+.2f')}, {_fmt(r.ci_high, '+.2f')}]</td>"
+        f"<tr><td>{esc(short(r.x))}</td><td>{esc(short(r.y))}</td>"
+        f"<td data-v='{_sort_value(r.coefficient)}'>{signed(r.coefficient, 3)}</td>"
+        f"<td data-v='{_sort_value(r.p_value)}'>{esc(p_value(r.p_value))}</td>"
+        f"<td>[{signed(r.ci_low)}, {signed(r.ci_high)}]</td>"
         f"<td data-v='{r.n}'>{r.n}</td><td>{'yes' if r.significant else 'no'}</td></tr>"
         for r in t.itertuples(index=False)
     )
@@ -447,36 +423,9 @@ def _corr_rows_html(table: pd.DataFrame, limit: int | None = None) -> str:
     )
 
 
-def _num(v: Any) -> str:
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        return ""
-    return repr(f) if math.isfinite(f) else ""
-
-
-def _pfmt(p: Any) -> str:
-    try:
-        f = float(p)
-    except (TypeError, ValueError):
-        return "n/a"
-    if not math.isfinite(f):
-        return "n/a"
-    return "< 0.001" if f < 0.001 else f"{f:.3f}"
-
-
-def _p_eq(p: Any) -> str:
-    """``p = 0.012`` or ``p < 0.001``."""
-    t = _pfmt(p)
-    return f"p {t}" if t.startswith("<") else f"p = {t}"
-
-
-def _fmt(v: Any, spec: str) -> str:
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        return "n/a"
-    return format(f, spec) if math.isfinite(f) else "n/a"
+def _sort_value(v: Any) -> str:
+    """The ``data-v`` a sortable cell sorts by: the full ``repr`` of the number, or empty."""
+    return repr(float(v)) if is_number(v) else ""
 
 
 def _per_sample_html(ctx: ReportContext) -> str | None:
@@ -603,7 +552,7 @@ def _heatmap_html(ctx: ReportContext) -> str:
     if dropped:
         note += (
             f" Left out (constant or fewer than 3 values): "
-            f"{html.escape(', '.join(_short(d) for d in dropped[:12]))}"
+            f"{esc(', '.join(short(d) for d in dropped[:12]))}"
             f"{' ...' if len(dropped) > 12 else ''}."
         )
     img = _heatmap(
@@ -655,9 +604,9 @@ def what_predicts_html(ctx: ReportContext) -> str:
     for r in top.itertuples(index=False):
         sig = "significant" if r.significant else "<b>not significant</b>"
         items.append(
-            f"<li><b>{html.escape(_short(r.x))}</b> vs <b>{html.escape(r.y)}</b>: "
-            f"Spearman rho = {r.coefficient:+.2f} (95% CI [{_fmt(r.ci_low, '+.2f')}, "
-            f"{_fmt(r.ci_high, '+.2f')}]), {html.escape(_p_eq(r.p_value))}, n = {r.n} models, "
+            f"<li><b>{esc(short(r.x))}</b> vs <b>{esc(r.y)}</b>: "
+            f"Spearman rho = {r.coefficient:+.2f} (95% CI [{signed(r.ci_low)}, "
+            f"{signed(r.ci_high)}]), {esc(p_eq(r.p_value))}, n = {r.n} models, "
             f"{sig} at alpha = {ALPHA}.</li>"
         )
     n_sig = int(table["significant"].sum())
@@ -687,7 +636,7 @@ def what_predicts_html(ctx: ReportContext) -> str:
     if dropped:
         lines.append(
             f"<p class='note'>Left out (constant or fewer than 3 values): "
-            f"{html.escape(', '.join(_short(d) for d in dropped[:12]))}.</p>"
+            f"{esc(', '.join(short(d) for d in dropped[:12]))}.</p>"
         )
     return "\n".join(lines)
 
@@ -695,8 +644,6 @@ def what_predicts_html(ctx: ReportContext) -> str:
 def _distinct_top(ranked: pd.DataFrame, preds: pd.DataFrame, k: int) -> pd.DataFrame:
     """The first ``k`` rows whose measures do not rank the models identically to an earlier
     pick (e.g. a score and 1 - score), so the list names different measures."""
-    from scipy.stats import spearmanr
-
     picked: list[int] = []
     for i, r in enumerate(ranked.itertuples(index=False)):
         same = False
@@ -721,7 +668,7 @@ def _reference_line(ctx: ReportContext, targets: pd.DataFrame) -> str:
         return ""
     t = correlations(ref, targets, n_boot=0)
     parts = [
-        f"{html.escape(r.y)}: rho = {_fmt(r.coefficient, '+.2f')} ({html.escape(_p_eq(r.p_value))})"
+        f"{esc(r.y)}: rho = {signed(r.coefficient)} ({esc(p_eq(r.p_value))})"
         for r in t.itertuples(index=False)
     ]
     return (
@@ -750,11 +697,11 @@ def _top_scatter(preds: pd.DataFrame, targets: pd.DataFrame, top: pd.DataFrame) 
                         textcoords="offset points",
                         color="0.3",
                     )
-        ax.set_xlabel(_short(r.x), fontsize=8.5)
+        ax.set_xlabel(short(r.x), fontsize=8.5)
         ax.set_ylabel(y_col, fontsize=8.5)
         star = "" if r.significant else " (n.s.)"
         ax.set_title(
-            f"rho = {r.coefficient:+.2f}, {_p_eq(r.p_value)}, n = {r.n}{star}", fontsize=9.5
+            f"rho = {r.coefficient:+.2f}, {p_eq(r.p_value)}, n = {r.n}{star}", fontsize=9.5
         )
         ax.grid(alpha=0.3)
     return figure_html(fig, "top label-free predictors of OOD accuracy")

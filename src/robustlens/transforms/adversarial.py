@@ -23,23 +23,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from robustlens._validation import check_number
 from robustlens.errors import ValidationError
 from robustlens.transforms.corruptions import check_images, seed_generators
 
 __all__ = ["SEED002_PGD", "pgd_attack"]
 
 SEED002_PGD: dict[str, Any] = {"eps": 0.5 / 255, "step": 2 / 255, "steps": 40, "norm": "linf"}
-
-
-def _check_number(value: Any, name: str, integer: bool = False) -> float:
-    try:
-        v = float(value)
-    except (TypeError, ValueError) as exc:
-        raise ValidationError(f"{name}: expected a non-negative number, got {value!r}") from exc
-    if not math.isfinite(v) or v < 0 or (integer and v != int(v)):
-        kind = "integer" if integer else "number"
-        raise ValidationError(f"{name}: expected a non-negative {kind}, got {value!r}")
-    return v
 
 
 def _random_start(
@@ -134,9 +124,9 @@ def pgd_attack(
     check_images(images)
     if norm not in ("linf", "l2"):
         raise ValidationError(f"norm: expected 'linf' or 'l2', got {norm!r}")
-    eps = _check_number(eps, "eps")
-    step = _check_number(step, "step")
-    steps = int(_check_number(steps, "steps", integer=True))
+    eps = check_number(eps, "eps")
+    step = check_number(step, "step")
+    steps = int(check_number(steps, "steps", integer=True))
     if not isinstance(labels, torch.Tensor):
         labels = torch.as_tensor(labels)
     if labels.ndim != 1 or labels.shape[0] != images.shape[0]:

@@ -15,11 +15,11 @@ Inputs are float pixels ``(B, 3, H, W)`` in [0, 1]; outputs keep shape, dtype an
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import torch
 
+from robustlens._validation import check_number
 from robustlens.errors import ValidationError
 from robustlens.transforms.corruptions import check_images, seed_generators
 
@@ -32,6 +32,7 @@ __all__ = [
     "band_mask",
     "band_noise",
     "fft_filter",
+    "luma",
     "valid_bands",
 ]
 
@@ -43,6 +44,17 @@ BAND_CENTRES_CPI_224: tuple[float, ...] = tuple(_F0_CPI_224 * 2.0**b for b in ra
 _LUMA = (0.299, 0.587, 0.114)
 _CONTRAST = 0.2
 _MID_GRAY = 0.5
+
+
+def luma(images: torch.Tensor) -> torch.Tensor:
+    """Luma ``0.299 R + 0.587 G + 0.114 B`` of (B, 3, H, W) pixels, shape (B, 1, H, W).
+
+    Example:
+        >>> luma(torch.ones(1, 3, 2, 2)).shape, round(float(luma(torch.ones(1, 3, 1, 1))), 6)
+        (torch.Size([1, 1, 2, 2]), 1.0)
+    """
+    w = torch.tensor(_LUMA, dtype=images.dtype, device=images.device).view(1, 3, 1, 1)
+    return (images * w).sum(dim=1, keepdim=True)
 
 
 def _int_freqs(n: int, device: Any = None) -> torch.Tensor:
@@ -270,17 +282,10 @@ def band_noise(
         0.04
     """
     check_images(images)
-    try:
-        sigma = float(sigma)
-    except (TypeError, ValueError) as exc:
-        raise ValidationError(f"sigma: expected a non-negative number, got {sigma!r}") from exc
-    if not (math.isfinite(sigma) and sigma >= 0):
-        raise ValidationError(f"sigma: expected a non-negative number, got {sigma}")
+    sigma = check_number(sigma, "sigma")
     b, _, h, w = images.shape
     mask = band_mask(h, w, band, reference_side)  # validates the band for this size
-    x = images.float()
-    luma = torch.tensor(_LUMA, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
-    g = (x * luma).sum(dim=1, keepdim=True)
+    g = luma(images.float())
     base = _MID_GRAY + _CONTRAST * (g - g.mean(dim=(-2, -1), keepdim=True))
     if sigma == 0 or b == 0:
         out = base

@@ -11,6 +11,9 @@ import torch
 from torch import nn
 
 from robustlens.errors import ValidationError
+from robustlens.transforms.adversarial import pgd_attack
+from robustlens.transforms.corruptions import CORRUPTIONS, corrupt
+from robustlens.transforms.frequency import band_noise, fft_filter, luma
 
 ViewFn = Callable[[torch.Tensor, "ViewContext"], torch.Tensor]
 
@@ -87,9 +90,7 @@ def gray_pixels(pixels: torch.Tensor) -> torch.Tensor:
     Applied before normalization (applying it after normalization is a known bug in public
     EI code: it mixes channels with different means and stds).
     """
-    w = torch.tensor([0.299, 0.587, 0.114], dtype=pixels.dtype, device=pixels.device)
-    luma = (pixels * w.view(1, 3, 1, 1)).sum(dim=1, keepdim=True)
-    return luma.expand(-1, 3, -1, -1).contiguous()
+    return luma(pixels).expand(-1, 3, -1, -1).contiguous()
 
 
 @register_view("clean", "clean")
@@ -117,54 +118,40 @@ def _gray(spec: str, args: list[str]) -> View:
     return View(spec, lambda x, ctx: gray_pixels(x))
 
 
-@register_view("lowpass", "lowpass:CUTOFF (0 < CUTOFF <= 1)")
-def _lowpass(spec: str, args: list[str]) -> View:
-    (cutoff,) = args
-    c = float(cutoff)
-    if not 0 < c <= 1:
-        raise ValueError(f"cutoff must be in (0, 1], got {c}")
-    from robustlens.transforms.frequency import fft_filter
+def _frequency_filter(kind: str) -> Callable[[str, list[str]], View]:
+    def factory(spec: str, args: list[str]) -> View:
+        (cutoff,) = args
+        c = float(cutoff)
+        if not 0 < c <= 1:
+            raise ValueError(f"cutoff must be in (0, 1], got {c}")
+        return View(spec, lambda x, ctx: fft_filter(x, c, kind=kind))
 
-    return View(spec, lambda x, ctx: fft_filter(x, c, kind="low"))
+    return factory
 
 
-@register_view("highpass", "highpass:CUTOFF (0 < CUTOFF <= 1)")
-def _highpass(spec: str, args: list[str]) -> View:
-    (cutoff,) = args
-    c = float(cutoff)
-    if not 0 < c <= 1:
-        raise ValueError(f"cutoff must be in (0, 1], got {c}")
-    from robustlens.transforms.frequency import fft_filter
+for _kind in ("low", "high"):
+    register_view(f"{_kind}pass", f"{_kind}pass:CUTOFF (0 < CUTOFF <= 1)")(_frequency_filter(_kind))
 
-    return View(spec, lambda x, ctx: fft_filter(x, c, kind="high"))
+
+def _seeded(spec: str, fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> View:
+    """A random view: ``fn(pixels, seeds)``, one seed per sample from the spec and its id."""
+    return View(spec, lambda x, ctx: fn(x, sample_seeds(spec, ctx.sample_ids)), random=True)
 
 
 @register_view("bandnoise", "bandnoise:BAND:SIGMA")
 def _bandnoise(spec: str, args: list[str]) -> View:
     band, sigma = int(args[0]), float(args[1])
-    from robustlens.transforms.frequency import band_noise
-
-    return View(
-        spec,
-        lambda x, ctx: band_noise(x, band, sigma, sample_seeds(spec, ctx.sample_ids)),
-        random=True,
-    )
+    return _seeded(spec, lambda x, seeds: band_noise(x, band, sigma, seeds))
 
 
 @register_view("corrupt", "corrupt:NAME:SEVERITY (SEVERITY 1..5)")
 def _corrupt(spec: str, args: list[str]) -> View:
     name, severity = args[0], int(args[1])
-    from robustlens.transforms.corruptions import CORRUPTIONS, corrupt
-
     if name not in CORRUPTIONS:
         raise ValueError(f"unknown corruption {name!r}; available: {', '.join(CORRUPTIONS)}")
     if not 1 <= severity <= 5:
         raise ValueError(f"severity must be 1..5, got {severity}")
-    return View(
-        spec,
-        lambda x, ctx: corrupt(x, name, severity, sample_seeds(spec, ctx.sample_ids)),
-        random=True,
-    )
+    return _seeded(spec, lambda x, seeds: corrupt(x, name, severity, seeds))
 
 
 @register_view("pgd", "pgd:linf:EPS:STEPS[:STEP] (EPS, STEP in pixel units of [0, 1])")
@@ -173,7 +160,6 @@ def _pgd(spec: str, args: list[str]) -> View:
     step = float(args[3]) if len(args) > 3 else 2.0 / 255.0
     if norm != "linf":
         raise ValueError(f"only the linf norm is supported, got {norm!r}")
-    from robustlens.transforms.adversarial import pgd_attack
 
     def fn(x: torch.Tensor, ctx: ViewContext) -> torch.Tensor:
         if ctx.model is None or ctx.labels is None:
