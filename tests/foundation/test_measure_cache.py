@@ -122,6 +122,7 @@ def test_options_that_cannot_be_written_down_are_never_cached():
     assert measure.options() == {
         "datasets": "id",
         "max_samples": 2000,
+        "min_per_class": 5,
         "n_init": 3,
         "seed": 0,
     }

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import re
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -45,8 +46,13 @@ def installed_flipline(tmp_path, monkeypatch):
     dist = tmp_path / "site" / "flipline-0.1.dist-info"
     dist.mkdir()
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: flipline\nVersion: 0.1\n")
-    group, entry = re.search(r"\[project\.entry-points\.\"(.+?)\"\]\n(.+)", toml).groups()
-    (dist / "entry_points.txt").write_text(f"[{group}]\n{entry.strip()}\n")
+    groups = tomllib.loads(toml)["project"]["entry-points"]
+    (dist / "entry_points.txt").write_text(
+        "".join(
+            f"[{group}]\n" + "".join(f"{name} = {value}\n" for name, value in eps.items())
+            for group, eps in groups.items()
+        )
+    )
     measure_mod.lines()  # the installed lines, before copying the registries
     for name in ("_LINES", "_MEASURES", "_MEASURE_LINE"):
         monkeypatch.setattr(measure_mod, name, dict(getattr(measure_mod, name)))

@@ -10,7 +10,14 @@ import pytest
 import torch
 
 from robustlens.errors import ValidationError
-from robustlens.metrics.clustering import _cluster_accuracy, _purity, cluster_indicators
+from robustlens.metrics.clustering import (
+    _cluster_accuracy,
+    _purity,
+    cluster_indicators,
+    kmeans_clusters,
+    l2_normalize,
+    sample_rows,
+)
 
 LABEL_KEYS = ("nmi", "ari", "purity", "cluster_accuracy")
 FREE_KEYS = ("silhouette", "davies_bouldin", "calinski_harabasz")
@@ -147,3 +154,90 @@ def test_rejects_non_finite_features():
     feats[0, 0] = np.nan
     with pytest.raises(ValidationError, match="NaN"):
         cluster_indicators(feats, labels)
+
+
+# --- the clustered sample: stratified by class, k = classes present (issue 16, item 5) ---
+
+HAND = np.repeat([0, 1, 2, 3], [20, 10, 3, 7])  # 40 rows, class sizes 20, 10, 3, 7
+
+
+def test_stratified_draw_hand_case_proportional_with_a_minimum():
+    # base min(count, 5) = 5, 5, 3, 5 (18 rows); the other 2 rows are shared in proportion to
+    # the rows left (15, 5, 0, 2 of 22): shares 1.36, 0.45, 0, 0.18 -> floors 1, 0, 0, 0 and
+    # the last row to the largest remainder (class 1): 6, 6, 3, 5
+    s = sample_rows(HAND.size, HAND, max_samples=20, min_per_class=5, seed=0)
+    assert np.bincount(HAND[s.indices], minlength=4).tolist() == [6, 6, 3, 5]
+    assert s.n_samples == 20 and s.classes.tolist() == [0, 1, 2, 3]
+    assert s.n_classes_sampled == 4 and s.n_classes_total == 4 and s.n_rows_total == 40
+    assert np.all(np.diff(s.indices) > 0)  # sorted, no row twice
+
+
+def test_stratified_draw_keeps_a_subset_of_classes_when_the_minimum_does_not_fit():
+    # 5 + 5 + 3 + 5 = 18 > 12: whole classes (>= min_per_class rows) in a random order, as many
+    # as fit with min_per_class rows each; the 3-row class only after every full class
+    s = sample_rows(HAND.size, HAND, max_samples=12, min_per_class=4, seed=0)
+    counts = np.bincount(HAND[s.indices], minlength=4)
+    assert counts.tolist() == [4, 4, 0, 4] and s.classes.tolist() == [0, 1, 3]
+    s = sample_rows(HAND.size, HAND, max_samples=12, min_per_class=5, seed=0)
+    counts = np.bincount(HAND[s.indices], minlength=4)
+    assert sorted(counts.tolist()) == [0, 0, 5, 5] and s.n_samples == 10
+    assert s.classes.tolist() == np.flatnonzero(counts).tolist()  # the classes kept
+    assert 2 not in s.classes.tolist()
+
+
+def test_stratified_draw_is_deterministic_for_a_seed():
+    y = np.repeat(np.arange(50), 20)  # 50 classes x 20 rows, room for 20 classes of 5
+    a = sample_rows(y.size, y, max_samples=100, min_per_class=5, seed=3)
+    b = sample_rows(y.size, y, max_samples=100, min_per_class=5, seed=3)
+    c = sample_rows(y.size, y, max_samples=100, min_per_class=5, seed=4)
+    assert np.array_equal(a.indices, b.indices) and np.array_equal(a.classes, b.classes)
+    assert not np.array_equal(a.classes, c.classes)
+    assert a.n_classes_sampled == 20 and a.n_classes_total == 50
+    assert set(np.bincount(y[a.indices])[a.classes].tolist()) == {5}
+
+
+def test_all_rows_when_they_fit_and_a_uniform_draw_without_labels():
+    s = sample_rows(HAND.size, HAND, max_samples=40, min_per_class=30)
+    assert s.indices.tolist() == list(range(40)) and s.n_classes_sampled == 4
+    u = sample_rows(400, None, max_samples=150, seed=11)
+    expected = np.sort(np.random.default_rng(11).choice(400, size=150, replace=False))
+    assert np.array_equal(u.indices, expected) and u.classes is None
+
+
+def test_k_is_the_number_of_classes_present_in_the_sample():
+    feats, labels = _blobs(n_per_class=10, k=8, dim=8)  # 8 classes x 10 rows
+    out = cluster_indicators(feats, labels, max_samples=20, min_per_class=5)
+    # 8 x 5 = 40 > 20: 4 classes of 5 rows; k = 4, not the 8 classes of the label set
+    assert out["n_samples"] == 20 and out["n_clusters"] == out["n_classes_sampled"] == 4
+    assert out["nmi"] == pytest.approx(1.0)  # each sampled class is still a pure cluster
+    full = cluster_indicators(feats, labels)
+    assert full["n_clusters"] == full["n_classes_sampled"] == 8 and full["n_samples"] == 80
+
+
+def test_indicators_score_the_rows_of_the_shared_sample():
+    feats, labels = _blobs(n_per_class=30, k=5, noise=2.0, seed=4)
+    fc = kmeans_clusters(feats, labels, seed=2, max_samples=40, min_per_class=5)
+    s = sample_rows(len(labels), labels, max_samples=40, min_per_class=5, seed=2)
+    assert np.array_equal(fc.sample.indices, s.indices)
+    np.testing.assert_allclose(fc.features, l2_normalize(feats[s.indices]))
+    assert np.array_equal(fc.labels, labels[s.indices])
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"min_per_class": 0}, "min_per_class"),
+        ({"min_per_class": 1.5}, "min_per_class"),
+        ({"max_samples": 8, "min_per_class": 5}, "max_samples=8.*min_per_class=5"),
+    ],
+)
+def test_bad_sampling_options_are_rejected(kwargs, match):
+    feats, labels = _blobs(n_per_class=10)
+    with pytest.raises(ValidationError, match=match):
+        cluster_indicators(feats, labels, **kwargs)
+
+
+def test_a_single_sampled_class_is_rejected():
+    feats, _ = _blobs(n_per_class=10)
+    with pytest.raises(ValidationError, match="distinct classes in the sampled labels"):
+        cluster_indicators(feats, np.zeros(30, dtype=int))

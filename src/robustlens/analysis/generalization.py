@@ -71,6 +71,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from robustlens._validation import check_frame
 from robustlens.analysis.correlation import Method, correlation_table
 from robustlens.errors import ValidationError
 from robustlens.roles import dataset_roles
@@ -142,17 +143,13 @@ _ROLE_COMPONENT = {
 
 
 def _check_results(results: Any) -> pd.DataFrame:
-    if not isinstance(results, pd.DataFrame):
-        raise ValidationError(
-            f"results: expected the long results DataFrame, got {type(results).__name__}"
-        )
-    missing = [c for c in _COLUMNS if c not in results.columns]
-    if missing:
-        raise ValidationError(
-            f"results: expected columns {list(_COLUMNS)}, missing {missing}; pass "
-            "Store.results() or StudyResult.results()"
-        )
-    return results
+    return check_frame(
+        results,
+        "results",
+        _COLUMNS,
+        what="the long results DataFrame",
+        hint="; pass Store.results() or StudyResult.results()",
+    )
 
 
 def _per_model(results: pd.DataFrame, measure: str, name: str) -> pd.DataFrame:

@@ -11,8 +11,13 @@ from sklearn.metrics import normalized_mutual_info_score
 from robustlens.config import parse_config
 from robustlens.data.base import ClassMapping
 from robustlens.errors import ConfigError, RobustlensError
-from robustlens.lines.clustering.measure import PROJECTION_POINTS, ClusteringMeasure
+from robustlens.lines.clustering.measure import (
+    PROJECTION_POINTS,
+    ClusteringMeasure,
+    pca_projection,
+)
 from robustlens.measure import DatasetInfo, ModelInfo, get_measure
+from robustlens.metrics.clustering import l2_normalize, sample_rows
 from robustlens.models.base import ModelAdapter
 from robustlens.study import run_study
 
@@ -28,6 +33,7 @@ KEYS = {
     "cluster_accuracy",
     "n_samples",
     "n_clusters",
+    "n_classes_sampled",
 }
 
 
@@ -36,14 +42,15 @@ def _info(name: str, role: str) -> DatasetInfo:
 
 
 class FakeArrays:
-    def __init__(self, features: np.ndarray | None, labels: np.ndarray) -> None:
+    def __init__(self, features: np.ndarray | None, labels: np.ndarray, first_id: int = 0) -> None:
         self._f, self._y = features, np.asarray(labels, dtype=np.int64)
+        self._first = first_id
 
     def labels(self) -> np.ndarray:
         return self._y
 
     def sample_ids(self) -> np.ndarray:
-        return np.arange(len(self._y))
+        return self._first + np.arange(len(self._y))
 
     def has(self, view: str, name: str = "logits") -> bool:
         return view == "clean" and (name != "features" or self._f is not None)
@@ -105,6 +112,68 @@ def test_projection_clusters_are_the_indicators_clusters_and_deterministic():
     assert nmi == pytest.approx(a.values[("val", "nmi")])
 
 
+def test_projection_plots_the_rows_and_partition_the_indicators_scored():
+    rng = np.random.default_rng(2)
+    y = np.repeat(np.arange(12), 60)  # 12 classes x 60 rows; 12 x 5 > 40: a class subset
+    x = np.eye(16)[y] * 5.0 + rng.normal(scale=2.0, size=(y.size, 16))
+    m = ClusteringMeasure(max_samples=40, min_per_class=5, seed=4)
+    arrays = FakeArrays(x, y, first_id=1000)
+    out = m.compute(
+        MODEL, {"val": _info("val", "id")}, {"val": arrays}, {"val": ClassMapping.identity(4)}
+    )
+    rec = out.artifacts["samples"]["val"]
+    expected = sample_rows(y.size, y, max_samples=40, min_per_class=5, seed=4)
+    assert rec["rows"] == (1000 + expected.indices).tolist()  # recorded as sample ids
+    assert rec["classes"] == expected.classes.tolist() and len(rec["classes"]) == 8
+    assert rec["n_classes_total"] == 12 and rec["n_rows_total"] == 720
+    assert rec["n_samples"] == out.values[("val", "n_samples")] == 40
+    assert rec["n_clusters"] == out.values[("val", "n_clusters")] == 8
+    assert out.values[("val", "n_classes_sampled")] == 8
+    proj = out.artifacts["projection"]
+    assert proj["rows"] == rec["rows"] and proj["n_clustered"] == 40
+    assert proj["label"] == y[expected.indices].tolist()
+    xy, _ = pca_projection(l2_normalize(x[expected.indices]))
+    np.testing.assert_allclose(proj["x"], np.round(xy[:, 0], 4))
+    nmi = normalized_mutual_info_score(proj["label"], proj["cluster"])
+    assert nmi == pytest.approx(out.values[("val", "nmi")])
+
+
+def test_every_dataset_records_its_sample():
+    x, y = _blobs(200, spread=0.1)
+    m = ClusteringMeasure(datasets="all", max_samples=60)
+    infos = {"val": _info("val", "id"), "sk": _info("sk", "sketch")}
+    arrays = {"val": FakeArrays(x, y), "sk": FakeArrays(x[:100], y[:100])}
+    maps = {k: ClassMapping.identity(4) for k in infos}
+    out = m.compute(MODEL, infos, arrays, maps)
+    samples = out.artifacts["samples"]
+    assert set(samples) == {"val", "sk"} and samples["sk"]["n_samples"] == 60
+    assert samples["val"]["class_names"] == list(CLASSES)
+    assert out.artifacts["projection"]["dataset"] == "val"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "option"),
+    [
+        ({"min_per_class": 0}, "min_per_class"),
+        ({"min_per_class": 2.5}, "min_per_class"),
+        ({"max_samples": 9}, "max_samples"),  # cannot hold 2 classes of 5 rows
+        ({"max_samples": 30, "min_per_class": 20}, "max_samples"),
+        ({"n_init": 0}, "n_init"),
+        ({"seed": -1}, "seed"),
+    ],
+)
+def test_bad_options_raise_a_config_error_naming_the_option(kwargs, option):
+    with pytest.raises(ConfigError, match=f"option {option} "):
+        ClusteringMeasure(**kwargs)
+
+
+def test_options_are_checked_and_recorded_in_the_protocol():
+    with pytest.raises(ConfigError, match="min_per_class"):
+        get_measure("clustering", min_per_class="five")
+    params = get_measure("clustering", min_per_class=10, max_samples=500).protocol()["parameters"]
+    assert params["min_per_class"] == 10 and params["max_samples"] == 500
+
+
 def test_missing_features_name_the_cause():
     with pytest.raises(RobustlensError, match="no stored penultimate features"):
         _compute(ClusteringMeasure(), None, np.zeros(10))
@@ -142,5 +211,11 @@ def test_clustering_runs_no_forward_pass(clustering_study, monkeypatch):
     assert set(cl["dataset"]) == {"world/val"}
     assert set(cl["name"]) == KEYS
     assert (cl[cl["name"] == "n_samples"]["value"] == 40).all()  # max_samples honoured
+    # 4 classes x 12 rows, 40 kept: stratified, 10 rows of each class, k = 4 classes present
+    assert (cl[cl["name"] == "n_clusters"]["value"] == 4).all()
+    assert (cl[cl["name"] == "n_classes_sampled"]["value"] == 4).all()
     assert set(again.artifacts) == set(again.models)
     assert all(len(a["clustering"]["projection"]["x"]) == 40 for a in again.artifacts.values())
+    for a in again.artifacts.values():
+        rec = a["clustering"]["samples"]["world/val"]
+        assert len(rec["classes"]) == 4 and a["clustering"]["projection"]["rows"] == rec["rows"]

@@ -97,26 +97,6 @@ def _image_size(info: DatasetInfo, option: int | None) -> int | None:
     return int(size) if size is not None else None
 
 
-def _failed_fit(centres: Sequence[float], reason: str) -> CriticalBandResult:
-    """A failed critical-band result: every fitted and per-band number NaN."""
-    nan_bands = (_NAN,) * len(centres)
-    return CriticalBandResult(
-        ok=False,
-        reason=reason,
-        bandwidth_octaves=_NAN,
-        centre_cpi=_NAN,
-        peak_sensitivity=_NAN,
-        mu_log2=_NAN,
-        width_octaves=_NAN,
-        r_squared=_NAN,
-        criterion=_NAN,
-        bands_cpi=tuple(float(c) for c in centres),
-        thresholds=nan_bands,
-        sensitivities=nan_bands,
-        left_censored=(False,) * len(centres),
-    )
-
-
 class BiasesMeasure(Measure):
     """Shape, spectral and critical-band biases and PGD robust accuracy (seed 002).
 
@@ -355,13 +335,13 @@ class BiasesMeasure(Measure):
         try:
             res = critical_band_or_none(table, clean, chance, bands_cpi=centres, sigmas=self.sigmas)
         except ArithmeticError as exc:  # a numerical failure inside the fit is a failed fit
-            res = _failed_fit(centres, f"Gaussian fit failed numerically: {exc!r}")
+            res = CriticalBandResult.failed(f"Gaussian fit failed numerically: {exc!r}", centres)
         # the halfway criterion is only meaningful when the noise-free baseline is clearly
         # above chance: require clean - chance >= k binomial standard errors at chance
         needed = chance + self.cb_min_margin_se * math.sqrt(chance * (1 - chance) / max(n, 1))
         if res.ok and not clean >= needed:
             res = dataclasses.replace(
-                _failed_fit(centres, ""),
+                CriticalBandResult.failed("", centres),
                 thresholds=res.thresholds,
                 sensitivities=res.sensitivities,
                 left_censored=res.left_censored,

@@ -27,6 +27,7 @@ __all__ = [
     "INDICATORS",
     "INDICATOR_LABELS",
     "LABEL_FREE_INDICATORS",
+    "SAMPLE_COLUMNS",
     "TARGET",
     "indicator_correlations",
     "indicator_table",
@@ -41,6 +42,8 @@ CORRUPT_MEAN = "corrupt (mean)"
 LABEL_FREE_INDICATORS = ("silhouette", "davies_bouldin", "calinski_harabasz")
 #: every indicator the clustering measure reports (label-free first, then label-based)
 INDICATORS = (*LABEL_FREE_INDICATORS, "nmi", "ari", "purity", "cluster_accuracy")
+#: the clustered sample, shown next to the indicators (rows clustered, k)
+SAMPLE_COLUMNS = ("n_samples", "n_clusters")
 #: the direction in which an indicator means "better clustered"
 HIGHER_IS_BETTER = {i: i != "davies_bouldin" for i in INDICATORS}
 #: short column headers of the indicator table, for tables
@@ -53,6 +56,7 @@ INDICATOR_LABELS = {
     "purity": "purity",
     "cluster_accuracy": "cluster acc",
     "n_samples": "n",
+    "n_clusters": "k",
     "id": "acc id",
     CORRUPT_MEAN: "acc corrupt",
     "sketch": "acc sketch",
@@ -71,7 +75,8 @@ def indicator_table(
     """One row per model: its clustering indicators on the clean source set and its accuracies.
 
     Columns: the indicators of :data:`INDICATORS` that are present (values on
-    ``source_dataset``, by default the dataset with role ``id``), ``n_samples``, then
+    ``source_dataset``, by default the dataset with role ``id``), ``n_samples`` and
+    ``n_clusters`` (the clustered sample: rows and k) where present, then
     ``id`` (accuracy on the source set), ``corrupt (mean)`` (mean accuracy over every corrupt
     dataset, types x severities), ``sketch`` and ``rendition`` (mean over the datasets of that
     role), where present.
@@ -104,7 +109,7 @@ def indicator_table(
             "measure"
         )
     table = cl.pivot_table(index="model", columns="name", values="value", aggfunc="first")
-    cols = [c for c in (*INDICATORS, "n_samples") if c in table.columns]
+    cols = [c for c in (*INDICATORS, *SAMPLE_COLUMNS) if c in table.columns]
     table = table[cols]
     measure, name = target.split(".", 1)
     acc = results[(results["measure"] == measure) & (results["name"] == name)]

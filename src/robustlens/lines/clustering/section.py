@@ -143,6 +143,22 @@ def _projection(ctx: ReportContext, table: pd.DataFrame) -> str:
     )
 
 
+def _sample_note(table: pd.DataFrame) -> str:
+    """The indicators depend on the sample size: say so, and warn when the models differ."""
+    note = (
+        "Indicators depend on sample size: compare models at equal <code>max_samples</code> "
+        "(n = rows clustered, k = clusters; Calinski-Harabasz grows about in proportion to the "
+        "rows per cluster)."
+    )
+    sizes = sorted({int(v) for v in table.get("n_samples", pd.Series(dtype=float)).dropna()})
+    if len(sizes) > 1:
+        note += (
+            f" <b>The models were clustered on different numbers of rows "
+            f"({', '.join(map(str, sizes))}): their indicators are not comparable.</b>"
+        )
+    return f"<p class='note'>{note}</p>"
+
+
 def _percent(ratio: Any) -> str:
     return f"{number(100 * float(ratio), 0)}%"
 
@@ -181,10 +197,14 @@ def render_clustering(ctx: ReportContext) -> str | None:
     except ValidationError as exc:
         return f"<p class='note'>{esc(exc)}</p>"
     parts = [
-        "<p>k-means (k = number of classes) on the L2-normalised penultimate features of "
-        "clean in-distribution images (Ho et al., 2022). Label-free indicators: "
-        "silhouette, Davies-Bouldin, Calinski-Harabasz; label-based: NMI, ARI, purity, "
-        "cluster accuracy. Do better-clustered features mean a more robust model?</p>",
+        "<p>k-means on the L2-normalised penultimate features of clean in-distribution "
+        "images (Ho et al., 2022), k = number of classes present in the clustered sample: at "
+        "most <code>max_samples</code> rows, stratified by class with at least "
+        "<code>min_per_class</code> rows of each class kept (a seeded random subset of "
+        "classes when they do not all fit). Label-free indicators: silhouette, "
+        "Davies-Bouldin, Calinski-Harabasz; label-based: NMI, ARI, purity, cluster accuracy. "
+        "Do better-clustered features mean a more robust model?</p>",
+        _sample_note(table),
         indicators_table(table).to_html(),
     ]
     try:

@@ -13,7 +13,7 @@ from typing import Any
 import pandas as pd
 
 from robustlens.formatting import is_number, p_eq, signed
-from robustlens.lines.clustering.analysis import INDICATOR_LABELS
+from robustlens.lines.clustering.analysis import INDICATOR_LABELS, SAMPLE_COLUMNS
 from robustlens.tables import Table
 
 __all__ = ["correlations_table", "indicators_table", "strongest_detail"]
@@ -26,10 +26,11 @@ _DIGITS = {"calinski_harabasz": 1}
 
 
 def _indicator_cell(column: str, value: Any) -> Any:
-    """The number :class:`Table` formats (``n_samples`` as an integer), ``-`` if missing."""
+    """The number :class:`Table` formats (``n_samples``, ``n_clusters`` as integers), ``-`` if
+    missing."""
     if not is_number(value):
         return _MISSING
-    return int(value) if column == "n_samples" else float(value)
+    return int(value) if column in SAMPLE_COLUMNS else float(value)
 
 
 def indicators_table(table: pd.DataFrame) -> Table:
@@ -47,7 +48,8 @@ def indicators_table(table: pd.DataFrame) -> Table:
     """
     labels = [INDICATOR_LABELS.get(c, c) for c in table.columns]
     return Table(
-        "clustering indicators of clean id features (k-means, k = classes) and accuracies",
+        "clustering indicators of clean id features (k-means, k = classes in the sample) and "
+        "accuracies",
         ["model", *labels],
         [
             [str(model), *(_indicator_cell(c, row[c]) for c in table.columns)]
