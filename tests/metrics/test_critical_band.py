@@ -1,4 +1,4 @@
-"""Tests of robustlens.metrics.critical_band (Subramanian et al. critical-band fit)."""
+"""Tests of robustlens.metrics.critical_band (Subramanian et al.'s critical-band analysis)."""
 
 from __future__ import annotations
 
@@ -11,163 +11,253 @@ import scipy.optimize
 
 from robustlens.errors import FitError, ValidationError
 from robustlens.metrics.critical_band import (
-    DEFAULT_BANDS_CPI,
-    DEFAULT_SIGMAS,
+    CRITERIA,
+    NOISE_SDS,
+    criterion_accuracy,
     critical_band,
     critical_band_or_none,
+    fit_gaussian,
     noise_thresholds,
 )
 
-CLEAN, CHANCE = 0.9, 0.1
-CRIT = 0.5  # halfway between clean and chance
+FWHM = 2 * math.sqrt(math.log(4))  # the reference's 2 sqrt(ln 4)
 
-
-def _table_from_thresholds(thresholds, sigmas, slope=0.3):
-    """Accuracy linear in log2(sigma), crossing CRIT exactly at each threshold.
-
-    ``acc = CRIT - slope * (log2 sigma - log2 threshold)``, clipped to [chance, clean]; with a
-    slope of 0.3 per octave and an octave-spaced grid the two levels bracketing the threshold
-    are never clipped, so log-linear interpolation recovers the threshold exactly.
-    """
-    ls = np.log2(np.asarray(sigmas))[None, :]
-    lt = np.log2(np.asarray(thresholds, dtype=float))[:, None]
-    return np.clip(CRIT - slope * (ls - lt), CHANCE, CLEAN)
-
-
-def test_thresholds_by_log_linear_interpolation():
-    acc = [
-        [0.8, 0.6, 0.4, 0.2],  # halfway between 0.04 and 0.08 in log -> sqrt(0.04 * 0.08)
-        [0.9, 0.7, 0.5, 0.3],  # exactly at 0.08
-        [0.7, 0.6, 0.55, 0.52],  # never reaches 0.5 -> inf
-        [0.4, 0.3, 0.2, 0.1],  # already below at 0.02 -> 0.02 (left-censored)
-        [0.6, 0.45, 0.3, 0.2],  # 1/3 of the way from 0.02 to 0.04 in log
+# A hand-made 5 x 7 table: rows noise SD 0, 0.02, 0.04, 0.08, 0.16; columns bands 0..6.
+TABLE = np.array(
+    [
+        [0.90, 0.90, 0.90, 0.90, 0.90, 0.90, 0.90],  # noise-free
+        [0.90, 0.85, 0.70, 0.45, 0.70, 0.85, 0.90],  # SD 0.02
+        [0.85, 0.70, 0.40, 0.30, 0.40, 0.70, 0.85],  # SD 0.04
+        [0.70, 0.45, 0.20, 0.10, 0.20, 0.45, 0.70],  # SD 0.08
+        [0.55, 0.20, 0.10, 0.10, 0.10, 0.20, 0.55],  # SD 0.16
     ]
-    thr = noise_thresholds(acc, CLEAN, CHANCE)
-    assert thr[0] == pytest.approx(math.sqrt(0.04 * 0.08))
-    assert thr[1] == pytest.approx(0.08)
-    assert math.isinf(thr[2])
-    assert thr[3] == pytest.approx(0.02)
-    assert thr[4] == pytest.approx(0.02 * 2 ** (2 / 3))
+)
+# by hand, scanning each column from SD 0.16 up to the first accuracy > 0.5:
+# band 0: 0.55 > 0.5 at once -> 0; band 1: 0.20, 0.45, then 0.70 -> 2; band 2: 0.10, 0.20,
+# 0.40, then 0.70 -> 3; band 3: 0.10, 0.10, 0.30, 0.45, then 0.90 -> 4; symmetric after.
+THRESHOLDS = [0, 2, 3, 4, 3, 2, 0]
+# a steeper peak: thresholds [0, 1, 3, 4, 3, 1, 0]
+THRESHOLDS_STEEP_TABLE = [
+    [0.9] * 7,
+    [0.9, 0.9, 0.7, 0.4, 0.7, 0.9, 0.9],
+    [0.9, 0.9, 0.4, 0.3, 0.4, 0.9, 0.9],
+    [0.9, 0.9, 0.3, 0.2, 0.3, 0.9, 0.9],
+    [0.9, 0.4, 0.2, 0.1, 0.2, 0.4, 0.9],
+]
 
 
-def test_gaussian_fit_recovers_known_parameters():
-    # S(x) = A exp(-(x - mu)^2 / 2 w^2) over x = log2(cpi); thresholds = 2^-S; a wide sigma grid
-    # (2^-8 .. 1) so that every band has a finite threshold.
-    a, mu, w = 6.0, math.log2(14.0), 1.1
-    x = np.log2(DEFAULT_BANDS_CPI)
-    s = a * np.exp(-((x - mu) ** 2) / (2 * w**2))
-    sigmas = 2.0 ** np.arange(-8, 1)
-    table = _table_from_thresholds(2.0**-s, sigmas)
-    r = critical_band(table, CLEAN, CHANCE, DEFAULT_BANDS_CPI, sigmas)
-    assert r.ok and r.reason is None
-    np.testing.assert_allclose(r.sensitivities, s, atol=1e-9)
-    assert r.peak_sensitivity == pytest.approx(a, rel=1e-6)
-    assert r.centre_cpi == pytest.approx(14.0, rel=1e-6)
-    assert r.width_octaves == pytest.approx(w, rel=1e-6)
-    assert r.bandwidth_octaves == pytest.approx(2 * math.sqrt(2 * math.log(2)) * w, rel=1e-6)
-    assert r.r_squared == pytest.approx(1.0)
+def test_thresholds_on_the_hand_made_5x7_table():
+    assert TABLE.shape == (len(NOISE_SDS), 7)
+    assert noise_thresholds(TABLE).tolist() == THRESHOLDS
+    r = critical_band(TABLE)
+    assert r.thresholds == tuple(float(t) for t in THRESHOLDS)
+    assert r.sensitivities == r.thresholds  # what the Gaussian is fitted to
+    assert r.criterion == 0.5 and r.criterion_kind == "absolute" and r.n_steps == 4
 
 
-def test_fit_with_default_sigmas_and_insensitive_bands():
-    # peak at band 3 (14 cpi); the outer bands never reach the criterion (inf, S = 0)
-    thr = [np.inf, 0.1, 0.04, 0.025, 0.04, 0.1, np.inf]
-    table = np.vstack(
+def test_threshold_rule_edge_cases():
+    acc = np.array(
         [
-            np.full(4, 0.85) if np.isinf(t) else _table_from_thresholds([t], DEFAULT_SIGMAS)[0]
-            for t in thr
+            [0.9, 0.4, 0.9, 0.5, 0.9],
+            [0.9, 0.4, 0.4, 0.5, 0.6],
+            [0.9, 0.3, 0.6, 0.5, 0.4],
+            [0.9, 0.2, 0.4, 0.5, 0.6],
+            [0.9, 0.1, 0.4, 0.5, 0.4],
         ]
     )
-    r = critical_band(table, CLEAN, CHANCE)
-    np.testing.assert_allclose(r.thresholds, thr)
-    assert r.sensitivities[0] == 0.0 and r.sensitivities[-1] == 0.0
-    assert r.centre_cpi == pytest.approx(14.0, rel=1e-3)  # symmetric around band 3
-    assert 1.0 < r.bandwidth_octaves < 6.0
-    assert r.peak_sensitivity == pytest.approx(-math.log2(0.025), rel=0.15)
+    # col 0: never hurt -> 0. col 1: never above 0.5, not even noise-free -> 4 (the
+    # reference's loop ends at j = 4, not 5). col 2: 0.4, 0.4, then 0.6 -> 2 (the scan stops at
+    # the first pass from the top; the dip at SD 0.02 does not count). col 3: exactly 0.5 is
+    # not above the criterion -> 4. col 4: 0.4, then 0.6 -> 1.
+    assert noise_thresholds(acc).tolist() == [0, 4, 2, 4, 1]
+    assert noise_thresholds(acc, 0.45).tolist() == [0, 4, 2, 0, 1]
 
 
-def test_unmeasured_bands_are_left_out():
-    a, mu, w = 5.0, math.log2(28.0), 1.0
-    x = np.log2(DEFAULT_BANDS_CPI)
-    s = a * np.exp(-((x - mu) ** 2) / (2 * w**2))
-    sigmas = 2.0 ** np.arange(-8, 1)
-    table = _table_from_thresholds(2.0**-s, sigmas)
-    table[:2] = np.nan  # e.g. bands 0 and 1 do not exist at 32 px
-    r = critical_band(table, CLEAN, CHANCE, DEFAULT_BANDS_CPI, sigmas)
-    assert math.isnan(r.thresholds[0]) and math.isnan(r.sensitivities[1])
-    assert r.centre_cpi == pytest.approx(28.0, rel=1e-6)
+def _best_fit_about(thresholds, mu, upper=4.0):
+    """(A, s) minimising sum (t - A exp(-(x - mu)^2 / 2 s^2))^2 with mu fixed, independently of
+    curve_fit: for a given s the best A is linear least squares (clipped to [0, upper]), so
+    only s is searched (a dense grid, then a bounded scalar refinement)."""
+    x = np.arange(len(thresholds), dtype=float)
+    t = np.asarray(thresholds, dtype=float)
+
+    def amp(s):
+        g = np.exp(-((x - mu) ** 2) / (2 * s * s))
+        return float(np.clip(t @ g / (g @ g), 0.0, upper)), g
+
+    def sse(s):
+        a, g = amp(s)
+        return float(np.sum((t - a * g) ** 2))
+
+    grid = np.linspace(0.2, 6, 58001)
+    s0 = grid[int(np.argmin([sse(s) for s in grid]))]
+    s = scipy.optimize.minimize_scalar(
+        sse, bounds=(s0 - 1e-3, s0 + 1e-3), method="bounded", options={"xatol": 1e-10}
+    ).x
+    return amp(s)[0], s
 
 
-@pytest.mark.parametrize(
-    ("table", "match"),
-    [
-        (np.full((7, 4), 0.85), "only 0 band"),  # flat: never reaches the criterion
-        (np.full((7, 4), np.nan), "only 0 band"),  # nothing measured
-        (np.vstack([np.full((2, 4), 0.85), [[0.8, 0.6, 0.4, 0.2]] * 2]), "only 2 band"),
-        (np.tile([0.8, 0.6, 0.4, 0.2], (7, 1)), "flat"),  # same threshold everywhere
-    ],
-)
-def test_junk_raises_fit_error(table, match):
-    with pytest.raises(FitError, match=match):
-        critical_band(table, CLEAN, CHANCE, DEFAULT_BANDS_CPI[: len(table)])
-    r = critical_band_or_none(table, CLEAN, CHANCE, DEFAULT_BANDS_CPI[: len(table)])
-    assert not r.ok and match.split()[0] in r.reason
+def test_fit_on_the_hand_made_table():
+    r = critical_band(TABLE)
+    assert r.ok and r.reason is None and r.warning is None
+    # symmetric about band 3 -> mu = 3 -> peak frequency 1.75 * 2^3 = 14 cycles per image
+    assert r.mu_band == pytest.approx(3.0, abs=1e-6)
+    assert r.centre_cpi == pytest.approx(14.0, rel=1e-6)
+    assert r.mu_log2 == pytest.approx(math.log2(14.0), rel=1e-6)
+    # with mu = 3, A and s solved independently (A is linear given s)
+    a, s = _best_fit_about(THRESHOLDS, 3.0)
+    assert r.amplitude == pytest.approx(a, rel=1e-5)
+    assert r.width_octaves == pytest.approx(s, rel=1e-5)
+    assert r.bandwidth_octaves == pytest.approx(FWHM * s, rel=1e-5)
+    assert r.peak_sensitivity == pytest.approx(2.0 ** (a - 4), rel=1e-5)
+    assert (r.amplitude, r.bandwidth_octaves, r.peak_sensitivity) == pytest.approx(
+        (3.973, 3.46, 0.981), abs=0.005
+    )
+    # the fit's quality, from its residuals
+    x = np.arange(7.0)
+    t = np.array(THRESHOLDS, dtype=float)
+    resid = t - a * np.exp(-((x - 3.0) ** 2) / (2 * s * s))
+    assert r.r_squared == pytest.approx(1 - resid @ resid / np.sum((t - t.mean()) ** 2), rel=1e-4)
+    assert r.rmse == pytest.approx(math.sqrt(np.mean(resid**2)), rel=1e-3)
+    assert r.r_squared > 0.9
+
+
+def test_amplitude_is_bounded_to_four():
+    # thresholds [0, 1, 3, 4, 3, 1, 0]: the unbounded optimum has A > 4, so A sits on the bound
+    r = critical_band_or_none(np.array(THRESHOLDS_STEEP_TABLE))
+    assert r.thresholds == (0.0, 1.0, 3.0, 4.0, 3.0, 1.0, 0.0)
+    assert r.amplitude == pytest.approx(4.0, abs=1e-9) and r.peak_sensitivity == pytest.approx(1)
+    a, s = _best_fit_about(r.thresholds, 3.0)
+    assert a == 4.0 and r.width_octaves == pytest.approx(s, rel=1e-5)
+    # unbounded, the same data would want A > 4
+    a_free, _, _ = scipy.optimize.curve_fit(
+        lambda x, a, mu, s: a * np.exp(-((x - mu) ** 2) / (2 * s * s)),
+        np.arange(7.0),
+        np.array(r.thresholds),
+        p0=(4, 3, 1),
+    )[0]
+    assert a_free > 4.0
+
+
+def test_fit_gaussian_recovers_an_exact_gaussian():
+    x = np.arange(7.0)
+    y = 2.5 * np.exp(-((x - 4.2) ** 2) / (2 * 1.3**2))
+    a, mu, s = fit_gaussian(y)
+    assert (a, mu, abs(s)) == pytest.approx((2.5, 4.2, 1.3), rel=1e-6)
+    # A is bounded to [0, upper]
+    a, _, _ = fit_gaussian(2 * y, upper=4.0)
+    assert a <= 4.0
+
+
+def test_bands_subset_and_image_side():
+    # at 32 px only bands 3..6 exist; mu is reported in band index, the peak frequency scales
+    # with the side: 1.75 * 2^mu * 32 / 224
+    table = TABLE[:, [2, 3, 4, 5]]  # thresholds 3, 4, 3, 2
+    r = critical_band(table, bands=[3, 4, 5, 6], side=32)
+    assert r.bands == (3, 4, 5, 6)
+    assert r.bands_cpi == pytest.approx((2.0, 4.0, 8.0, 16.0))
+    assert r.thresholds == (3.0, 4.0, 3.0, 2.0)
+    assert 4.0 < r.mu_band < 5.0
+    assert r.centre_cpi == pytest.approx(1.75 * 2**r.mu_band * 32 / 224)
+    # the same columns as bands 0..3 at 224 px: the same fit, shifted by 3 bands
+    r0 = critical_band(table)
+    assert r0.mu_band == pytest.approx(r.mu_band - 3, abs=1e-9)
+    assert r0.bandwidth_octaves == pytest.approx(r.bandwidth_octaves)
+
+
+def test_relative_criterion_is_an_option_for_low_accuracy_models():
+    assert CRITERIA == ("absolute", "relative")
+    low = TABLE * 0.5  # noise-free 0.45: below the absolute criterion in every band
+    r = critical_band(low)
+    assert not r.ok and "not above the criterion 0.5" in r.reason
+    assert r.thresholds == (4.0,) * 7  # the maximum everywhere, by construction
+    assert r.warning and "same threshold" in r.warning and math.isnan(r.r_squared)
+    # relative: halfway between the noise-free 0.45 and chance 0.05 -> 0.25
+    assert criterion_accuracy(low, "relative", chance=0.05) == pytest.approx(0.25)
+    rel = critical_band(low, criterion="relative", chance=0.05)
+    assert rel.ok and rel.criterion == pytest.approx(0.25) and rel.criterion_kind == "relative"
+    # 0.5 * TABLE > 0.25 where TABLE > 0.5: the same thresholds as the absolute rule on TABLE
+    assert rel.thresholds == tuple(float(t) for t in THRESHOLDS)
+    with pytest.raises(ValidationError, match="chance"):
+        critical_band(low, criterion="relative")
+    with pytest.raises(ValidationError, match="criterion"):
+        critical_band(low, criterion="halfway")
+
+
+def test_flat_thresholds_are_fitted_with_a_warning():
+    flat = np.full((5, 7), 0.9)  # noise never hurts: every threshold 0
+    r = critical_band(flat)
+    assert r.ok and r.thresholds == (0.0,) * 7
+    # the fitted curve is ~0 at every band, but A, mu and s are arbitrary: the reference's own
+    # table has such fits (peak frequency 2.9e-6 cycles per image); here they are flagged
+    assert r.rmse < 1e-3
+    assert r.peak_sensitivity == pytest.approx(2.0 ** (r.amplitude - 4))
+    assert "not identified" in r.warning and math.isnan(r.r_squared)
+    # a model just above the criterion that any noise defeats: every threshold 4
+    edge = np.vstack([np.full((1, 7), 0.6), np.full((4, 7), 0.3)])
+    r = critical_band(edge)
+    assert r.ok and r.thresholds == (4.0,) * 7 and r.amplitude == pytest.approx(4.0, abs=1e-3)
+    assert "same threshold (4 noise steps)" in r.warning and r.bandwidth_octaves > 100
+
+
+def test_a_fit_that_does_not_converge_is_a_failed_fit(monkeypatch):
+    def boom(*args, **kwargs):
+        raise RuntimeError("Optimal parameters not found: maximum number of evaluations")
+
+    monkeypatch.setattr(scipy.optimize, "curve_fit", boom)
+    with pytest.raises(FitError, match="did not converge"):
+        critical_band(TABLE)
+    r = critical_band_or_none(TABLE)
+    assert not r.ok and "did not converge" in r.reason
     assert math.isnan(r.bandwidth_octaves) and math.isnan(r.centre_cpi)
-    assert len(r.thresholds) == len(table)
+    assert r.thresholds == tuple(float(t) for t in THRESHOLDS)  # still filled in
 
 
-def test_partial_nan_row_and_chance_level_model_fail_loudly():
-    table = _table_from_thresholds([0.1, 0.04, 0.03, 0.04, 0.1], DEFAULT_SIGMAS)
-    table[2, 1] = np.nan
-    with pytest.raises(FitError, match="row 2 has NaN"):
-        critical_band(table, CLEAN, CHANCE, DEFAULT_BANDS_CPI[:5])
-    with pytest.raises(FitError, match="not above chance"):
-        critical_band(table, 0.1, 0.1, DEFAULT_BANDS_CPI[:5])
-    r = critical_band_or_none(table, 0.1, 0.1, DEFAULT_BANDS_CPI[:5])
-    assert not r.ok and "chance" in r.reason and all(math.isnan(t) for t in r.thresholds)
-
-
-def test_monotone_sensitivity_has_peak_outside_range():
-    # sensitivity keeps rising to the top band: a Gaussian peak would be an extrapolation
-    s = np.array([0.5, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0])
-    sigmas = 2.0 ** np.arange(-8, 1)
-    table = _table_from_thresholds(2.0**-s, sigmas)
-    with pytest.raises(FitError, match=r"outside the measured bands|bandwidth"):
-        critical_band(table, CLEAN, CHANCE, DEFAULT_BANDS_CPI, sigmas)
-
-
-def test_validation_errors():
-    table = np.full((3, 4), 0.5)
-    with pytest.raises(ValidationError, match="3 values"):
-        critical_band(table, CLEAN, CHANCE, [1.0, 2.0])
-    with pytest.raises(ValidationError, match="strictly increasing"):
-        critical_band(table, CLEAN, CHANCE, [4.0, 2.0, 1.0])
-    with pytest.raises(ValidationError, match="4 values"):
-        critical_band(table, CLEAN, CHANCE, None, sigmas=[0.1, 0.2])
-    with pytest.raises(ValidationError, match=r"\[0, 1\]"):
-        critical_band(table * 100, CLEAN, CHANCE)
-    with pytest.raises(ValidationError, match="2-D"):
-        critical_band(np.zeros(4), CLEAN, CHANCE)
-    # malformed inputs are not swallowed by the report-friendly variant
-    with pytest.raises(ValidationError):
-        critical_band_or_none(table, CLEAN, CHANCE, [1.0, 2.0])
-
-
-def test_result_as_dict():
-    sigmas = 2.0 ** np.arange(-8, 1)
-    x = np.log2(DEFAULT_BANDS_CPI)
-    table = _table_from_thresholds(2.0 ** -(5 * np.exp(-((x - 3) ** 2) / 2)), sigmas)
-    d = critical_band(table, CLEAN, CHANCE, DEFAULT_BANDS_CPI, sigmas).as_dict()
-    assert d["ok"] is True and d["centre_cpi"] == pytest.approx(8.0, rel=1e-6)
-    assert set(d) >= {"bandwidth_octaves", "centre_cpi", "peak_sensitivity", "thresholds"}
-
-
-def test_diverged_peak_far_outside_the_bands_is_a_fit_error_not_an_overflow(monkeypatch):
+def test_a_centre_far_outside_the_float_range_is_a_fit_error_not_an_overflow(monkeypatch):
     cb = importlib.import_module("robustlens.metrics.critical_band")
-
-    # a fit whose centre ran away to 2**5000 cycles/image must be reported, not crash
     monkeypatch.setattr(
         scipy.optimize, "curve_fit", lambda *a, **k: (np.array([1.0, 5000.0, 1.0]), None)
     )
-    x = np.log2(np.array([1.0, 2.0, 4.0, 8.0]))
-    with pytest.raises(FitError, match="outside the measured bands"):
-        cb._fit(x, np.array([0.5, 1.0, 1.0, 0.5]))
+    with pytest.raises(FitError, match="floating-point range"):
+        cb.critical_band(TABLE)
+
+
+def test_relative_criterion_at_chance_fails_loudly():
+    chance_table = np.full((5, 7), 0.1)
+    with pytest.raises(FitError, match="not above chance"):
+        critical_band(chance_table, criterion="relative", chance=0.1)
+    r = critical_band_or_none(chance_table, criterion="relative", chance=0.1)
+    assert not r.ok and "chance" in r.reason and all(math.isnan(t) for t in r.thresholds)
+
+
+def test_validation_errors():
+    with pytest.raises(ValidationError, match="7 band indices"):
+        critical_band(TABLE, bands=[0, 1])
+    with pytest.raises(ValidationError, match="strictly increasing"):
+        critical_band(TABLE, bands=[6, 5, 4, 3, 2, 1, 0])
+    with pytest.raises(ValidationError, match=r"\[0, 1\]"):
+        critical_band(TABLE * 100)
+    with pytest.raises(ValidationError, match="2-D"):
+        critical_band(np.zeros(4))
+    with pytest.raises(ValidationError, match="at least 2 x 1"):
+        critical_band(np.zeros((1, 7)))
+    with pytest.raises(ValidationError, match="side"):
+        critical_band(TABLE, side=0)
+    # malformed inputs are not swallowed by the report-friendly variant
+    with pytest.raises(ValidationError):
+        critical_band_or_none(TABLE, bands=[0, 1])
+
+
+def test_result_as_dict():
+    d = critical_band(TABLE).as_dict()
+    assert d["ok"] is True and d["centre_cpi"] == pytest.approx(14.0, rel=1e-6)
+    assert set(d) >= {
+        "bandwidth_octaves",
+        "centre_cpi",
+        "peak_sensitivity",
+        "amplitude",
+        "thresholds",
+        "r_squared",
+        "rmse",
+        "criterion",
+        "criterion_kind",
+    }

@@ -21,6 +21,18 @@ def test_bias_is_mean_ratio_over_01_to_05():
     assert list(r["low_curve"]) == sorted(r["low_curve"])
     assert r["low_curve"][0.99] == pytest.approx(2.0)  # ratios may exceed 1
     assert len(r["high_curve"]) == 11
+    # spectral bias = HPP / (LPP + HPP) = 1.0 / 1.6
+    assert r["spectral_bias"] == pytest.approx(0.625)
+
+
+def test_ratios_are_not_clipped_and_spectral_bias_of_zero_is_nan():
+    # the reference's table has ratios up to 1.5: a filtered view may beat the clean one
+    low = {c: 0.6 for c in BIAS_CUTOFFS}
+    high = {c: 0.0 for c in BIAS_CUTOFFS}
+    r = spectral_bias(low, high, 0.4)
+    assert r["low_freq_bias"] == pytest.approx(1.5) and r["spectral_bias"] == 0.0
+    r = spectral_bias(high, high, 0.4)
+    assert r["low_freq_bias"] == 0.0 and np.isnan(r["spectral_bias"])
 
 
 def test_float_keys_are_matched_after_rounding():

@@ -122,6 +122,7 @@ BIASES: tuple[str, ...] = (
     "shape_bias",
     "low_freq_bias",
     "high_freq_bias",
+    "spectral_bias",
     "cb_bandwidth_octaves",
     "cb_center_cpi",
     "cb_peak_sensitivity",

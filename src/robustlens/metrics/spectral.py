@@ -1,12 +1,17 @@
 """Spectral (low- / high-frequency) bias from accuracies on FFT-filtered images.
 
 Reference: P. Gavrikov et al., "Can Biases in ImageNet Models Explain Generalization?",
-CVPR 2024 (after H. Wang et al., CVPR 2020). The filtered views are made by
-``robustlens.transforms.frequency.fft_filter`` at the cutoffs ``SPECTRAL_CUTOFFS``.
+CVPR 2024 (``code/eval_spectral.py`` and ``code/plots.ipynb``; after H. Wang et al., CVPR 2020).
+The filtered views are made by ``robustlens.transforms.frequency.fft_filter`` at the cutoffs
+``SPECTRAL_CUTOFFS`` (0.01, 0.1, ..., 0.9, 0.99).
 
-Curves are accuracy ratios to clean accuracy, ``r(c) = acc(c) / acc_clean``. The low-frequency
-bias is the mean low-pass ratio over the cutoffs 0.1, 0.2, 0.3, 0.4, 0.5; the high-frequency
-bias is the mean high-pass ratio over the same cutoffs.
+Curves are accuracy ratios to clean accuracy, ``r(c) = acc(c) / acc_clean``, not clipped (the
+reference's own table has ratios up to 1.5). ``LFC/c`` is the ratio after a low-pass that keeps
+the centred square of half-side ``c`` of the spectrum; ``HFC/c`` after a high-pass that removes
+the centred square of half-side ``1 - c`` (so ``c = 0.1`` keeps only the outermost 10 % of
+frequencies). ``LPP`` (the low-frequency bias) is the mean of ``LFC/c`` and ``HPP`` (the
+high-frequency bias) the mean of ``HFC/c`` over ``c = 0.1, 0.2, 0.3, 0.4, 0.5``; the spectral
+bias is ``HPP / (LPP + HPP)``.
 """
 
 from __future__ import annotations
@@ -61,13 +66,15 @@ def spectral_bias(
     acc_clean: float,
     cutoffs: Sequence[float] = BIAS_CUTOFFS,
 ) -> dict[str, Any]:
-    """Low- and high-frequency bias: mean accuracy ratios of low- / high-pass filtered images.
+    """Low- and high-frequency bias (LPP, HPP) and the spectral bias ``HPP / (LPP + HPP)``.
 
-    ``low_freq_bias = mean_{c in cutoffs} acc_low(c) / acc_clean`` and
-    ``high_freq_bias = mean_{c in cutoffs} acc_high(c) / acc_clean``, ``cutoffs`` = 0.1..0.5.
-    A model that keeps its accuracy with only low frequencies has a high low-frequency bias.
+    ``low_freq_bias = LPP = mean_{c in cutoffs} acc_low(c) / acc_clean`` and
+    ``high_freq_bias = HPP = mean_{c in cutoffs} acc_high(c) / acc_clean``, ``cutoffs`` =
+    0.1..0.5, where ``acc_high(c)`` is measured after removing the centred square of half-side
+    ``1 - c`` (``fft_filter(..., c, "high")``); ``spectral_bias = HPP / (LPP + HPP)`` (NaN when
+    both are 0). A model that keeps its accuracy with only low frequencies has a high LPP.
 
-    Reference: Gavrikov et al., CVPR 2024 (Sec. 3, spectral biases).
+    Reference: Gavrikov et al., CVPR 2024 (Sec. 3, spectral biases; ``code/plots.ipynb``).
 
     Args:
         acc_low: cutoff -> accuracy (in [0, 1]) on low-pass filtered images (``fft_filter``
@@ -77,15 +84,17 @@ def spectral_bias(
         cutoffs: the cutoffs averaged into the biases (must be present in both curves).
 
     Returns:
-        dict with ``low_freq_bias`` and ``high_freq_bias`` (floats) and ``low_curve`` and
-        ``high_curve`` (dict cutoff -> ratio to clean accuracy, sorted by cutoff).
+        dict with ``low_freq_bias`` (LPP), ``high_freq_bias`` (HPP) and ``spectral_bias``
+        (floats) and ``low_curve`` and ``high_curve`` (dict cutoff -> ratio to clean accuracy,
+        sorted by cutoff).
 
     Example:
         >>> low = {0.1: 0.2, 0.2: 0.4, 0.3: 0.6, 0.4: 0.7, 0.5: 0.8, 0.99: 0.8}
         >>> high = {0.1: 0.4, 0.2: 0.2, 0.3: 0.1, 0.4: 0.1, 0.5: 0.0}
         >>> r = spectral_bias(low, high, acc_clean=0.8)
-        >>> round(r["low_freq_bias"], 4), round(r["high_freq_bias"], 4)
-        (0.675, 0.2)
+        >>> lpp, hpp = r["low_freq_bias"], r["high_freq_bias"]
+        >>> round(lpp, 4), round(hpp, 4), round(r["spectral_bias"], 4)
+        (0.675, 0.2, 0.2286)
         >>> r["low_curve"][0.99]
         1.0
     """
@@ -94,9 +103,12 @@ def spectral_bias(
         raise ValidationError("acc_clean: must be > 0 to form accuracy ratios, got 0")
     low = _spectral_update(acc_low, "acc_low", clean)
     high = _spectral_update(acc_high, "acc_high", clean)
+    lpp = _spectral_compute(low, "acc_low", cutoffs)
+    hpp = _spectral_compute(high, "acc_high", cutoffs)
     return {
-        "low_freq_bias": _spectral_compute(low, "acc_low", cutoffs),
-        "high_freq_bias": _spectral_compute(high, "acc_high", cutoffs),
+        "low_freq_bias": lpp,
+        "high_freq_bias": hpp,
+        "spectral_bias": hpp / (lpp + hpp) if lpp + hpp > 0 else float("nan"),
         "low_curve": low,
         "high_curve": high,
     }

@@ -13,7 +13,7 @@ from torch import nn
 from robustlens.errors import ValidationError
 from robustlens.transforms.adversarial import pgd_attack
 from robustlens.transforms.corruptions import CORRUPTIONS, corrupt
-from robustlens.transforms.frequency import band_noise, fft_filter, luma
+from robustlens.transforms.frequency import N_BANDS, band_noise, fft_filter, luma
 
 ViewFn = Callable[[torch.Tensor, "ViewContext"], torch.Tensor]
 
@@ -119,6 +119,9 @@ def _gray(spec: str, args: list[str]) -> View:
 
 
 def _frequency_filter(kind: str) -> Callable[[str, list[str]], View]:
+    """``lowpass:C`` keeps the centred spectral square of half-side C; ``highpass:C`` removes
+    the square of half-side 1 - C (seed 002's definition, see ``fft_filter``)."""
+
     def factory(spec: str, args: list[str]) -> View:
         (cutoff,) = args
         c = float(cutoff)
@@ -138,9 +141,14 @@ def _seeded(spec: str, fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor])
     return View(spec, lambda x, ctx: fn(x, sample_seeds(spec, ctx.sample_ids)), random=True)
 
 
-@register_view("bandnoise", "bandnoise:BAND:SIGMA")
+@register_view("bandnoise", "bandnoise:BAND:SIGMA (BAND 0..6, Laplacian-pyramid level 6 - BAND)")
 def _bandnoise(spec: str, args: list[str]) -> View:
+    """The critical-band stimulus (``band_noise``); SIGMA 0 is the noise-free stimulus."""
     band, sigma = int(args[0]), float(args[1])
+    if not 0 <= band < N_BANDS:
+        raise ValueError(f"band must be 0..{N_BANDS - 1}, got {band}")
+    if sigma < 0:
+        raise ValueError(f"sigma must be >= 0, got {sigma}")
     return _seeded(spec, lambda x, seeds: band_noise(x, band, sigma, seeds))
 
 

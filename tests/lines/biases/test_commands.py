@@ -72,11 +72,11 @@ def test_biases_command_prints_the_three_tables(cli_run):
     for model in ("tiny-cnn", "tiny-resnet", "tiny-mixer"):
         assert model in text
     assert "texrand" in text and "shape bias: texture-randomized" in text
-    # every matrix cell states its n: 6 biases x 4 dimensions
-    assert len(re.findall(r"\(p=[^,]+, n=\d\)", text)) == 24
+    # every matrix cell states its n: 7 biases (spectral bias included) x 4 dimensions
+    assert len(re.findall(r"\(p=[^,]+, n=\d\)", text)) == 28
     # CSVs carry the same numbers the tables print
     matrix = pd.read_csv(out / "csv" / "bias_generalization.csv")
-    assert len(matrix) == 24 and set(matrix["n"]) <= {0, 1, 2, 3}
+    assert len(matrix) == 28 and set(matrix["n"]) <= {0, 1, 2, 3}
     ns = matrix[matrix["p_value"] >= 0.05]
     assert (ns["shown"] == 0).all()
     gen = pd.read_csv(out / "csv" / "generalization.csv", index_col=0)

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 
 import numpy as np
 import pytest
+import scipy.optimize
 import torch
 
 from robustlens.config import parse_config
@@ -18,6 +19,7 @@ from robustlens.errors import ConfigError
 from robustlens.lines.accuracy.measure import AccuracyMeasure
 from robustlens.lines.biases.measure import BiasesMeasure
 from robustlens.measure import DatasetInfo, Measure, MeasureOutput, ModelInfo, get_measure
+from robustlens.metrics.critical_band import critical_band
 from robustlens.plan import plan_views
 from robustlens.store import StoredArrays
 from robustlens.study import run_study
@@ -100,17 +102,22 @@ def test_default_is_seed002_setting_and_spec_round_trips():
 def test_default_bands_follow_the_image_size():
     m = BiasesMeasure()
     assert m.bands_for(_info("val", "id", image_size=224)) == (0, 1, 2, 3, 4, 5, 6)
-    assert m.bands_for(_info("val", "id", image_size=64)) == (1, 2, 3, 4, 5, 6)
-    assert m.bands_for(_info("val", "id", image_size=32)) == (2, 3, 4, 5, 6)
-    assert m.bands_for(_info("val", "id")) == (2, 3, 4, 5, 6)  # size unknown: valid >= 24 px
+    # band b is Laplacian-pyramid level 6 - b: 64 px has 5 levels, 32 px has 4
+    assert m.bands_for(_info("val", "id", image_size=64)) == (2, 3, 4, 5, 6)
+    assert m.bands_for(_info("val", "id", image_size=32)) == (3, 4, 5, 6)
+    assert m.bands_for(_info("val", "id")) == (3, 4, 5, 6)  # size unknown: valid >= 20 px
     assert BiasesMeasure(image_size=224).bands_for(_info("val", "id")) == tuple(range(7))
 
 
 def test_bad_options_are_config_errors_that_name_the_fix():
     with pytest.raises(ConfigError, match=r"0\.5\] are not among the cutoffs"):
         BiasesMeasure(cutoffs=[0.1, 0.2, 0.3, 0.4])
-    with pytest.raises(ConfigError, match=r"valid bands at this size: \[2, 3, 4, 5, 6\]"):
+    with pytest.raises(ConfigError, match=r"valid bands at this size: \[3, 4, 5, 6\]"):
         BiasesMeasure(bands=[0, 3], image_size=32).requests(_info("val", "id"))
+    with pytest.raises(ConfigError, match=r"cb_criterion.*'absolute', 'relative'"):
+        BiasesMeasure(cb_criterion="halfway")
+    with pytest.raises(ConfigError, match="cb_level"):
+        BiasesMeasure(cb_level=50)
     with pytest.raises(ConfigError, match="parts"):
         BiasesMeasure(parts=["shape", "colour"])
     with pytest.raises(ConfigError, match="pgd_steps"):
@@ -154,110 +161,129 @@ def test_shape_bias_and_spectral_values_on_hand_made_logits():
     # low bias = mean(0.2, 0.4, 0.6, 0.8, 0.8) / 0.8; high = mean(0.4, 0.2, 0.2, 0, 0) / 0.8
     assert out.values[("val", "low_freq_bias")] == pytest.approx(0.7)
     assert out.values[("val", "high_freq_bias")] == pytest.approx(0.2)
+    assert out.values[("val", "spectral_bias")] == pytest.approx(0.2 / 0.9)  # HPP / (LPP + HPP)
     assert out.artifacts["spectral"]["val"]["low_curve"] == pytest.approx(
         [0.25, 0.5, 0.75, 1.0, 1.0]
     )
 
 
-def _critical_band_views(labels, table, baseline_acc):
-    views = {"bandnoise:2:0.0": _logits_with_accuracy(labels, baseline_acc)}
-    for b, row in zip((2, 3, 4, 5, 6), table, strict=True):
-        for s, acc in zip((0.02, 0.04, 0.08, 0.16), row, strict=True):
-            views[f"bandnoise:{b}:{s}"] = _logits_with_accuracy(labels, acc)
+def _critical_band_views(labels, table, k=4, bands=(3, 4, 5, 6)):
+    """Views of a (noise level x band) table: row 0 noise-free, rows 1.. SD 0.02 .. 0.16."""
+    views = {f"bandnoise:{bands[0]}:0.0": _logits_with_accuracy(labels, table[0][0], k)}
+    for s, row in zip((0.02, 0.04, 0.08, 0.16), table[1:], strict=True):
+        for b, acc in zip(bands, row, strict=True):
+            views[f"bandnoise:{b}:{s}"] = _logits_with_accuracy(labels, acc, k)
     return views
 
 
-def _cb_measure() -> BiasesMeasure:
-    return BiasesMeasure(parts=["critical_band"], image_size=32)
+def _cb_measure(**opts) -> BiasesMeasure:
+    return BiasesMeasure(parts=["critical_band"], image_size=32, **opts)
+
+
+def _cb_compute(m: BiasesMeasure, table, labels=None) -> MeasureOutput:
+    labels = np.array([0, 1, 2, 3] * 25) if labels is None else labels
+    a = FakeArrays(labels, _critical_band_views(labels, table))
+    ident = ClassMapping.identity(4)
+    return m.compute(_model(), {"val": _info("val", "id")}, {"val": a}, {"val": ident})
+
+
+#: bands 3..6 at 32 px (centres 2, 4, 8, 16 cycles per image); rows noise SD 0 .. 0.16
+CB_TABLE = [
+    [0.90, 0.90, 0.90, 0.90],  # noise-free
+    [0.80, 0.70, 0.80, 0.90],  # SD 0.02
+    [0.60, 0.40, 0.60, 0.90],  # SD 0.04
+    [0.40, 0.20, 0.40, 0.80],  # SD 0.08
+    [0.30, 0.10, 0.30, 0.60],  # SD 0.16
+]
+# by hand (from SD 0.16 up to the first accuracy > 0.5): band 3: 0.30, 0.40, then 0.60 -> 2;
+# band 4: 0.10, 0.20, 0.40, then 0.70 -> 3; band 5: as band 3 -> 2; band 6: 0.60 -> 0
 
 
 def test_critical_band_fit_on_hand_made_table():
-    labels = np.array([0, 1, 2, 3] * 25)
-    table = [
-        [0.9, 0.9, 0.85, 0.8],  # 1 cpi: never reaches the criterion 0.575 -> S = 0
-        [0.8, 0.6, 0.4, 0.3],  # 2 cpi
-        [0.6, 0.4, 0.3, 0.25],  # 4 cpi: most sensitive
-        [0.8, 0.6, 0.4, 0.3],  # 8 cpi
-        [0.9, 0.9, 0.85, 0.8],  # 16 cpi
-    ]
-    a = FakeArrays(labels, _critical_band_views(labels, table, 0.9))
-    ident = ClassMapping.identity(4)
-    out = _cb_measure().compute(_model(), {"val": _info("val", "id")}, {"val": a}, {"val": ident})
-    assert out.values[("val", "cb_fit_ok")] == 1.0
-    assert out.values[("val", "cb_center_cpi")] == pytest.approx(4.0, rel=1e-3)  # symmetric
-    assert out.values[("val", "cb_bandwidth_octaves")] > 0
-    assert out.values[("val", "cb_peak_sensitivity")] > 4
-    assert out.values[("val", "cb_clean_accuracy")] == pytest.approx(0.9)
+    out = _cb_compute(_cb_measure(), CB_TABLE)
     art = out.artifacts["critical_band"]["val"]
-    assert art["ok"] and art["bands_cpi"] == pytest.approx((1.0, 2.0, 4.0, 8.0, 16.0))
+    assert art["thresholds"] == (2.0, 3.0, 2.0, 0.0)
+    assert art["ok"] and art["criterion"] == 0.5 and art["criterion_kind"] == "absolute"
+    np.testing.assert_allclose(art["acc_table"], CB_TABLE)
+    assert art["bands"] == [3, 4, 5, 6] and art["sigmas"] == [0.0, 0.02, 0.04, 0.08, 0.16]
+    assert art["bands_cpi"] == pytest.approx((2.0, 4.0, 8.0, 16.0))
     assert art["frequency_unit"] == "cycles per image (32 px)"
-    np.testing.assert_allclose(art["acc_table"], table)
+    # the values are the metric's on the same table (rows noise, columns bands 3..6)
+    ref = critical_band(CB_TABLE, bands=[3, 4, 5, 6], side=32)
+    assert out.values[("val", "cb_fit_ok")] == 1.0
+    assert out.values[("val", "cb_center_cpi")] == pytest.approx(ref.centre_cpi)
+    assert out.values[("val", "cb_bandwidth_octaves")] == pytest.approx(ref.bandwidth_octaves)
+    assert out.values[("val", "cb_peak_sensitivity")] == pytest.approx(ref.peak_sensitivity)
+    assert out.values[("val", "cb_r_squared")] == pytest.approx(ref.r_squared)
+    assert out.values[("val", "cb_clean_accuracy")] == pytest.approx(0.9)
+    # the peak is between bands 3 and 5, nearer 4 (3 at band 4, 2 on either side)
+    assert 3.5 < ref.mu_band < 4.5
+    assert 2.0 < out.values[("val", "cb_center_cpi")] < 8.0
+    assert out.values[("val", "cb_peak_sensitivity")] == pytest.approx(2.0 ** (ref.amplitude - 4))
 
 
-def test_failed_critical_band_fit_gives_nan_and_fit_ok_zero():
-    labels = np.array([0, 1, 2, 3] * 25)
-    flat = [[0.9] * 4] * 5  # noise never hurts: no band reaches the criterion
-    a = FakeArrays(labels, _critical_band_views(labels, flat, 0.9))
-    ident = ClassMapping.identity(4)
-    out = _cb_measure().compute(_model(), {"val": _info("val", "id")}, {"val": a}, {"val": ident})
+def test_model_below_the_criterion_gives_nan_and_fit_ok_zero():
+    low = [[0.45] * 4, *([[0.4] * 4] * 4)]  # noise-free accuracy 0.45 <= 0.5
+    out = _cb_compute(_cb_measure(), low)
     assert out.values[("val", "cb_fit_ok")] == 0.0
     for key in ("cb_bandwidth_octaves", "cb_center_cpi", "cb_peak_sensitivity", "cb_r_squared"):
         assert math.isnan(out.values[("val", key)]), key
     art = out.artifacts["critical_band"]["val"]
     assert art["ok"] is False
-    assert "only 0 band(s) reach the halfway criterion" in art["reason"]
-    assert all(math.isinf(t) for t in art["thresholds"])
+    assert "not above the criterion 0.5" in art["reason"]
+    assert art["thresholds"] == (4.0, 4.0, 4.0, 4.0)  # the maximum, by construction
+    assert out.values[("val", "cb_clean_accuracy")] == pytest.approx(0.45)
 
 
 def test_baseline_near_chance_is_a_failed_fit_not_numbers():
-    # baseline 0.30 with chance 0.25 and n = 100: within 3 binomial standard errors (0.13)
-    labels = np.array([0, 1, 2, 3] * 25)
+    # relative criterion; baseline 0.30 with chance 0.25 and n = 100: within 3 binomial
+    # standard errors (0.13)
     table = [
         [0.3, 0.3, 0.3, 0.3],
-        [0.29, 0.28, 0.27, 0.26],
-        [0.27, 0.26, 0.25, 0.25],
-        [0.29, 0.28, 0.27, 0.26],
-        [0.3, 0.3, 0.3, 0.3],
+        [0.28, 0.26, 0.28, 0.3],
+        [0.27, 0.25, 0.27, 0.3],
+        [0.26, 0.25, 0.26, 0.3],
+        [0.25, 0.25, 0.25, 0.29],
     ]
-    a = FakeArrays(labels, _critical_band_views(labels, table, 0.3))
-    ident = ClassMapping.identity(4)
-    infos, arrays, maps = {"val": _info("val", "id")}, {"val": a}, {"val": ident}
-    lenient = BiasesMeasure(parts=["critical_band"], image_size=32, cb_min_margin_se=0)
-    assert lenient.compute(_model(), infos, arrays, maps).values[("val", "cb_fit_ok")] == 1.0
-    out = _cb_measure().compute(_model(), infos, arrays, maps)
+    lenient = _cb_measure(cb_criterion="relative", cb_min_margin_se=0)
+    assert _cb_compute(lenient, table).values[("val", "cb_fit_ok")] == 1.0
+    out = _cb_compute(_cb_measure(cb_criterion="relative"), table)
     assert out.values[("val", "cb_fit_ok")] == 0.0
     assert math.isnan(out.values[("val", "cb_center_cpi")])
     art = out.artifacts["critical_band"]["val"]
     assert "not clearly above chance 0.25 (needs >= 0.3799" in art["reason"]
-    assert art["sensitivities"][2] > 0  # the per-band numbers stay for the plot
+    assert art["criterion"] == pytest.approx(0.275) and art["criterion_kind"] == "relative"
+    assert art["sensitivities"][1] > 0  # the per-band numbers stay for the plot
+    # the absolute criterion (default) rejects it first: 0.3 is not above 0.5
+    art = _cb_compute(_cb_measure(), table).artifacts["critical_band"]["val"]
+    assert "not above the criterion 0.5" in art["reason"]
 
 
-def test_numerical_failure_inside_the_fit_is_a_failed_fit():
-    """A table from the demo zoo (10 classes, n = 300) whose fit diverged numerically."""
-    classes = tuple("abcdefghij")
-    labels = np.arange(300) % 10
-    table = [
-        [40 / 300, 36 / 300, 30 / 300, 35 / 300],
-        [41 / 300, 33 / 300, 30 / 300, 36 / 300],
-        [40 / 300, 32 / 300, 31 / 300, 30 / 300],
-        [56 / 300, 66 / 300, 36 / 300, 30 / 300],
-        [30 / 300, 30 / 300, 30 / 300, 30 / 300],
-    ]
-    views = {"bandnoise:2:0.0": _logits_with_accuracy(labels, 44 / 300, k=10)}
-    for b, row in zip((2, 3, 4, 5, 6), table, strict=True):
-        for s, acc in zip((0.02, 0.04, 0.08, 0.16), row, strict=True):
-            views[f"bandnoise:{b}:{s}"] = _logits_with_accuracy(labels, acc, k=10)
-    info = DatasetInfo("val", "fp", "id", classes, {})
-    m = BiasesMeasure(parts=["critical_band"], cb_min_margin_se=0)
-    out = m.compute(
-        ModelInfo("m", "fp-m", classes, {}),
-        {"val": info},
-        {"val": FakeArrays(labels, views)},
-        {"val": ClassMapping.identity(10)},
-    )
+def test_numerical_failure_inside_the_fit_is_a_failed_fit(monkeypatch):
+    """A fit that does not converge (curve_fit raises, as the reference's own can) fails."""
+
+    def no_convergence(*args, **kwargs):
+        raise RuntimeError("Optimal parameters not found: The maximum number of function evals")
+
+    monkeypatch.setattr(scipy.optimize, "curve_fit", no_convergence)
+    out = _cb_compute(_cb_measure(), CB_TABLE)
     assert out.values[("val", "cb_fit_ok")] == 0.0
     assert math.isnan(out.values[("val", "cb_bandwidth_octaves")])
-    assert out.artifacts["critical_band"]["val"]["reason"]
+    art = out.artifacts["critical_band"]["val"]
+    assert "did not converge" in art["reason"]
+    assert art["thresholds"] == (2.0, 3.0, 2.0, 0.0)
+
+
+def test_protocol_records_parameters_and_definitions():
+    p = BiasesMeasure(cb_criterion="relative").protocol()
+    assert p["measure"] == "biases" and "Gavrikov" in p["paper"]
+    assert p["parameters"]["cb_criterion"] == "relative"
+    assert p["parameters"]["cb_level"] == 0.5
+    assert p["parameters"]["sigmas"] == [0.02, 0.04, 0.08, 0.16]
+    defs = p["definitions"]
+    assert "int(c * (side // 2))" in defs["spectral"] and "1 - c" in defs["spectral"]
+    assert "Laplacian" in defs["critical_band_stimulus"]
+    assert "2^(A - 4)" in defs["critical_band_fit"]
 
 
 def test_zero_clean_accuracy_gives_nan_spectral_bias_with_reason():

@@ -17,30 +17,36 @@ Views requested, by dataset role:
   categories; identity for the synthetic world).
 * ``id``: ``clean``; ``lowpass:C`` and ``highpass:C`` for every cutoff C; ``bandnoise:B:S`` for
   every band B and noise level S; and ``bandnoise:B0:0.0`` (B0 the lowest band), the noise-free
-  low-contrast grayscale baseline whose accuracy is the critical band's "clean" accuracy (as
-  defined in ``robustlens.metrics.critical_band``). Values ``low_freq_bias``,
-  ``high_freq_bias``, ``cb_bandwidth_octaves``, ``cb_center_cpi``, ``cb_peak_sensitivity``,
-  ``cb_r_squared``, ``cb_clean_accuracy`` and ``cb_fit_ok`` (1 or 0). A failed fit gives NaN
-  for the fitted numbers, ``cb_fit_ok = 0`` and the reason in the artifacts, never numbers.
-  Besides the failures of ``critical_band`` itself, the fit counts as failed when the
-  noise-free baseline accuracy is not at least ``cb_min_margin_se`` (3) binomial standard
-  errors ``sqrt(chance (1 - chance) / n)`` above chance (the halfway criterion between a
-  baseline at chance and chance is noise), or when the fit fails numerically.
+  low-contrast grayscale stimulus (row 0 of the critical band's accuracy table, the same for
+  every band). Values ``low_freq_bias`` (LPP), ``high_freq_bias`` (HPP), ``spectral_bias``
+  (``HPP / (LPP + HPP)``), ``cb_bandwidth_octaves``, ``cb_center_cpi`` (peak frequency),
+  ``cb_peak_sensitivity`` (``2^(A - 4)``), ``cb_r_squared`` (the fit's quality; the RMS
+  residual is in the artifacts), ``cb_clean_accuracy`` and ``cb_fit_ok`` (1 or 0). The
+  definitions are the reference code's (``robustlens.metrics.spectral``,
+  ``robustlens.metrics.critical_band``, ``robustlens.transforms.frequency``) and
+  :meth:`BiasesMeasure.protocol` records them with the results. The critical band uses the
+  absolute criterion (top-1 above 50 %) unless ``cb_criterion="relative"``. A critical band
+  that is not defined gives NaN for the fitted numbers, ``cb_fit_ok = 0`` and the reason in
+  the artifacts, with the reference's fitted numbers kept there when a fit was made: when the
+  noise-free accuracy is not above the criterion, when it is not at least
+  ``cb_min_margin_se`` (3) binomial standard errors ``sqrt(chance (1 - chance) / n)`` above
+  chance, or when the Gaussian fit does not converge.
 * ``adversarial``: ``clean`` and ``pgd:linf:EPS:STEPS:STEP`` (floats written with ``repr``, so
   the spec, and therefore the store key, is stable). Values ``pgd_accuracy``,
   ``clean_accuracy``.
 
-Bands and image size. Band b is centred at ``1.75 * 2**b`` cycles per image at 224 px, i.e. a
-fixed number of cycles per *pixel* (``robustlens.transforms.frequency.band_centre_cpi``), so at
-small sizes the lowest bands contain no DFT frequency: at 32 px only bands 2..6 exist (centres
-1, 2, 4, 8, 16 cycles per image), at 48-64 px bands 1..6, from 96 px all 7. With
-``bands=None`` the measure uses every band of 0..6 that
-:func:`~robustlens.transforms.frequency.valid_bands` accepts for the dataset's image size. The
-size is taken from the ``image_size`` option, else from ``DatasetInfo.tags["image_size"]``
-(or an ``image_size`` attribute) when the study provides it; when it is unknown the bands
-valid at 32 px (2..6, valid for every size >= 24 px) are used and the centre frequency is
-reported in cycles per image *at the 224 px reference* (``1.75 * 2**b``), which the artifacts
-state in ``frequency_unit``.
+Bands and image size. Band b is level ``6 - b`` of the Laplacian pyramid of the noise (as in the
+reference, whose pyramid of a 224 px image has exactly 7 levels), a fixed number of cycles per
+*pixel*: centred at ``1.75 * 2**b * side / 224`` cycles per image
+(``robustlens.transforms.frequency.band_centre_cpi``). Smaller images have fewer levels: at
+20-39 px only bands 3..6 exist (centres 2, 4, 8, 16 cycles per image at 32 px), at 40-79 px
+bands 2..6, at 80-159 px bands 1..6, from 160 px all 7. With ``bands=None`` the measure uses
+every band that :func:`~robustlens.transforms.frequency.valid_bands` accepts for the dataset's
+image size. The size is taken from the ``image_size`` option, else from
+``DatasetInfo.tags["image_size"]`` (or an ``image_size`` attribute) when the study provides
+it; when it is unknown the bands valid at 32 px (3..6, valid for every size >= 20 px) are used
+and the peak frequency is reported in cycles per image *at the 224 px reference*
+(``1.75 * 2**mu``), which the artifacts state in ``frequency_unit``.
 """
 
 from __future__ import annotations
@@ -56,15 +62,17 @@ from robustlens._validation import check_number
 from robustlens.errors import ConfigError, ValidationError
 from robustlens.measure import DatasetContext, DatasetInfo, Measure, MeasureOutput
 from robustlens.metrics.classification import accuracy
-from robustlens.metrics.critical_band import CriticalBandResult, critical_band_or_none
+from robustlens.metrics.critical_band import CRITERIA, critical_band_or_none
 from robustlens.metrics.shape_bias import shape_bias, shape_bias_per_category
 from robustlens.metrics.spectral import BIAS_CUTOFFS, spectral_bias
 from robustlens.transforms.adversarial import SEED002_PGD
 from robustlens.transforms.frequency import (
+    CB_CONTRAST,
+    CB_EPSILON,
+    CB_MEAN,
     CRITICAL_BAND_SIGMAS,
     N_BANDS,
     SPECTRAL_CUTOFFS,
-    band_centre_cpi,
     valid_bands,
 )
 
@@ -72,7 +80,33 @@ __all__ = ["PARTS", "BiasesMeasure"]
 
 #: the four parts of the measure; ``parts=`` selects a subset
 PARTS = ("shape", "spectral", "critical_band", "pgd")
-_FALLBACK_SIZE = 32  # bands valid here are valid at every size >= 24 px
+_FALLBACK_SIZE = 32  # bands valid here are valid at every size >= 20 px
+_REFERENCE_SIDE = 224  # the side at which band b is centred at 1.75 * 2**b cycles per image
+#: the definitions the numbers follow (recorded by :meth:`BiasesMeasure.protocol`)
+DEFINITIONS = {
+    "spectral": (
+        "seed 002 eval_spectral.py: per channel fftshift(fft2(x)) of [0, 1] pixels; low-pass c "
+        "keeps the slice [centre - r, centre + r) on each axis, r = int(c * (side // 2)); "
+        "high-pass c removes that square for 1 - c; real part of ifft2, clipped to [0, 1]. "
+        "LPP / HPP = mean low / high-pass accuracy ratio to clean accuracy (not clipped) over "
+        "bias_cutoffs; spectral bias = HPP / (LPP + HPP)"
+    ),
+    "critical_band_stimulus": (
+        "Subramanian et al. solomon_filter as run by seed 002 eval_criticalband.py: PIL "
+        f"grayscale, (g - mean g) * {CB_CONTRAST} + {CB_MEAN}; Gaussian noise of SD sigma "
+        "reduced to Laplacian-pyramid level 6 - band (pyrtools binom5, reflect1), its RMS "
+        "equated to that of level 0 of the same noise; out-of-range pixels shift the image "
+        f"pixel to {CB_EPSILON} / {1 - CB_EPSILON} (noise redrawn only where that fails), "
+        "never clipped"
+    ),
+    "critical_band_fit": (
+        "Subramanian et al. analysis.py: threshold = noise steps, from the highest noise down, "
+        "before top-1 is above the criterion (at most 4); Gaussian A exp(-(b - mu)^2 / 2 s^2) "
+        "over band index, p0 (1, 0, 1), A in [0, 4], always fitted; bandwidth 2 sqrt(ln 4) |s| "
+        "octaves, peak frequency 1.75 * 2^mu * side / 224 cycles per image, peak noise "
+        "sensitivity 2^(A - 4); R^2 and RMS residual reported"
+    ),
+}
 _NAN = float("nan")
 
 
@@ -113,10 +147,16 @@ class BiasesMeasure(Measure):
             provide it (decides the default bands and the centre-frequency unit).
         parts: which of ``"shape"``, ``"spectral"``, ``"critical_band"``, ``"pgd"`` to run
             (e.g. leave out ``"pgd"`` on a large study).
-        cb_min_margin_se: the critical band is reported as failed unless the noise-free
+        cb_criterion: ``"absolute"`` (default, the reference: top-1 above ``cb_level``) or
+            ``"relative"`` (halfway between the noise-free accuracy and chance; for models whose
+            noise-free accuracy on the low-contrast grayscale stimulus is below 50 %, for which
+            the absolute criterion defines no critical band; not comparable with published
+            numbers).
+        cb_level: the absolute criterion (0.5).
+        cb_min_margin_se: the critical band is reported as undefined unless the noise-free
             low-contrast grayscale accuracy exceeds chance by at least this many binomial
-            standard errors ``sqrt(chance (1 - chance) / n)``: halfway between a baseline at
-            chance and chance is noise, not a threshold. 0 disables the check.
+            standard errors ``sqrt(chance (1 - chance) / n)`` (a criterion near chance is noise,
+            which matters for the relative criterion). 0 disables the check.
     """
 
     name = "biases"
@@ -138,6 +178,8 @@ class BiasesMeasure(Measure):
         sigmas: Sequence[float] = CRITICAL_BAND_SIGMAS,
         image_size: int | None = None,
         parts: Sequence[str] = PARTS,
+        cb_criterion: str = "absolute",
+        cb_level: float = 0.5,
         cb_min_margin_se: float = 3.0,
     ) -> None:
         self.pgd_eps = _number(pgd_eps, "pgd_eps")
@@ -176,7 +218,19 @@ class BiasesMeasure(Measure):
         if unknown or not parts:
             raise ConfigError(f"biases.parts: expected a subset of {list(PARTS)}, got {parts!r}")
         self.parts = tuple(parts)
+        if cb_criterion not in CRITERIA:
+            raise ConfigError(
+                f"biases.cb_criterion: expected one of {list(CRITERIA)}, got {cb_criterion!r}"
+            )
+        self.cb_criterion = cb_criterion
+        self.cb_level = _number(cb_level, "cb_level")
+        if not 0 <= self.cb_level <= 1:
+            raise ConfigError(f"biases.cb_level: expected an accuracy in [0, 1], got {cb_level!r}")
         self.cb_min_margin_se = _number(cb_min_margin_se, "cb_min_margin_se")
+
+    def protocol(self) -> dict[str, Any]:
+        """Name, paper, every parameter, and the definitions the numbers follow."""
+        return {**super().protocol(), "definitions": dict(DEFINITIONS)}
 
     # ------------------------------------------------------------------ view specs
     @property
@@ -316,6 +370,7 @@ class BiasesMeasure(Measure):
             lo, hi = r["low_freq_bias"], r["high_freq_bias"]
         out.values[(data.name, "low_freq_bias")] = float(lo)
         out.values[(data.name, "high_freq_bias")] = float(hi)
+        out.values[(data.name, "spectral_bias")] = float(hi / (lo + hi)) if lo + hi > 0 else _NAN
         out.artifacts.setdefault("spectral", {})[data.name] = art
 
     def _critical_band(self, data: DatasetContext, out: MeasureOutput) -> None:
@@ -324,28 +379,29 @@ class BiasesMeasure(Measure):
         baseline, table_specs = self.critical_band_specs(info)
         size = _image_size(info, self.image_size)
         if size is not None:
-            centres = [band_centre_cpi(b, size) for b in bands]
             unit = f"cycles per image ({size} px)"
         else:
-            centres = [band_centre_cpi(b, 224) for b in bands]
             unit = "cycles per image at the 224 px reference (image size unknown)"
-        table = [[self._accuracy(data, s) for s in row] for row in table_specs]
         clean = self._accuracy(data, baseline)
+        # rows: noise SD 0 (the noise-free stimulus, the same in every band), then each sigma
+        per_band = [[self._accuracy(data, spec) for spec in row] for row in table_specs]
+        table = [[clean] * len(bands)] + [list(col) for col in zip(*per_band, strict=True)]
         chance, n = info.chance, len(data.arrays.labels())
-        try:
-            res = critical_band_or_none(table, clean, chance, bands_cpi=centres, sigmas=self.sigmas)
-        except ArithmeticError as exc:  # a numerical failure inside the fit is a failed fit
-            res = CriticalBandResult.failed(f"Gaussian fit failed numerically: {exc!r}", centres)
-        # the halfway criterion is only meaningful when the noise-free baseline is clearly
-        # above chance: require clean - chance >= k binomial standard errors at chance
+        res = critical_band_or_none(
+            table,
+            bands,
+            criterion=self.cb_criterion,
+            level=self.cb_level,
+            chance=chance,
+            side=size or _REFERENCE_SIDE,
+        )
+        # a criterion is only meaningful when the noise-free stimulus is clearly above chance:
+        # require clean - chance >= k binomial standard errors at chance
         needed = chance + self.cb_min_margin_se * math.sqrt(chance * (1 - chance) / max(n, 1))
         if res.ok and not clean >= needed:
             res = dataclasses.replace(
-                CriticalBandResult.failed("", centres),
-                thresholds=res.thresholds,
-                sensitivities=res.sensitivities,
-                left_censored=res.left_censored,
-                criterion=res.criterion,
+                res,
+                ok=False,
                 reason=(
                     f"the noise-free low-contrast grayscale accuracy {clean:.4g} is not clearly "
                     f"above chance {chance:.4g} (needs >= {needed:.4g}: chance + "
@@ -366,14 +422,13 @@ class BiasesMeasure(Measure):
         art = res.as_dict()
         art.update(
             bands=list(bands),
-            sigmas=list(self.sigmas),
+            sigmas=[0.0, *self.sigmas],
             acc_table=table,
-            clean_accuracy=clean,
-            chance=info.chance,
+            chance=chance,
+            n=n,
             baseline_view=baseline,
             frequency_unit=unit,
             image_size=size,
-            threshold_reached=[math.isfinite(t) for t in res.thresholds],
         )
         out.artifacts.setdefault("critical_band", {})[info.name] = art
 

@@ -114,10 +114,11 @@ def _critical_band_figure(ds: str, by_model: dict[str, Any]) -> Figure:
             ax.plot(f, s, "o", color="k", ms=4)
         if art.get("ok") and f.size:
             a, mu, w = (
-                np.float64(art.get(k)) for k in ("peak_sensitivity", "mu_log2", "width_octaves")
+                np.float64(art.get(k)) for k in ("amplitude", "mu_log2", "width_octaves")
             )
             x = np.linspace(np.log2(f.min()) - 0.5, np.log2(f.max()) + 0.5, 200)
-            # the fitted curve of robustlens.metrics.critical_band: A exp(-(x-mu)^2 / 2w^2)
+            # the fitted curve of robustlens.metrics.critical_band over log2 frequency:
+            # A exp(-(x - mu)^2 / 2w^2), A in noise steps (peak sensitivity is 2**(A - 4))
             ax.plot(2.0**x, a * np.exp(-((x - mu) ** 2) / (2 * w**2)), color="tab:blue")
             ax.set_title(f"{model}", fontsize=9)
         else:
@@ -131,7 +132,7 @@ def _critical_band_figure(ds: str, by_model: dict[str, Any]) -> Figure:
     for ax in list(axes.flat)[len(models) :]:
         ax.set_visible(False)
     for ax in axes[:, 0]:
-        ax.set_ylabel("sensitivity", fontsize=8)
+        ax.set_ylabel("threshold (noise steps)", fontsize=8)
     fig.suptitle(f"critical band on {ds}", fontsize=10)
     fig.tight_layout()
     return fig
