@@ -58,6 +58,8 @@ _WORLD_SPLIT_ROLES = (
     "spurious",
     "rendition",
     "adversarial",
+    "stylized",
+    "natural",
 )
 
 
@@ -71,15 +73,26 @@ def check_role(role: str) -> str:
 def world_role(split: str) -> tuple[str, dict[str, Any]]:
     """Role and tags of a synthetic-world split.
 
+    ``cbar/<corruption>/<severity>`` (ImageNet-C-bar's corruptions) plays ``corrupt_bar``,
+    ``stylized`` (the Stylized-ImageNet counterpart) ``stylized`` and ``natural`` (the
+    adversarially filtered split, like ImageNet-A) ``natural``.
+
     Example:
         >>> world_role("val"), world_role("corrupt/fog/3")
         (('id', {}), ('corrupt', {'corruption': 'fog', 'severity': 3}))
+        >>> world_role("cbar/sparkles/2")
+        ('corrupt_bar', {'corruption': 'sparkles', 'severity': 2})
+        >>> world_role("stylized"), world_role("natural")
+        (('stylized', {}), ('natural', {}))
     """
     if split == "val":
         return "id", {}
     if split.startswith("corrupt/"):
         _, c, s = split.split("/")
         return "corrupt", {"corruption": c, "severity": int(s)}
+    if split.startswith("cbar/"):
+        _, c, s = split.split("/")
+        return "corrupt_bar", {"corruption": c, "severity": int(s)}
     if split in _WORLD_SPLIT_ROLES:
         return split, {}
     return "other", {}
@@ -139,13 +152,17 @@ def dataset_roles(names: Iterable[str], roles: Mapping[str, Any] | None = None) 
 def corrupt_group(dataset: str, tags: Mapping[str, Any] | None = None) -> str:
     """The set a corrupted dataset was derived from, e.g. ``world/corrupt`` or ``imagenet_c``.
 
-    Corrupted datasets of one group are averaged together in tables and plots.
+    Corrupted datasets of one group are averaged together in tables and plots. ImageNet-C-bar
+    sets form their own groups (``imagenet_cbar``, ``world/cbar``), never ImageNet-C's.
 
     Example:
         >>> corrupt_group("world/corrupt/fog/3", {"corruption": "fog", "severity": 3})
         'world/corrupt'
         >>> corrupt_group("val/corrupt/contrast/2")
         'val/corrupt'
+        >>> tags = {"corruption": "sparkles", "severity": 2}
+        >>> corrupt_group("world/cbar/sparkles/2", tags), corrupt_group("imagenet_cbar/sparkles/2")
+        ('world/cbar', 'imagenet_cbar')
     """
     tags = tags or {}
     c, s = tags.get("corruption"), tags.get("severity")

@@ -15,12 +15,14 @@ from robustlens.data.imagenet import (
     cue_conflict,
     imagenet_a,
     imagenet_c,
+    imagenet_cbar,
     imagenet_r,
     imagenet_sketch,
     imagenet_v2,
     imagenet_val,
     objectnet,
     spurious_imagenet,
+    stylized_imagenet,
 )
 from robustlens.data.imagenet_info import (
     imagenet_a_indices,
@@ -28,7 +30,9 @@ from robustlens.data.imagenet_info import (
     imagenet_wnids,
     load_category_mapping,
 )
+from robustlens.data.layouts import LayoutArgs, get_layout
 from robustlens.errors import ClassMismatchError, ConfigError, DatasetLayoutError
+from robustlens.roles import role_from_name
 
 WNIDS = imagenet_wnids()
 SHARED = Path(__file__).resolve().parents[2] / "../shared/imagenet"
@@ -193,6 +197,96 @@ def test_imagenet_c_errors_name_the_layout_and_what_was_found(c_root: Path) -> N
         imagenet_c(c_root, corruption="contrast")
     with pytest.raises(DatasetLayoutError, match=r"pass the parent"):
         imagenet_c(c_root / "gaussian_noise")
+
+
+# -- ImageNet-C-bar --------------------------------------------------------------------------
+
+
+@pytest.fixture
+def cbar_root(tmp_path: Path) -> Path:
+    """Severity folders as seed 002 names them (1..5) and as the release writes them (levels)."""
+    root = tmp_path / "imagenet-c-bar"
+    for corruption, severities in (
+        ("cocentric_sine_waves", ("1", "3")),
+        ("caustic_refraction", ("2.35", "9.15")),  # the release's "{:.2f}" level folders
+    ):
+        for sev in severities:
+            for k in (0, 2):
+                jpeg(root / corruption / sev / WNIDS[k] / f"v{k}.JPEG", (10 * k, 50, 90), (12, 12))
+    return root
+
+
+def test_imagenet_cbar_one_dataset_per_corruption_and_severity(cbar_root: Path) -> None:
+    sets = imagenet_cbar(cbar_root, size=8)
+    assert [d.name for d in sets] == [
+        "imagenet_cbar/caustic_refraction/1",
+        "imagenet_cbar/caustic_refraction/5",
+        "imagenet_cbar/cocentric_sine_waves/1",
+        "imagenet_cbar/cocentric_sine_waves/3",
+    ]
+    for d in sets:
+        assert d.classes == WNIDS and d.labels().tolist() == [0, 2]
+        assert d.class_mapping(WNIDS).is_identity
+        assert d.load(0).image.shape == (8, 8, 3)
+    only = imagenet_cbar(cbar_root, corruption="caustic_refraction", severity=5, size=8)
+    assert [d.name for d in only] == ["imagenet_cbar/caustic_refraction/5"]
+    # the registered layout: role corrupt_bar, corruption and severity tags
+    layout = get_layout("imagenet_cbar")
+    assert layout.role == "corrupt_bar" and layout.expands
+    opened = layout.open(LayoutArgs(str(cbar_root), size=8))
+    assert [tags for _, tags in opened][:2] == [
+        {"corruption": "caustic_refraction", "severity": 1},
+        {"corruption": "caustic_refraction", "severity": 5},
+    ]
+    assert {role_from_name(d.name) for d, _ in opened} == {"corrupt_bar"}
+
+
+def test_imagenet_cbar_wrong_layouts_name_the_expected_one(c_root: Path, cbar_root: Path) -> None:
+    # an ImageNet-C tree given as C-bar: the C-bar layout and the hint to use imagenet_c
+    with pytest.raises(DatasetLayoutError, match=r"cocentric_sine_waves.*gaussian_noise") as info:
+        imagenet_cbar(c_root)
+    assert "<corruption>/<severity 1-5" in str(info.value)
+    assert "layout 'imagenet_c'" in str(info.value)
+    with pytest.raises(DatasetLayoutError, match=r"pass the parent"):
+        imagenet_cbar(cbar_root / "caustic_refraction")
+    with pytest.raises(DatasetLayoutError, match=r"severity \[2\].*\[1, 5\]"):
+        imagenet_cbar(cbar_root, corruption="caustic_refraction", severity=2)
+    with pytest.raises(DatasetLayoutError, match=r"\['sparkles'\] not found"):
+        imagenet_cbar(cbar_root, corruption="sparkles")
+    (cbar_root / "caustic_refraction" / "7.50").mkdir()  # not one of its levels
+    with pytest.raises(DatasetLayoutError, match=r"2\.35, 3\.20, 4\.90, 6\.60, 9\.15.*7\.50"):
+        imagenet_cbar(cbar_root)
+    (cbar_root / "caustic_refraction" / "7.50").rmdir()
+    (cbar_root / "caustic_refraction" / "1").mkdir()  # severity 1 twice: 1/ and 2.35/
+    with pytest.raises(DatasetLayoutError, match=r"severity 1 is there twice"):
+        imagenet_cbar(cbar_root)
+    with pytest.raises(DatasetLayoutError, match=r"does not exist.*<corruption>"):
+        imagenet_cbar(cbar_root / "absent")
+
+
+# -- Stylized-ImageNet -----------------------------------------------------------------------
+
+
+def test_stylized_imagenet_is_the_val_layout(tmp_path: Path) -> None:
+    jpeg(tmp_path / "sin" / WNIDS[3] / "ILSVRC2012_val_00000001.JPEG")
+    jpeg(tmp_path / "sin" / WNIDS[999] / "ILSVRC2012_val_00000002.JPEG")
+    jpeg(tmp_path / "out" / "val" / WNIDS[3] / "a.JPEG")  # as Stylize-Datasets writes it
+    ds = stylized_imagenet(tmp_path / "sin", size=8)
+    assert ds.name == "stylized_imagenet" and ds.classes == WNIDS
+    assert ds.labels().tolist() == [3, 999] and ds.class_mapping(WNIDS).is_identity
+    assert stylized_imagenet(tmp_path / "out", size=8).labels().tolist() == [3]
+    layout = get_layout("stylized_imagenet")
+    assert layout.role == "stylized" and not layout.expands
+    opened = layout.open(LayoutArgs(str(tmp_path / "sin"), size=8, name="stylized_imagenet"))
+    assert len(opened) == 2 and role_from_name(opened.name) == "stylized"
+
+
+def test_stylized_imagenet_wrong_layout_names_the_expected_one(tmp_path: Path) -> None:
+    jpeg(tmp_path / "sin" / "airplane" / "a.png")  # a cue-conflict-like category folder
+    with pytest.raises(DatasetLayoutError, match=r"root/<wnid>/<image>.*airplane"):
+        stylized_imagenet(tmp_path / "sin")
+    with pytest.raises(DatasetLayoutError, match=r"Stylized-ImageNet root .* does not exist"):
+        stylized_imagenet(tmp_path / "absent")
 
 
 # -- ImageNet-R / -A -------------------------------------------------------------------------

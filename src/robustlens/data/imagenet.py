@@ -7,8 +7,9 @@ in index order (:func:`~robustlens.data.imagenet_info.imagenet_wnids`), so:
 ==================  ==========================  =============================================
 layout              dataset classes             mapping onto a 1000-wnid ImageNet model
 ==================  ==========================  =============================================
-val, -C, -Sketch,   the 1000 wnids              identity
--V2
+val, -C, -C-bar,     the 1000 wnids              identity
+-Sketch, -V2,
+Stylized-ImageNet
 -R, -A              their 200 wnids             200-class mask (logits restricted to the 200)
 ObjectNet           113 folders (mapping file)  each class -> its ImageNet indices, ``max``
 cue-conflict        16 categories               each category -> mean probability of its set
@@ -49,26 +50,32 @@ from robustlens.data.imagenet_info import (
     wnid_to_index,
 )
 from robustlens.errors import ConfigError, DatasetLayoutError
+from robustlens.transforms.cbar import CBAR_CORRUPTIONS, CBAR_LEVELS, cbar_severity_of_level
+from robustlens.transforms.corruptions import CORRUPTIONS
 
 __all__ = [
     "A_LAYOUT",
+    "CBAR_LAYOUT",
     "CUE_CONFLICT_LAYOUT",
     "C_LAYOUT",
     "OBJECTNET_LAYOUT",
     "R_LAYOUT",
     "SKETCH_LAYOUT",
     "SPURIOUS_LAYOUT",
+    "STYLIZED_LAYOUT",
     "V2_LAYOUT",
     "VAL_LAYOUT",
     "cue_conflict",
     "imagenet_a",
     "imagenet_c",
+    "imagenet_cbar",
     "imagenet_r",
     "imagenet_sketch",
     "imagenet_v2",
     "imagenet_val",
     "objectnet",
     "spurious_imagenet",
+    "stylized_imagenet",
 ]
 
 VAL_LAYOUT = (
@@ -80,6 +87,16 @@ VAL_LAYOUT = (
 C_LAYOUT = (
     "root/<corruption>/<severity 1-5>/<wnid>/<image>.JPEG "
     "(e.g. root/gaussian_noise/3/n01440764/ILSVRC2012_val_00000293.JPEG)"
+)
+CBAR_LAYOUT = (
+    "root/<corruption>/<severity 1-5, or the release's level folder such as 2.35>/<wnid>/"
+    "<image>.JPEG with ImageNet-C-bar's corruption folders "
+    f"({', '.join(CBAR_CORRUPTIONS)}) "
+    "(e.g. root/cocentric_sine_waves/3/n01440764/ILSVRC2012_val_00000293.JPEG)"
+)
+STYLIZED_LAYOUT = (
+    "root/<wnid>/<image> with the 1000 ImageNet wnids, or root/val/<wnid>/<image> "
+    "(e.g. root/n01440764/ILSVRC2012_val_00000293.JPEG)"
 )
 R_LAYOUT = "root/<wnid>/<image>.jpg with the 200 ImageNet-R wnids (e.g. root/n01443537/art_0.jpg)"
 A_LAYOUT = (
@@ -428,6 +445,129 @@ def imagenet_c(
 
 
 # --------------------------------------------------------------------------------------------
+# ImageNet-C-bar
+
+
+def _cbar_severities(folder: Path, corruption: str) -> dict[int, Path]:
+    """Severity -> folder of one C-bar corruption: ``1``..``5`` or the release's level names."""
+    levels = ", ".join(f"{lv:.2f}" for lv in CBAR_LEVELS[corruption])
+    expected = f"severity folders 1..5 or the release's levels {levels} (layout {CBAR_LAYOUT})"
+    sev_dirs = _subdirs(folder)
+    if not sev_dirs:
+        raise DatasetLayoutError(
+            f"ImageNet-C-bar corruption folder {folder}: expected {expected}; found none"
+        )
+    out: dict[int, Path] = {}
+    bad: list[str] = []
+    for d in sev_dirs:
+        if d.name.isdigit():
+            sev = int(d.name) if 1 <= int(d.name) <= 5 else None
+        else:
+            sev = cbar_severity_of_level(corruption, d.name)
+        if sev is None:
+            bad.append(d.name)
+        elif sev in out:
+            raise DatasetLayoutError(
+                f"ImageNet-C-bar corruption folder {folder}: severity {sev} is there twice, "
+                f"as {out[sev].name}/ and {d.name}/; keep one"
+            )
+        else:
+            out[sev] = d
+    if bad:
+        raise DatasetLayoutError(
+            f"ImageNet-C-bar corruption folder {folder}: expected {expected}; found {_preview(bad)}"
+        )
+    return out
+
+
+def imagenet_cbar(
+    root: str | os.PathLike[str],
+    corruption: str | Sequence[str] | None = None,
+    severity: int | Sequence[int] | None = None,
+    size: int = 224,
+    *,
+    crop: str = "crop",
+) -> list[ImageFolderDataset]:
+    """ImageNet-C-bar (Mintun et al. 2021): one dataset per (corruption, severity) folder.
+
+    Layout ``root/<corruption>/<severity>/<wnid>/<image>.JPEG``, the -C layout with C-bar's 10
+    corruption folders as the release spells them (``cocentric_sine_waves``). Severity folders
+    are ``1``..``5`` (as seed 002 evaluates them) or the release's own folder names, its level
+    per severity with two decimals (``caustic_refraction/2.35/`` is severity 1; see
+    :data:`robustlens.transforms.cbar.CBAR_LEVELS`). Datasets are named
+    ``imagenet_cbar/<corruption>/<severity 1-5>``, sorted by corruption, then severity; classes
+    are the 1000 wnids (identity mapping for ImageNet models). The images are stored at
+    224 x 224 like ImageNet-C's, so the default ``crop="crop"`` only centre-crops to ``size``.
+
+    Args:
+        root: the ImageNet-C-bar directory.
+        corruption: a corruption name or list of names (default: every folder).
+        severity: a severity 1..5 or list of them (default: every severity folder).
+        size: output side length.
+        crop: preprocessing mode (see ``robustlens.data.imagefolder.CROP_MODES``).
+
+    Returns:
+        The datasets, one per (corruption, severity).
+
+    Raises:
+        DatasetLayoutError: wrong layout (an ImageNet-C tree, a folder that is not a C-bar
+            corruption, a severity folder that is neither 1..5 nor the release's level), or a
+            requested corruption/severity is absent.
+    """
+    root = _open_root(root, "ImageNet-C-bar", CBAR_LAYOUT)
+    folders = {d.name: d for d in _subdirs(root)}
+    if not folders:
+        raise DatasetLayoutError(
+            f"ImageNet-C-bar at {root}: expected {CBAR_LAYOUT}; found no corruption folders"
+        )
+    if all(re.fullmatch(r"\d+(\.\d+)?", c) for c in folders):
+        raise DatasetLayoutError(
+            f"ImageNet-C-bar at {root}: expected {CBAR_LAYOUT}; found severity-like folders "
+            f"{_preview(sorted(folders))} at the top: pass the parent of the corruption folders"
+        )
+    unknown = sorted(c for c in folders if c not in CBAR_CORRUPTIONS)
+    if unknown:
+        hint = ""
+        if any(c in CORRUPTIONS for c in unknown):
+            hint = " (ImageNet-C corruption names: this looks like layout 'imagenet_c')"
+        raise DatasetLayoutError(
+            f"ImageNet-C-bar at {root}: expected {CBAR_LAYOUT}; found folders that are not "
+            f"C-bar corruptions: {_preview(unknown)}{hint}"
+        )
+    wanted = _as_list(corruption)
+    if wanted is not None:
+        missing = [c for c in wanted if c not in folders]
+        if missing:
+            raise DatasetLayoutError(
+                f"ImageNet-C-bar at {root}: corruption(s) {missing} not found; found "
+                f"{_preview(sorted(folders))} (layout {CBAR_LAYOUT})"
+            )
+    names = sorted(folders) if wanted is None else sorted(set(wanted))
+    wanted_sev = _as_list(severity)
+    out: list[ImageFolderDataset] = []
+    for c in names:
+        severities = _cbar_severities(folders[c], c)
+        chosen = sorted(severities) if wanted_sev is None else sorted({int(s) for s in wanted_sev})
+        absent = [s for s in chosen if s not in severities]
+        if absent:
+            raise DatasetLayoutError(
+                f"ImageNet-C-bar corruption {c!r}: severity {absent} not found; found "
+                f"{sorted(severities)} (layout {CBAR_LAYOUT})"
+            )
+        for s in chosen:
+            out.append(
+                _wnid_dataset(
+                    severities[s],
+                    name=f"imagenet_cbar/{c}/{s}",
+                    layout=CBAR_LAYOUT,
+                    size=size,
+                    crop=crop,
+                )
+            )
+    return out
+
+
+# --------------------------------------------------------------------------------------------
 # ImageNet-R / -A
 
 
@@ -518,6 +658,37 @@ def imagenet_sketch(
     if not any(_WNID_RE.match(f.name) for f in _subdirs(path)):
         path = _open_root(path, "ImageNet-Sketch", SKETCH_LAYOUT, inner="sketch")
     return _wnid_dataset(path, name="imagenet_sketch", layout=SKETCH_LAYOUT, size=size, crop=crop)
+
+
+def stylized_imagenet(
+    root: str | os.PathLike[str],
+    size: int = 224,
+    *,
+    crop: str = "center",
+    name: str = "stylized_imagenet",
+) -> ImageFolderDataset:
+    """Stylized-ImageNet's validation images (Geirhos et al. 2019): 1000 wnid folders.
+
+    The ImageNet val layout ``root/<wnid>/<image>`` (an extra ``val/`` level, as the
+    Stylize-Datasets script writes it, is accepted); classes are the 1000 wnids (identity
+    mapping for ImageNet models), preprocessed like ImageNet val (``crop="center"``).
+
+    Args:
+        root: the directory holding the wnid folders, or its parent holding ``val/``.
+        size: output side length.
+        crop: preprocessing mode.
+        name: dataset name.
+
+    Returns:
+        The dataset.
+
+    Raises:
+        DatasetLayoutError: missing root or a folder that is not an ImageNet wnid.
+    """
+    path = _open_root(root, "Stylized-ImageNet", STYLIZED_LAYOUT)
+    if not any(_WNID_RE.match(f.name) for f in _subdirs(path)):
+        path = _open_root(path, "Stylized-ImageNet", STYLIZED_LAYOUT, inner="val")
+    return _wnid_dataset(path, name=name, layout=STYLIZED_LAYOUT, size=size, crop=crop)
 
 
 def imagenet_v2(

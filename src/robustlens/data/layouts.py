@@ -9,6 +9,8 @@ through it, so a new layout is one :func:`register_layout` call and nothing else
 Example:
     >>> get_layout("imagenet_r").role, get_layout("objectnet").needs
     ('rendition', ('root', 'mapping_file'))
+    >>> get_layout("imagenet_cbar").role, get_layout("stylized_imagenet").role
+    ('corrupt_bar', 'stylized')
     >>> available_layouts()[:3]
     ['imagefolder', 'imagenet_val', 'imagenet_c']
 """
@@ -158,3 +160,17 @@ def _cue_conflict(a: LayoutArgs) -> Dataset:
 @register_layout("spurious_imagenet", role="spurious")
 def _spurious_imagenet(a: LayoutArgs) -> Dataset:
     return imagenet.spurious_imagenet(a.root, size=a.size)
+
+
+@register_layout("imagenet_cbar", role="corrupt_bar", expands=True)
+def _imagenet_cbar(a: LayoutArgs) -> list[tuple[Dataset, dict[str, Any]]]:
+    out = []
+    for ds in imagenet.imagenet_cbar(a.root, size=a.size):
+        _, corruption, severity = ds.name.split("/")[-3:]
+        out.append((ds, {"corruption": corruption, "severity": int(severity)}))
+    return out
+
+
+@register_layout("stylized_imagenet", role="stylized")
+def _stylized_imagenet(a: LayoutArgs) -> Dataset:
+    return imagenet.stylized_imagenet(a.root, size=a.size, name=a.name)

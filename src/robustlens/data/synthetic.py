@@ -22,7 +22,32 @@ spurious           background plus the mark of class k, and no object of class k
 rendition          flat colours and outlines in other styles (like ImageNet-R)
 adversarial        the first ``n_shift_per_class * K`` images of ``val``, for costly views
                    such as PGD
+cbar/T/S           the first ``n_cbar_per_class * K`` images of ``val`` (default
+                   ``n_shift_per_class``) under ImageNet-C-bar corruption T at severity S
+                   (``cbar_corruptions`` at ``severities``; :mod:`robustlens.transforms.cbar`)
+stylized           the shape of each class filled with a *style*: a texture family and
+                   colours never tied to any class in training (``stylized``; like
+                   Stylized-ImageNet), on the usual background, no mark
+natural            fresh images from the ``val`` distribution that a held-out reference
+                   classifier gets wrong (``natural``; built as ImageNet-A was)
 =================  ========================================================================
+
+The last three kinds are off by default (options ``cbar_corruptions``, ``stylized``,
+``natural``): they only add splits, so a world without them has the splits, pixels and
+fingerprint it had before they existed; turning one on changes the fingerprint (these options
+and ``n_cbar_per_class`` enter it only when set). The C-bar splits, like the ``corrupt`` ones,
+sit on the ``val`` images (so accuracy drops are paired with the clean ones); each corruption's
+per-image seeds come from its name, shared by its severities.
+
+``natural`` follows Hendrycks et al. 2021 ("Natural Adversarial Examples"): ImageNet-A keeps
+the images of a fresh collection that a fixed ResNet-50 misclassifies. Here the fixed model is
+the nearest-class-mean classifier in pixel space fitted on ``train`` (each class's mean
+image; exact integer arithmetic, ties to the lower class): no zoo member, not trained by
+gradient descent, and cheap to fit inside the world build. Candidates are drawn like ``val``
+(same texture correlation and marks) from the split's own seed, in rounds of
+``4 * n_shift_per_class`` per class, and the first ``n_shift_per_class`` misclassified images
+of each class are kept (at most 50 rounds; a class that runs out keeps fewer). The reference
+model's predictions are stored as ``reference_predictions``.
 
 Images are real RGB ``uint8`` arrays (32 px by default), rendered with 2x supersampling,
 built once and cached in the store, and exportable as an ImageFolder tree.
@@ -42,6 +67,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from robustlens.data.base import ArrayDataset
+from robustlens.transforms.cbar import CBAR_CORRUPTIONS, cbar_corrupt
 from robustlens.transforms.corruptions import CORRUPTIONS, corrupt
 
 GENERATOR_VERSION = "2"
@@ -87,6 +113,11 @@ _PALETTE = np.array(
     dtype=np.float32,
 )
 MARK_SIZE = 5
+#: texture families of the ``stylized`` split: none of them is a training texture
+STYLES = ("marble", "blotches", "zigzag", "spiral", "cells")
+#: world options that only add splits: in the fingerprint only when set (see the module)
+_SPLIT_OPTIONS = ("cbar_corruptions", "n_cbar_per_class", "stylized", "natural")
+_NATURAL_ROUNDS = 50  # most rounds of candidates drawn for the ``natural`` split
 
 
 @dataclass(frozen=True)
@@ -103,6 +134,10 @@ class WorldConfig:
     mark_rate: float = 0.8
     corruptions: tuple[str, ...] = ()  # empty -> every registered corruption
     severities: tuple[int, ...] = (1, 2, 3, 4, 5)
+    cbar_corruptions: tuple[str, ...] = ()  # ImageNet-C-bar splits cbar/T/S (empty -> none)
+    n_cbar_per_class: int | None = None  # images per class of a cbar split (n_shift_per_class)
+    stylized: bool = False  # the ``stylized`` split
+    natural: bool = False  # the adversarially filtered ``natural`` split
 
     def __post_init__(self) -> None:
         if not 2 <= self.n_classes <= len(SHAPES):
@@ -113,9 +148,20 @@ class WorldConfig:
             v = getattr(self, name)
             if not 0.0 <= v <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {v}")
+        if self.n_cbar_per_class is not None and self.n_cbar_per_class < 1:
+            raise ValueError(f"n_cbar_per_class must be >= 1, got {self.n_cbar_per_class}")
+        unknown = [c for c in self.cbar_corruptions if c not in CBAR_CORRUPTIONS]
+        if unknown:
+            raise ValueError(
+                f"cbar_corruptions: unknown {unknown}; available: {', '.join(CBAR_CORRUPTIONS)}"
+            )
 
     def fingerprint(self) -> str:
-        payload = json.dumps({**asdict(self), "v": GENERATOR_VERSION}, sort_keys=True)
+        """Hash of everything that determines the pixels (split-adding options when set)."""
+        fields = {k: v for k, v in asdict(self).items() if k not in _SPLIT_OPTIONS or v}
+        if not self.cbar_corruptions:  # without C-bar splits their size changes nothing
+            fields.pop("n_cbar_per_class", None)
+        payload = json.dumps({**fields, "v": GENERATOR_VERSION}, sort_keys=True)
         return hashlib.sha256(payload.encode()).hexdigest()[:24]
 
 
@@ -236,6 +282,82 @@ def _background(n: int, size: int, rng: np.random.Generator) -> np.ndarray:
     return np.clip(up.permute(0, 2, 3, 1).numpy(), 0, 1)
 
 
+def _smooth_noise(n: int, size: int, cells: int, rng: np.random.Generator) -> np.ndarray:
+    """Zero-mean smooth noise (n, size, size): a ``cells`` x ``cells`` grid, bicubic upsampled."""
+    coarse = torch.from_numpy(rng.standard_normal((n, 1, cells, cells)).astype(np.float32))
+    up = F.interpolate(coarse, size=(size, size), mode="bicubic", align_corners=False)
+    return up[:, 0].numpy()
+
+
+def _style_texture(styles: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
+    """Textures of the :data:`STYLES` families, random high-contrast colours: (n, s, s, 3).
+
+    None of these families is a training texture (:data:`TEXTURES`), and the colours are drawn
+    afresh per image, so no style is tied to any class.
+    """
+    n = len(styles)
+    t = (np.arange(size, dtype=np.float32) + 0.5) / size
+    y, x = np.meshgrid(t, t, indexing="ij")
+    x, y = x[None], y[None]
+    f = rng.uniform(2.5, 4.5, size=(n, 1, 1)).astype(np.float32)
+    th = rng.uniform(0, np.pi, size=(n, 1, 1)).astype(np.float32)
+    cx, cy = rng.uniform(0.3, 0.7, size=(2, n, 1, 1)).astype(np.float32)
+    warp = _smooth_noise(n, size, 4, rng)
+    two_pi = np.float32(2 * np.pi)
+    along = x * np.cos(th) + y * np.sin(th)
+    across = -x * np.sin(th) + y * np.cos(th)
+    val = np.zeros((n, size, size), np.float32)
+    for k in np.unique(styles):
+        i = styles == k
+        name = STYLES[int(k)]
+        if name == "marble":  # veins: a stripe bent by smooth noise, soft edges
+            v = 0.5 + 0.5 * np.sin(two_pi * f[i] * along[i] + 4.0 * warp[i])
+        elif name == "blotches":  # camouflage: thresholded smooth noise
+            v = (_smooth_noise(int(i.sum()), size, 6, rng) > 0).astype(np.float32)
+        elif name == "zigzag":  # chevrons
+            tri = np.abs(2 * ((f[i] * across[i]) % 1.0) - 1)
+            v = (((f[i] * along[i] + 0.6 * tri) % 1.0) < 0.5).astype(np.float32)
+        elif name == "spiral":
+            r = np.sqrt((x - cx[i]) ** 2 + (y - cy[i]) ** 2)
+            a = np.arctan2(y - cy[i], x - cx[i])
+            v = (np.sin(3 * a + two_pi * f[i] * r) > 0).astype(np.float32)
+        else:  # cells: a patchwork of Voronoi cells, each one of the two colours
+            m = int(i.sum())
+            pts = rng.random((m, 12, 2)).astype(np.float32)
+            d = (x[..., None] - pts[:, None, None, :, 0]) ** 2 + (
+                y[..., None] - pts[:, None, None, :, 1]
+            ) ** 2
+            owner = d.argmin(-1)
+            colour = rng.random((m, 12)) < 0.5
+            v = np.take_along_axis(colour, owner.reshape(m, -1), 1).reshape(m, size, size)
+            v = v.astype(np.float32)
+        val[i] = v
+    c0 = rng.random((n, 3)).astype(np.float32)
+    c1 = np.clip(1 - c0 + rng.uniform(-0.2, 0.2, size=(n, 3)), 0, 1).astype(np.float32)
+    c0, c1 = c0[:, None, None, :], c1[:, None, None, :]
+    return c0 * (1 - val[..., None]) + c1 * val[..., None]
+
+
+def _nearest_class_mean(
+    train: np.ndarray, labels: np.ndarray, images: np.ndarray, k: int
+) -> np.ndarray:
+    """Predictions of the nearest-class-mean classifier in pixel space (exact, integer).
+
+    Class c's mean is ``S_c / n`` with ``S_c`` the sum of its ``n`` training images (every class
+    of the world has the same ``n``), so ``argmin_c |n x - S_c|^2`` is the nearest mean,
+    computed in int64 without rounding; ties go to the lower class.
+    """
+    counts = np.bincount(labels, minlength=k)
+    if len(set(counts.tolist())) != 1:
+        raise ValueError(f"the reference classifier needs balanced classes, got {counts}")
+    n = np.int64(counts[0])
+    flat = train.reshape(len(train), -1).astype(np.int64)
+    sums = np.stack([flat[labels == c].sum(axis=0) for c in range(k)])
+    x = images.reshape(len(images), -1).astype(np.int64) * n
+    dist = np.stack([((x - sums[c]) ** 2).sum(axis=1) for c in range(k)], axis=1)
+    return dist.argmin(axis=1)
+
+
 def mark_codes(n_classes: int, seed: int = 1234) -> np.ndarray:
     """Distinct binary 5x5 codes, one per class (fixed seed: part of the world's definition)."""
     rng = np.random.default_rng(seed)
@@ -307,9 +429,12 @@ class SyntheticWorld:
         return tuple(CORRUPTIONS)
 
     def split_names(self) -> list[str]:
+        cfg = self.config
         names = ["train", "val", "v2"]
-        names += [f"corrupt/{c}/{s}" for c in self.corruption_names for s in self.config.severities]
+        names += [f"corrupt/{c}/{s}" for c in self.corruption_names for s in cfg.severities]
         names += ["sketch", "cue_conflict", "spurious", "rendition", "adversarial"]
+        names += [f"cbar/{c}/{s}" for c in cfg.cbar_corruptions for s in cfg.severities]
+        names += [n for n, on in (("stylized", cfg.stylized), ("natural", cfg.natural)) if on]
         return names
 
     def fingerprint(self) -> str:
@@ -329,16 +454,24 @@ class SyntheticWorld:
         rng = self._rng(split)
         if split in ("train", "val", "v2"):
             per = cfg.n_train_per_class if split == "train" else cfg.n_val_per_class
-            y = self._labels(per, rng)
-            tex = _sample_textures(y, k, cfg.texture_correlation, rng)
-            img, mask = _render_objects(y, tex, size, rng)
-            mark_u = rng.random(len(y)).astype(np.float32)
-            out = {"labels": y, "texture_labels": tex, "mark_u": mark_u}
+            out, img, mask = self._objects(per, rng)
             if split == "train":
                 out["images_unmarked"] = img
                 out["masks"] = _to_uint8(mask)
-            out["images"] = apply_marks(img, y, mark_u < cfg.mark_rate, self.codes)
             return out
+        if split.startswith("cbar/"):
+            _, name, sev = split.split("/")
+            base = self.split("val")
+            per = cfg.n_cbar_per_class or cfg.n_shift_per_class
+            n = min(len(base["labels"]), per * k)
+            x = torch.from_numpy(np.array(base["images"][:n])).permute(0, 3, 1, 2).float() / 255
+            digest = hashlib.blake2b(f"cbar/{name}".encode(), digest_size=8).digest()
+            seeds = torch.arange(n, dtype=torch.int64) + (int.from_bytes(digest, "little") >> 4)
+            xc = cbar_corrupt(x, name, int(sev), seeds)
+            imgs = _to_uint8(xc.permute(0, 2, 3, 1).numpy())
+            return {"images": imgs, "labels": np.asarray(base["labels"][:n])}
+        if split == "natural":
+            return self._natural(rng)
         if split == "adversarial":
             base = self.split("val")
             n = min(len(base["labels"]), cfg.n_shift_per_class * k)
@@ -380,6 +513,13 @@ class SyntheticWorld:
                 "labels": y,
                 "spurious_labels": y,
             }
+        if split == "stylized":
+            mask = _downsample(_shape_masks(y, hi, rng))
+            styles = rng.integers(0, len(STYLES), size=n)
+            tex = _style_texture(styles, size, rng)
+            bg = _background(n, size, rng)
+            img = bg * (1 - mask[..., None]) + tex * mask[..., None]
+            return {"images": _to_uint8(img), "labels": y, "style_labels": styles}
         if split == "rendition":
             m = _shape_masks(y, hi, rng)
             outline = _downsample(_edges(m))
@@ -391,6 +531,46 @@ class SyntheticWorld:
             img[dark] = img[dark] * (1 - outline[dark][..., None]) + 0.05 * outline[dark][..., None]
             return {"images": _to_uint8(img), "labels": y}
         raise KeyError(f"unknown split {split!r}; available: {self.split_names()}")
+
+    def _objects(
+        self, per_class: int, rng: np.random.Generator
+    ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
+        """Images from the training distribution (``val``'s draw): arrays, unmarked, masks."""
+        cfg = self.config
+        y = self._labels(per_class, rng)
+        tex = _sample_textures(y, cfg.n_classes, cfg.texture_correlation, rng)
+        img, mask = _render_objects(y, tex, cfg.image_size, rng)
+        mark_u = rng.random(len(y)).astype(np.float32)
+        out = {"labels": y, "texture_labels": tex, "mark_u": mark_u}
+        out["images"] = apply_marks(img, y, mark_u < cfg.mark_rate, self.codes)
+        return out, img, mask
+
+    def _natural(self, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        """Fresh ``val``-like images the reference classifier misclassifies (module docstring)."""
+        cfg = self.config
+        k, per = cfg.n_classes, cfg.n_shift_per_class
+        train = self.split("train")
+        train_images, train_labels = np.asarray(train["images"]), np.asarray(train["labels"])
+        kept: list[tuple[np.ndarray, int, int]] = []
+        counts = np.zeros(k, np.int64)
+        for _ in range(_NATURAL_ROUNDS):
+            batch, _, _ = self._objects(4 * per, rng)
+            pred = _nearest_class_mean(train_images, train_labels, batch["images"], k)
+            for i in np.flatnonzero(pred != batch["labels"]):
+                c = int(batch["labels"][i])
+                if counts[c] < per:
+                    counts[c] += 1
+                    kept.append((batch["images"][i], c, int(pred[i])))
+            if (counts >= per).all():
+                break
+        size = cfg.image_size
+        return {
+            "images": np.stack([im for im, _, _ in kept])
+            if kept
+            else np.zeros((0, size, size, 3), np.uint8),
+            "labels": np.array([c for _, c, _ in kept], dtype=np.int64),
+            "reference_predictions": np.array([p for _, _, p in kept], dtype=np.int64),
+        }
 
     def split(self, name: str) -> dict[str, np.ndarray]:
         """Arrays of one split (built once, then read from the store as memory maps)."""

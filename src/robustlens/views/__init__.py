@@ -6,6 +6,7 @@ Random views draw each sample's randomness from a generator seeded by (spec, sam
 results do not depend on batch size, order or worker count.
 """
 
+from robustlens.views import cbar as _cbar  # noqa: F401  (registers cbar:)
 from robustlens.views.registry import (
     View,
     ViewContext,
