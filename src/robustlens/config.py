@@ -23,6 +23,7 @@ from robustlens.errors import ConfigError
 from robustlens.measure import available_measures, validate_measure_options
 from robustlens.models.sources import available_sources, entry_problems, source_entries
 from robustlens.models.zoo import ZooMember
+from robustlens.published import SOURCES
 from robustlens.roles import check_role
 from robustlens.transforms.corruptions import CORRUPTIONS
 
@@ -144,6 +145,29 @@ class EngineSection(_Strict):
     channels_last: bool | None = None
 
 
+class PublishedEntry(_Strict):
+    """A published per-model table to place the study's models among (see
+    :func:`robustlens.published.load_published`): a shipped table's name or a path."""
+
+    source: str
+    format: Literal["testbed", "bvg", "robustbench"] | None = None
+
+    @property
+    def shipped(self) -> bool:
+        return self.source in SOURCES and self.format is None
+
+    @model_validator(mode="after")
+    def _shipped_or_a_path(self) -> PublishedEntry:
+        # a bare word is meant as a shipped table; a path is checked when it is read
+        looks_like_path = "/" in self.source or "." in self.source
+        if not self.shipped and self.format is None and not looks_like_path:
+            raise ValueError(
+                f"published: unknown table {self.source!r}; shipped: {', '.join(SOURCES)} "
+                "(or give a path to a newer copy, with format:)"
+            )
+        return self
+
+
 class StudyConfig(_Strict):
     name: str = "study"
     store: str = ".robustlens/store"
@@ -157,6 +181,15 @@ class StudyConfig(_Strict):
     engine: EngineSection = EngineSection()
     executor: Literal["local", "ray"] = "local"
     ray_address: str | None = None
+    #: published zoos the report places the study's models among (shipped names or paths)
+    published: list[PublishedEntry] = Field(default_factory=list)
+
+    @field_validator("published", mode="before")
+    @classmethod
+    def _published_entries(cls, entries: Any) -> Any:
+        if not isinstance(entries, list):
+            return entries
+        return [{"source": e} if isinstance(e, str) else e for e in entries]
 
     @field_validator("measures")
     @classmethod
@@ -276,6 +309,12 @@ def _resolve_paths(cfg: StudyConfig, base: Path) -> StudyConfig:
     update["datasets"] = [
         d.model_copy(update={"root": r(d.root), "mapping_file": r(d.mapping_file)})
         for d in cfg.datasets
+    ]
+    update["published"] = [
+        p
+        if p.source in SOURCES and p.format is None
+        else p.model_copy(update={"source": r(p.source)})
+        for p in cfg.published
     ]
     return cfg.model_copy(update=update)
 

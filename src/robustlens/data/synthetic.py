@@ -68,7 +68,25 @@ from PIL import Image
 
 from robustlens.data.base import ArrayDataset
 from robustlens.transforms.cbar import CBAR_CORRUPTIONS, cbar_corrupt
-from robustlens.transforms.corruptions import CORRUPTIONS, corrupt
+from robustlens.transforms.corruptions import corrupt
+
+#: the corrupted splits of a world whose config names none. Fixed here rather than taken
+#: from the corruption registry, which grows: a world's splits (and fingerprint) must not
+#: change when robustlens learns a new corruption.
+DEFAULT_CORRUPTIONS = (
+    "gaussian_noise",
+    "shot_noise",
+    "impulse_noise",
+    "speckle_noise",
+    "gaussian_blur",
+    "defocus_blur",
+    "motion_blur",
+    "contrast",
+    "brightness",
+    "fog",
+    "jpeg_compression",
+    "pixelate",
+)
 
 GENERATOR_VERSION = "2"
 
@@ -426,7 +444,7 @@ class SyntheticWorld:
     def corruption_names(self) -> tuple[str, ...]:
         if self.config.corruptions:
             return tuple(self.config.corruptions)
-        return tuple(CORRUPTIONS)
+        return DEFAULT_CORRUPTIONS
 
     def split_names(self) -> list[str]:
         cfg = self.config

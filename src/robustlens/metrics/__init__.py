@@ -2,6 +2,14 @@
 
 from robustlens.metrics.classification import accuracy, ece, multi_label_accuracy, predictions
 from robustlens.metrics.clustering import cluster_indicators
+from robustlens.metrics.corruption_error import (
+    ALEXNET_CLEAN_ERROR,
+    ALEXNET_ERRORS,
+    corruption_errors,
+    mce,
+    relative_corruption_errors,
+    relative_mce,
+)
 from robustlens.metrics.critical_band import critical_band, critical_band_or_none
 from robustlens.metrics.effective_robustness import (
     IMAGENET_BASELINES,
@@ -28,45 +36,33 @@ from robustlens.metrics.spurious import (
     spurious_score,
 )
 
-_LAZY = {  # these pull in torch/torchvision: imported on first use only
-    "pgd_attack": "robustlens.transforms.adversarial",
-    "band_noise": "robustlens.transforms.frequency",
-    "fft_filter": "robustlens.transforms.frequency",
-}
-
-
-def __getattr__(name: str):
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'robustlens.metrics' has no attribute {name!r}")
-
-
 __all__ = [
+    "ALEXNET_CLEAN_ERROR",
+    "ALEXNET_ERRORS",
     "IMAGENET_BASELINES",
     "accuracy",
     "agreement",
     "atc",
     "average_confidence",
-    "band_noise",
     "cluster_indicators",
     "component_contributions",
+    "corruption_errors",
     "critical_band",
     "critical_band_or_none",
     "difference_of_confidence",
     "ece",
     "effective_invariance",
     "effective_robustness",
-    "fft_filter",
     "find_spurious_components",
     "fit_baseline",
     "imagenet_baseline",
+    "mce",
     "multi_label_accuracy",
     "neural_pca",
     "nuclear_norm",
-    "pgd_attack",
     "predictions",
+    "relative_corruption_errors",
+    "relative_mce",
     "relative_robustness",
     "rotation_invariance",
     "shape_bias",
