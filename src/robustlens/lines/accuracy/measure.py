@@ -28,6 +28,11 @@ class AccuracyMeasure(Measure):
         "al., Are we done with ImageNet?, arXiv 2020 (ReaL accuracy)"
     )
 
+    def __init__(self, mce_baseline: str | None = None) -> None:
+        # the model whose ImageNet-C errors normalise mCE in the report (default: AlexNet's
+        # published errors on ImageNet sets); a zoo member on the synthetic world
+        self.mce_baseline = mce_baseline
+
     def requests(self, dataset: DatasetInfo) -> dict[str, bool]:
         return {} if dataset.role == "train" else {"clean": False}
 
