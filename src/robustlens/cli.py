@@ -13,6 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedCo
 from rich.table import Table
 
 from robustlens.commands import pretrained, report
+from robustlens.commands import store as store_commands
 from robustlens.config import GeneratedSection, parse_config
 from robustlens.console import console, fail, stdout_console
 from robustlens.demo import demo_config_dict
@@ -29,6 +30,7 @@ from robustlens.runner import (
     RequiredStudyArg,
     StoreOpt,
     StudyArg,
+    exit_code_of,
     load_study_config,
     run_study_command,
     study_path,
@@ -213,9 +215,11 @@ def eval_cmd(
 ) -> None:
     """Accuracy and ECE of every model on every dataset of the study (cached in the store)."""
     try:
-        run_study_command(study_path(study, config), store, measures=["accuracy"])
+        result = run_study_command(study_path(study, config), store, measures=["accuracy"])
     except RobustlensError as exc:
         fail(exc)
+    if exit_code_of(result):
+        raise typer.Exit(exit_code_of(result))
 
 
 @app.command("study")
@@ -227,7 +231,12 @@ def study_cmd(
     address: Annotated[str | None, typer.Option(help="Ray cluster address.")] = None,
     report: Annotated[bool, typer.Option(help="Write the HTML report at the end.")] = True,
 ) -> None:
-    """Run a study: every measure for every model on every dataset, in one pass per dataset."""
+    """Run a study: every measure for every model on every dataset, in one pass per dataset.
+
+    Exit code 0, or 1 when some model failed (non-finite outputs): its measures are listed as
+    failed, everything else is computed, stored and reported; 2 on an error, 130 when
+    interrupted.
+    """
     try:
         path = study_path(study, config, required=True)
     except RobustlensError as exc:
@@ -235,6 +244,8 @@ def study_cmd(
     result = run_study_command(path, store, executor=executor, address=address)
     if report and result is not None:
         write_report_command(result)
+    if exit_code_of(result):
+        raise typer.Exit(exit_code_of(result))
 
 
 @app.command("demo")
@@ -269,6 +280,8 @@ def demo_cmd(
         console.print("stage seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in stages.items()))
     except RobustlensError as exc:
         fail(exc)
+    if exit_code_of(result):
+        raise typer.Exit(exit_code_of(result))
 
 
 @app.command("views")
@@ -280,7 +293,7 @@ def views_cmd() -> None:
 
 def _register_commands() -> None:
     """The core commands, then every research line's (found through the line registry)."""
-    for module in (report, pretrained):
+    for module in (report, pretrained, store_commands):
         module.register(app)
     for line in lines():
         for register in line.commands:

@@ -1,5 +1,6 @@
 """Where command-line output goes: tables to standard output, messages and progress to
-standard error, and errors as one clear line with exit code 2."""
+standard error, and errors as one clear line with exit code 2 (or the error's own
+``exit_code``: 130 for an interrupted study)."""
 
 from __future__ import annotations
 
@@ -30,6 +31,14 @@ console = Console(stderr=True, soft_wrap=True)
 
 
 def fail(exc: BaseException) -> NoReturn:
-    """Print ``exc`` as one error line and exit with code 2 (no traceback)."""
-    console.print(f"[bold red]error:[/] {exc}")
-    raise typer.Exit(code=2)
+    """Print ``exc`` as one error line and exit with code 2 (no traceback).
+
+    An error with an ``exit_code`` attribute exits with that code instead (an interrupted
+    study: 130, as shells do for Ctrl-C).
+    """
+    code = int(getattr(exc, "exit_code", 2))
+    if code == 130:  # the message says it: "interrupted after ..."
+        console.print(f"[bold yellow]{exc}[/]", highlight=False)
+    else:
+        console.print(f"[bold red]error:[/] {exc}", highlight=False)
+    raise typer.Exit(code=code)

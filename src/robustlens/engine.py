@@ -7,6 +7,11 @@ applied to the decoded batch on tensors, and logits (and, where asked, penultima
 are written to the store shard by shard. It counts images decoded and forward passes run, so
 that "a second identical run runs no forward pass" can be checked, not assumed.
 
+A model whose outputs are not finite (NaN or infinite logits) on some sample of a dataset is
+*failed* on that dataset: the engine keeps running it to count the samples, stores none of its
+arrays for that dataset (so nothing wrong is cached, and a fixed model is simply computed
+again), and reports it (:attr:`EngineReport.failed`); the other models are unaffected.
+
 The engine never computes a metric; measures read what it stored.
 """
 
@@ -25,6 +30,7 @@ import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
 from robustlens.data.base import ArrayDataset, ClassMapping, Dataset
+from robustlens.errors import ConfigError
 from robustlens.models.base import ModelAdapter
 from robustlens.store import META_VIEW, ArrayKey, Store
 from robustlens.views import ViewContext, parse_view
@@ -52,12 +58,16 @@ class EngineReport:
     shards_cached: int = 0
     seconds: float = 0.0
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    #: models whose outputs were not finite: ``{model: {"samples": n, "of": N, "views": [..],
+    #: "reason": "..."}}``; nothing of theirs was stored for this dataset
+    failed: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def summary(self) -> str:
+        failed = f", {len(self.failed)} model(s) failed" if self.failed else ""
         return (
             f"{self.dataset}: {self.images_decoded} images decoded, {self.forward_passes} forward "
             f"passes, {self.shards_computed} shards computed / {self.shards_cached} cached, "
-            f"{len(self.skipped)} skipped, {self.seconds:.2f}s"
+            f"{len(self.skipped)} skipped{failed}, {self.seconds:.2f}s"
         )
 
 
@@ -75,12 +85,49 @@ class _Run:
     report: EngineReport
     bar: Any  # (rich Progress, task id) or None
     acceptable: np.ndarray | None  # every sample's acceptable labels, when meta is missing
+    #: per failed model (job index): indices of the samples with non-finite outputs, and views
+    bad: dict[int, tuple[set[int], set[str]]] = field(default_factory=dict)
+
+
+DEVICES = "auto, cpu, cuda, cuda:N or mps"
 
 
 def resolve_device(device: str | None = None) -> torch.device:
+    """The torch device a study's ``engine.device`` names, checked against this machine.
+
+    Raises:
+        ConfigError: an unknown device (``tpu``), or one this machine does not have (``cuda``
+            without a CUDA GPU, ``cuda:3`` with one GPU, ``mps`` off Apple silicon).
+
+    >>> resolve_device("cpu")
+    device(type='cpu')
+    >>> resolve_device("tpu")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    robustlens.errors.ConfigError: engine.device: unknown device 'tpu'; expected auto, cpu, ...
+    """
     if device in (None, "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    text = str(device).strip().lower()
+    kind, colon, index = text.partition(":")
+    if kind not in ("cpu", "cuda", "mps") or (colon and not index.isdigit()):
+        raise ConfigError(f"engine.device: unknown device {device!r}; expected {DEVICES}")
+    if kind == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(
+                f"engine.device is {device!r} but this machine has no usable CUDA GPU "
+                "(torch.cuda.is_available() is False); use device: auto (CUDA when present) "
+                "or cpu"
+            )
+        if colon and int(index) >= torch.cuda.device_count():
+            raise ConfigError(
+                f"engine.device is {device!r} but this machine has "
+                f"{torch.cuda.device_count()} CUDA GPU(s) (cuda:0 to "
+                f"cuda:{torch.cuda.device_count() - 1})"
+            )
+    if kind == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"engine.device is {device!r} but MPS is not available on this machine")
+    return torch.device(text)
 
 
 class _SafeItems(torch.utils.data.Dataset):
@@ -98,8 +145,9 @@ class _SafeItems(torch.utils.data.Dataset):
         try:
             s = self.dataset.load(idx)
         except Exception as exc:
-            path = str(getattr(exc, "path", None) or f"{self.dataset.name}[{idx}]")
-            return ("skip", idx, path, f"{type(exc).__name__}: {exc}")
+            item = getattr(exc, "item", None) or getattr(exc, "path", None)
+            reason = getattr(exc, "reason", None) or f"{type(exc).__name__}: {exc}"
+            return ("skip", idx, str(item or f"{self.dataset.name}[{idx}]"), reason)
         return ("ok", idx, s)
 
 
@@ -164,6 +212,8 @@ class Engine:
         self.amp = cuda if amp is None else amp
         self.channels_last = True if channels_last is None else channels_last
         self.progress = progress
+        #: shards finished (computed or found in the store) by every run of this engine so far
+        self.shards_done = 0
 
     # ---------------------------------------------------------------- batching
     def _batches(self, dataset: Dataset, start: int, stop: int) -> Iterator[dict]:
@@ -222,6 +272,9 @@ class Engine:
         self.store.register(dfp, "dataset", dataset.name, {"n": n, "classes": len(dataset.classes)})
         for job in jobs:
             self.store.register(job.model.fingerprint(), "model", job.model.name, job.model.config)
+        # files the dataset left out when it was indexed (zero bytes, symlinks not followed,
+        # duplicates): recorded with the decoding failures, so every run lists them
+        self.store.put_skipped(dfp, getattr(dataset, "skipped", None) or [])
 
         todo_shards = [
             s
@@ -229,6 +282,7 @@ class Engine:
             if s not in done[meta_key] or any(s not in done[k] for k in keys.values())
         ]
         report.shards_cached = n_shards - len(todo_shards)
+        self.shards_done += report.shards_cached
         if not todo_shards:
             report.seconds = time.perf_counter() - t0
             report.skipped = self.store.skipped(dfp)
@@ -255,12 +309,32 @@ class Engine:
                 }
                 self._run_shard(run, s, needed, s not in done[meta_key])
                 report.shards_computed += 1
+                self.shards_done += 1
         finally:
             if bar is not None:
                 bar[0].stop()
+        self._drop_failed(run)
         report.skipped = self.store.skipped(dfp)
         report.seconds = time.perf_counter() - t0
         return report
+
+    def _drop_failed(self, run: _Run) -> None:
+        """Forget every array of a failed model on this dataset and describe the failure."""
+        for i, (samples, views) in sorted(run.bad.items()):
+            job = run.jobs[i]
+            for v in job.views:
+                self.store.drop_key(run.keys[(i, v)])
+            n_bad, n = len(samples), len(run.dataset)
+            shown = ", ".join(sorted(views))
+            run.report.failed[job.model.name] = {
+                "samples": n_bad,
+                "of": n,
+                "views": sorted(views),
+                "reason": (
+                    f"non-finite logits (NaN or inf) on {n_bad} of {n} samples of "
+                    f"{run.dataset.name} (view {shown})"
+                ),
+            }
 
     def _prepare_models(self, jobs: Sequence[EngineJob]) -> list[ModelAdapter]:
         models = []
@@ -349,6 +423,13 @@ class Engine:
                         xv = xv.contiguous(memory_format=torch.channels_last)
                     logits, feats = self._forward(model, xv)
                     report.forward_passes += len(xv)
+                    finite = torch.isfinite(logits).all(dim=1)
+                    if not bool(finite.all()):
+                        samples, views = run.bad.setdefault(i, (set(), set()))
+                        samples.update(idx[~finite.cpu().numpy()].tolist())
+                        views.add(v)
+                    if i in run.bad:
+                        continue  # nothing of a failed model is kept
                     o = outs[(i, v)]
                     o["logits"].append(logits.cpu().numpy())
                     o["index"].append(idx)
@@ -359,6 +440,8 @@ class Engine:
         if skipped:
             self.store.put_skipped(run.meta_key.dataset_fp, skipped)
         for (i, v), o in outs.items():
+            if i in run.bad:
+                continue
             arrays = {k: np.concatenate(a) for k, a in o.items() if a}
             if not arrays:  # every image of the shard was skipped
                 arrays = {

@@ -26,13 +26,16 @@ from robustlens.store import Store
 from robustlens.study import StudyResult, run_study
 
 __all__ = [
+    "SHOWN_SKIPS",
     "ConfigOpt",
     "RequiredStudyArg",
     "StoreOpt",
     "StudyArg",
     "console",
+    "exit_code_of",
     "fail",
     "load_study_config",
+    "print_faults",
     "print_results",
     "run_study_command",
     "study_path",
@@ -190,6 +193,45 @@ def print_results(
     out.print(table)
 
 
+#: skipped files printed per dataset (the rest are counted; all are in plan.json and the report)
+SHOWN_SKIPS = 5
+
+
+def print_faults(result: StudyResult) -> None:
+    """Say what the study left out, on every run (cached ones too): each dataset's skipped
+    files (the first few with their reasons, then a count), the measures not computed for a
+    failed model, and the damaged arrays that were recomputed."""
+    where = Path(result.output) / "plan.json"
+    for dataset, items in result.skipped.items():
+        if not items:
+            continue
+        console.print(
+            f"  [yellow]{dataset}: {len(items)} file(s) skipped[/] (left out of every number):",
+            highlight=False,
+        )
+        for item, reason in items[:SHOWN_SKIPS]:
+            console.print(f"    {item}: {reason}", markup=False, highlight=False)
+        if len(items) > SHOWN_SKIPS:
+            console.print(
+                f"    ... and {len(items) - SHOWN_SKIPS} more (all in {where} and the report)",
+                markup=False,
+                highlight=False,
+            )
+    for f in result.failures:
+        also = " (its other datasets were computed)" if f.get("other_datasets_computed") else ""
+        console.print(
+            f"  [bold red]failed:[/] {f['measure']} of {f['model']} on "
+            f"{', '.join(f['datasets'])}{also}: {f['reason']}",
+            highlight=False,
+        )
+    if result.incidents:
+        console.print(
+            f"  [yellow]store:[/] {len(result.incidents)} damaged array(s) were quarantined and "
+            "recomputed (see above)",
+            highlight=False,
+        )
+
+
 def run_study_command(
     config: Path | None,
     store: Path | None,
@@ -197,7 +239,12 @@ def run_study_command(
     executor: str | None = None,
     address: str | None = None,
 ) -> StudyResult | None:
-    """Run a study file with progress, print its results and cost; errors exit with code 2."""
+    """Run a study file with progress, print its results, what it left out and its cost.
+
+    Errors exit with code 2 (an interrupted study with 130). A study in which some model
+    failed still returns its result (the caller decides the exit code, see
+    :func:`exit_code_of`).
+    """
     try:
         cfg = load_study_config(
             config,
@@ -211,6 +258,7 @@ def run_study_command(
         print_results(result.store, result.models, result.datasets)
         # only where some dataset lists several correct labels per image
         print_results(result.store, result.models, result.datasets, name="accuracy_real")
+        print_faults(result)
         # one report per dataset and chunk of models: count each dataset's images once
         n_img = max(1, sum({r.dataset: r.images for r in result.engine_reports}.values()))
         cost = (
@@ -227,6 +275,12 @@ def run_study_command(
         return result
     except RobustlensError as exc:
         fail(exc)
+
+
+def exit_code_of(result: StudyResult | None) -> int:
+    """0 for a study that computed everything, 1 when some model failed (its measures are
+    listed as failed; every other number was computed and stored)."""
+    return 1 if result is not None and result.failures else 0
 
 
 def write_report_command(result: StudyResult) -> Path:

@@ -2,9 +2,20 @@
 
 Data flows one way: config -> plan -> engine (decode once, all views) -> store -> measures
 -> results table and per-sample files -> analysis and report. When the run finishes, the
-study writes what it ran (datasets with role and tags, models with their configs, measures)
-to ``plan.json`` in its output directory; the report and the commands read that file
-(:func:`read_plan`) and never resolve the study file a second time.
+study writes what it ran (datasets with role and tags, models with their configs, measures,
+the fingerprints of both, the files each dataset skipped and why, the models that failed and
+the store repairs) to ``plan.json`` in its output directory; the report and the commands read
+that file (:func:`read_plan`) and never resolve the study file a second time.
+
+Results are stored under the models' and datasets' fingerprints; a study reads back only its
+own (:meth:`robustlens.store.Store.scoped`), so studies that share a store and name a model
+alike for different weights never show each other's numbers.
+
+Faults: a model whose outputs are not finite on a dataset is *failed* there (the engine stores
+nothing of it); its measures on that dataset are not computed and are listed in
+``StudyResult.failures`` with the reason, and every other model's results are computed as
+usual. An array found damaged while a measure reads it is recomputed on the spot. Ctrl-C
+stops the study with :class:`StudyInterrupted` (what finished is kept; rerunning resumes).
 """
 
 from __future__ import annotations
@@ -12,6 +23,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import math
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -24,13 +36,27 @@ import pyarrow.parquet as pq
 
 import robustlens
 from robustlens.config import StudyConfig
-from robustlens.engine import Engine, EngineReport
-from robustlens.errors import ConfigError
+from robustlens.engine import Engine, EngineReport, resolve_device
+from robustlens.errors import ConfigError, RobustlensError
 from robustlens.executors import get_executor
 from robustlens.measure import DatasetInfo, Measure, ModelInfo, get_measure
 from robustlens.models.base import ModelAdapter
-from robustlens.plan import DatasetSpec, resolve_datasets, resolve_models
+from robustlens.plan import DatasetSpec, plan_jobs, plan_views, resolve_datasets, resolve_models
 from robustlens.store import Store, StoredArrays
+
+
+class StudyInterrupted(RobustlensError, KeyboardInterrupt):
+    """The study was stopped (Ctrl-C); what finished is in the store, rerunning resumes.
+
+    Still a ``KeyboardInterrupt`` for callers that catch that; the command line prints its
+    one line and exits with :attr:`exit_code` (130, as shells do for SIGINT).
+    """
+
+    exit_code = 130
+
+    def __init__(self, done: int, total: int) -> None:
+        self.done, self.total = done, total
+        super().__init__(f"interrupted after {done} of {total} shards; rerun to resume")
 
 
 @dataclass
@@ -53,6 +79,15 @@ class StudyResult:
     measures: list[str] = field(default_factory=list)
     #: each measure's protocol (paper and parameters), recorded with its results
     protocols: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: ``{model: fingerprint}`` and ``{dataset: fingerprint}`` (``"*"``: model-level rows)
+    model_fps: dict[str, str] = field(default_factory=dict)
+    dataset_fps: dict[str, str] = field(default_factory=dict)
+    #: ``{dataset: [(file, reason), ...]}``: files left out of each dataset, every one
+    skipped: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
+    #: measures not computed for a model: ``{"model", "measure", "datasets", "reason"}``
+    failures: list[dict[str, Any]] = field(default_factory=list)
+    #: damaged arrays found in the store (quarantined and recomputed), one line each
+    incidents: list[str] = field(default_factory=list)
 
     @property
     def images_decoded(self) -> int:
@@ -71,15 +106,31 @@ def _chunks(seq: Sequence, n: int) -> Iterator[Sequence]:
         yield seq[i : i + n]
 
 
+def datasets_fingerprint(infos: Mapping[str, DatasetInfo]) -> str:
+    """The fingerprint of a study's model-level results (dataset ``"*"``): its datasets'
+    names and fingerprints."""
+    pairs = sorted((n, i.fingerprint) for n, i in infos.items())
+    return hashlib.sha256(json.dumps(pairs).encode()).hexdigest()[:32]
+
+
 def run_study(
     cfg: StudyConfig,
     progress: bool = False,
     log: Callable[[str], None] | None = None,
     measures: Sequence[Measure] | None = None,
 ) -> StudyResult:
-    """Run every measure of the study for every model on every dataset (resumable)."""
+    """Run every measure of the study for every model on every dataset (resumable).
+
+    Raises:
+        StudyInterrupted: Ctrl-C (``KeyboardInterrupt``); finished shards and measures are
+            kept.
+        ConfigError, StoreError, ...: every other fault as a :class:`RobustlensError`.
+    """
     log = log or (lambda s: None)
+    resolve_device(cfg.engine.device)  # an unknown or absent device fails before any work
     store = Store(cfg.store)
+    store.check_writable()
+    store.on_incident = log
     out_dir = Path(cfg.output)
     out_dir.mkdir(parents=True, exist_ok=True)
     measures = (
@@ -114,38 +165,85 @@ def run_study(
         channels_last=cfg.engine.channels_last,
         progress=progress,
     )
-    t_engine = t_measure = 0.0
-    executor = get_executor(cfg)
-    for chunk in _chunks(mspecs, cfg.engine.models_per_pass):
-        models = [m.load() for m in chunk]
-        for m, spec in zip(models, chunk, strict=True):
-            m.name = spec.name
-            result.model_configs[spec.name] = dict(m.config)
-        ta = time.perf_counter()
+    total = 0
+    try:
         infos: dict[str, DatasetInfo] = {}
         for ds in dspecs:
             dataset = ds.dataset()
             infos[ds.name] = DatasetInfo(
                 ds.name, dataset.fingerprint(), ds.role, tuple(dataset.classes), ds.tags
             )
+            if plan_views(measures, infos[ds.name])[0]:
+                total += math.ceil(len(dataset) / cfg.engine.shard_size)
+        result.dataset_fps = {n: i.fingerprint for n, i in infos.items()}
+        result.dataset_fps["*"] = datasets_fingerprint(infos)
+        total *= math.ceil(len(mspecs) / cfg.engine.models_per_pass)
+        _run_chunks(cfg, result, engine, dspecs, mspecs, measures, infos, log)
+    except KeyboardInterrupt:
+        raise StudyInterrupted(engine.shards_done, total) from None
+    finally:
+        store.on_incident = None
+    result.incidents = list(store.incidents)
+    result.stage_seconds["total"] = time.perf_counter() - t0
+    result.store = store.scoped(result.model_fps, result.dataset_fps)
+    write_plan(result)
+    return result
+
+
+def _run_chunks(
+    cfg: StudyConfig,
+    result: StudyResult,
+    engine: Engine,
+    dspecs: Sequence[DatasetSpec],
+    mspecs: Sequence[Any],
+    measures: Sequence[Measure],
+    infos: dict[str, DatasetInfo],
+    log: Callable[[str], None],
+) -> None:
+    """The engine, then the measures, for each chunk of ``models_per_pass`` models."""
+    store = engine.store
+    t_engine = t_measure = 0.0
+    executor = get_executor(cfg)
+    by_name = {d.name: d for d in dspecs}
+    for chunk in _chunks(mspecs, cfg.engine.models_per_pass):
+        models = [m.load() for m in chunk]
+        for m, spec in zip(models, chunk, strict=True):
+            m.name = spec.name
+            result.model_configs[spec.name] = dict(m.config)
+            result.model_fps[spec.name] = m.fingerprint()
+        ta = time.perf_counter()
         reports = executor.run(engine, dspecs, models, measures, infos)
         result.engine_reports.extend(reports)
+        failed: dict[str, dict[str, str]] = {}
         for r in reports:
             if r.forward_passes:
                 log(r.summary())
+            result.skipped[r.dataset] = [tuple(x) for x in r.skipped]
+            for model_name, info in r.failed.items():
+                log(f"model {model_name}: {info['reason']}; its measures there are not computed")
+                failed.setdefault(model_name, {})[r.dataset] = info["reason"]
         t_engine += time.perf_counter() - ta
         tb = time.perf_counter()
         for model in models:
-            _compute_measures(store, model, dspecs, infos, measures, out_dir, result)
+
+            def recompute(name: str, model: ModelAdapter = model) -> None:
+                rep = engine.run(by_name[name].dataset(), plan_jobs([model], measures, infos[name]))
+                log(f"recomputed {rep.shards_computed} shard(s) of {name} for {model.name}")
+
+            _compute_measures(
+                store,
+                model,
+                dspecs,
+                infos,
+                measures,
+                result.output,
+                result,
+                failed.get(model.name, {}),
+                recompute,
+            )
         t_measure += time.perf_counter() - tb
         del models
-    result.stage_seconds = {
-        "engine": t_engine,
-        "measures": t_measure,
-        "total": time.perf_counter() - t0,
-    }
-    write_plan(result)
-    return result
+    result.stage_seconds = {"engine": t_engine, "measures": t_measure}
 
 
 PLAN_FILE = "plan.json"
@@ -162,6 +260,10 @@ def study_plan(result: StudyResult) -> dict[str, Any]:
             "protocols": result.protocols,
             "models": {m: result.model_configs.get(m, {}) for m in result.models},
             "datasets": {d: result.dataset_roles.get(d, {}) for d in result.datasets},
+            "fingerprints": {"models": result.model_fps, "datasets": result.dataset_fps},
+            "skipped": {d: [list(x) for x in items] for d, items in result.skipped.items()},
+            "failures": result.failures,
+            "incidents": result.incidents,
         }
     )
 
@@ -194,6 +296,24 @@ def read_plan(out_dir: str | Path) -> dict[str, Any] | None:
         return None
 
 
+def study_store(store: Store | str | Path, plan: Mapping[str, Any] | None) -> Store:
+    """The store as the study of ``plan`` sees it: only its own results (by fingerprints).
+
+    A plan written before fingerprints were recorded (or none) gives the whole store.
+    """
+    st = store if isinstance(store, Store) else Store(store)
+    fps = (plan or {}).get("fingerprints") or {}
+    if not fps.get("models"):
+        return st
+    return st.scoped(fps["models"], fps.get("datasets") or {})
+
+
+def _per_dataset(measure: Measure) -> bool:
+    """Whether the measure computes each dataset on its own (the base class's loop)."""
+    kind = type(measure)
+    return kind.compute is Measure.compute and kind.compute_datasets is Measure.compute_datasets
+
+
 def _compute_measures(
     store: Store,
     model: ModelAdapter,
@@ -202,23 +322,51 @@ def _compute_measures(
     measures: Sequence[Measure],
     out_dir: Path,
     result: StudyResult,
+    failed: Mapping[str, str] | None = None,
+    recompute: Callable[[str], None] | None = None,
 ) -> None:
-
+    """Every measure of one model; ``failed``: ``{dataset: reason}`` where the model failed
+    (those datasets are left out, or the whole measure when it relates datasets)."""
+    failed = failed or {}
     w, b = model.classifier_weights()
     minfo = ModelInfo(model.name, model.fingerprint(), tuple(model.classes), model.config, w, b)
     arrays = {
-        d.name: StoredArrays(store, minfo.fingerprint, infos[d.name].fingerprint) for d in dspecs
+        d.name: StoredArrays(
+            store,
+            minfo.fingerprint,
+            infos[d.name].fingerprint,
+            functools.partial(recompute, d.name) if recompute is not None else None,
+        )
+        for d in dspecs
     }
     mappings = {d.name: d.dataset().class_mapping(model.classes) for d in dspecs}
+    star = result.dataset_fps.get("*") or datasets_fingerprint(infos)
     rows: list[dict[str, Any]] = []
     per_sample: dict[str, dict[str, np.ndarray]] = {}
     ran: list[tuple[str, Measure, dict[str, Any]]] = []
     for measure in measures:
         used = {n: i for n, i in infos.items() if measure.requests(i)}
+        bad = sorted(n for n in used if n in failed)
+        if bad:
+            partial = _per_dataset(measure) and len(bad) < len(used)
+            result.failures.append(
+                {
+                    "model": model.name,
+                    "measure": measure.name,
+                    "datasets": bad,
+                    "reason": "; ".join(dict.fromkeys(failed[n] for n in bad)),
+                    "other_datasets_computed": partial,
+                }
+            )
+            if not partial:
+                continue
+            used = {n: i for n, i in used.items() if n not in failed}
         if not used:
             continue
         key = measure_run_key(measure, minfo, used, mappings)
-        if key is not None and _cached_run_intact(store, key, minfo, measure, out_dir, result):
+        if key is not None and _cached_run_intact(
+            store, key, minfo, measure, out_dir, result, {**result.dataset_fps, "*": star}
+        ):
             continue
         out = measure.compute(
             minfo, used, {n: arrays[n] for n in used}, {n: mappings[n] for n in used}
@@ -229,7 +377,7 @@ def _compute_measures(
                     "model": model.name,
                     "model_fp": minfo.fingerprint,
                     "dataset": ds,
-                    "dataset_fp": infos[ds].fingerprint if ds in infos else "",
+                    "dataset_fp": infos[ds].fingerprint if ds in infos else star,
                     "measure": measure.name,
                     "name": name,
                     "value": value,
@@ -248,9 +396,6 @@ def _compute_measures(
             save_artifacts(out_dir, model.name, measure.name, out.artifacts)
         if key is not None:
             ran.append((key, measure, outputs))
-    store.drop_stale_results(
-        model.name, minfo.fingerprint, {n: i.fingerprint for n, i in infos.items()}
-    )
     store.put_results(rows)
     if per_sample:
         write_per_sample(out_dir, model.name, per_sample)
@@ -318,6 +463,7 @@ def _cached_run_intact(
     measure: Measure,
     out_dir: Path,
     result: StudyResult,
+    dataset_fps: Mapping[str, str] | None = None,
 ) -> bool:
     """True when ``key`` ran before and its results and files are all still there.
 
@@ -327,7 +473,12 @@ def _cached_run_intact(
     outputs = store.measure_run(key)
     if outputs is None:
         return False
-    n = store.count_results(model.name, model.fingerprint, measure.name, outputs["value_datasets"])
+    names = outputs["value_datasets"]
+    if dataset_fps is not None and all(d in dataset_fps for d in names):
+        wanted: Any = {d: dataset_fps[d] for d in names}
+    else:
+        wanted = names
+    n = store.count_results(model.name, model.fingerprint, measure.name, wanted)
     if n != outputs["n_values"]:
         return False
     if outputs["per_sample"]:

@@ -354,3 +354,80 @@ def test_dataset_pickles_for_worker_processes(tree: Path) -> None:
     clone = pickle.loads(pickle.dumps(ds))
     assert clone.fingerprint() == ds.fingerprint()
     assert np.array_equal(clone.load(2).image, ds.load(2).image)
+
+
+# ----------------------------------------------------------------------------- safe scans
+def _classes_with_images(root: Path, n: int = 3) -> Path:
+    for c in ("class_0", "class_1", "class_2"):
+        for i in range(n):
+            save(root / c / f"{i}.png", (40 * i, 0, 0), size=(8, 8))
+    return root
+
+
+def test_a_symlink_loop_is_not_followed_and_every_file_counts_once(tmp_path: Path) -> None:
+    root = _classes_with_images(tmp_path / "set")
+    (root / "class_0" / "loop").symlink_to("..")  # the loop of issue 21
+    (root / "class_1" / "other").symlink_to("../class_2")
+    (root / "class_0" / "dup.png").symlink_to("../class_1/0.png")
+    ds = ImageFolderDataset(root, size=8)
+    assert len(ds) == 9 and ds.labels().tolist() == [0, 0, 0, 1, 1, 1, 2, 2, 2]
+    reasons = dict(ds.skipped)
+    assert reasons["class_0/loop/"].startswith("symlinked directory not followed")
+    assert reasons["class_1/other/"].startswith("symlinked directory not followed")
+    assert reasons["class_0/dup.png"] == "same file as class_1/0.png (counted once)"
+    # followed: each directory is scanned once, by resolved path (no loop, no double count)
+    followed = ImageFolderDataset(root, size=8, follow_symlinks=True)
+    assert len(followed) == 9 and followed.labels().tolist() == ds.labels().tolist()
+    reasons = dict(followed.skipped)
+    assert "already scanned" in reasons["class_0/loop/"]
+    assert "class_2/, already scanned" in reasons["class_1/other/"]
+
+
+def test_followed_symlinks_add_the_files_found_only_through_them(tmp_path: Path) -> None:
+    root = _classes_with_images(tmp_path / "set")
+    extra = _classes_with_images(tmp_path / "elsewhere", n=2)
+    (root / "class_2" / "more").symlink_to(extra / "class_2")
+    (root / "class_3").symlink_to(extra / "class_0")  # a symlinked class folder
+    ds = ImageFolderDataset(root, size=8)
+    assert ds.classes == ["class_0", "class_1", "class_2"] and len(ds) == 9
+    assert {"class_3/", "class_2/more/"} <= {p for p, _ in ds.skipped}
+    followed = ImageFolderDataset(root, size=8, follow_symlinks=True)
+    assert followed.classes == ["class_0", "class_1", "class_2", "class_3"]
+    assert len(followed) == 9 + 2 + 2 and followed.skipped == []
+    assert "class_2/more/0.png" in [e.path for e in followed.entries]
+    assert followed.fingerprint() != ds.fingerprint()
+
+
+def test_an_image_above_the_pixel_limit_is_refused_without_a_warning(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import warnings
+
+    root = _classes_with_images(tmp_path / "set")
+    save(root / "class_1" / "big.png", size=(64, 64))  # 4096 pixels
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 3000)  # PIL would warn, not refuse
+    ds = ImageFolderDataset(root, size=8)
+    big = [e.path for e in ds.entries].index("class_1/big.png")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # PIL's DecompressionBombWarning would fail here
+        with pytest.raises(imagefolder.DecompressionBombRefused, match="64x64 = 4,096 pixels"):
+            ds.load(big)
+        assert dict(ds.skipped)["class_1/big.png"].startswith("decompression-bomb refusal")
+        assert Image.MAX_IMAGE_PIXELS == 3000  # PIL's own setting is restored
+        # the limit is an option (0: none)
+        allowed = ImageFolderDataset(root, size=8, max_pixels=5000)
+        assert allowed.load(big).image.shape == (8, 8, 3)
+        assert ImageFolderDataset(root, size=8, max_pixels=0).load(big).label == 1
+        assert allowed.fingerprint() != ds.fingerprint()  # other files refused: other results
+    with pytest.raises(RobustlensError, match="max_pixels"):
+        ImageFolderDataset(root, size=8, max_pixels=-1)
+
+
+def test_an_image_above_pils_hard_limit_is_refused_by_robustlens(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = save(tmp_path / "big.png", size=(64, 64))
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # PIL alone would raise its error
+    with pytest.raises(imagefolder.DecompressionBombRefused, match="above the limit of 1,000"):
+        decode_rgb(path)
+    assert decode_rgb(path, max_pixels=0).size == (64, 64)

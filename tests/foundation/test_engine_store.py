@@ -240,3 +240,84 @@ def test_two_datasets_with_the_same_files_keep_separate_results(tmp_path):
     )
     df = store.results().set_index("dataset")
     assert df.loc["photos", "value"] == 0.5 and df.loc["photos-adversarial", "value"] == 0.25
+
+
+# ----------------------------------------------------------------------------- faults
+class _NaNFor(torch.nn.Module):
+    """NaN features for the samples whose first pixel is bright."""
+
+    def forward(self, x):
+        bad = x[:, 0, 0, 0] > 0.5
+        x = torch.flatten(x, 1).clone()
+        x[bad] = float("nan")
+        return x
+
+
+def test_a_model_with_nan_logits_fails_alone_and_nothing_of_it_is_stored(
+    tmp_path, tiny_world, tiny_models
+):
+    ds = tiny_world.dataset("val")
+    classes = tiny_models[0].classes
+    bad = adapter_from_module(
+        "nan-model",
+        torch.nn.Sequential(_NaNFor(), torch.nn.Linear(3072, len(classes))),
+        classes,
+        input_size=32,
+        mean=(0, 0, 0),
+        std=(1, 1, 1),
+    )
+    n_bad = int((np.asarray(ds.images)[:, 0, 0, 0] / 255 > 0.5).sum())
+    assert 0 < n_bad < len(ds)
+    store = Store(tmp_path / "s")
+    eng = Engine(store, batch_size=8, shard_size=16)
+    jobs = [EngineJob(tiny_models[0], ("clean", "gray")), EngineJob(bad, ("clean",))]
+    rep = eng.run(ds, jobs)
+    assert list(rep.failed) == ["nan-model"]
+    failure = rep.failed["nan-model"]
+    assert failure["samples"] == n_bad and failure["of"] == len(ds)
+    assert failure["views"] == ["clean"]
+    assert f"on {n_bad} of {len(ds)} samples of world/val" in failure["reason"]
+    assert "1 model(s) failed" in rep.summary()
+    # the healthy model is computed and stored, the faulty one not at all (not cached)
+    ok = StoredArrays(store, tiny_models[0].fingerprint(), ds.fingerprint())
+    assert ok.logits("gray").shape == (len(ds), 4)
+    assert store.completed_shards(ArrayKey(bad.fingerprint(), ds.fingerprint(), "clean")) == set()
+    again = eng.run(ds, jobs)
+    assert again.failed and again.forward_passes == len(ds)  # only the faulty model runs
+
+
+def test_unknown_or_absent_devices_are_config_errors(tmp_path, monkeypatch):
+    from robustlens.errors import ConfigError
+
+    store = Store(tmp_path / "s")
+    with pytest.raises(ConfigError, match="unknown device 'tpu'"):
+        Engine(store, device="tpu")
+    with pytest.raises(ConfigError, match="unknown device 'cuda:x'"):
+        Engine(store, device="cuda:x")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ConfigError, match="no usable CUDA GPU"):
+        Engine(store, device="cuda")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    with pytest.raises(ConfigError, match=r"1 CUDA GPU\(s\) \(cuda:0 to cuda:0\)"):
+        Engine(store, device="cuda:3")
+    assert Engine(store, device="cpu").device.type == "cpu"
+
+
+def test_a_model_without_class_names_needs_a_mapping_for_fewer_classes(tmp_path):
+    root = tmp_path / "three"
+    for c in range(3):
+        (root / f"class_{c}").mkdir(parents=True)
+        Image.new("RGB", (32, 32), (60 * c, 0, 0)).save(root / f"class_{c}" / "a.png")
+    ds = ImageFolderDataset(root, size=32, crop="none")
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3072, 5))
+    five = adapter_from_module("five", net, [f"class_{i}" for i in range(5)], input_size=32)
+    store = Store(tmp_path / "s")
+    with pytest.raises(ClassMismatchError, match=r"5 outputs but dataset 'three' has 3 classes"):
+        Engine(store).run(ds, [EngineJob(five)])
+    assert store.stats()["shards"] == 0
+    # named outputs: the dataset's classes say which outputs to use
+    named = adapter_from_module("named", net, ["x", "class_2", "class_0", "class_1", "y"])
+    rep = Engine(store, num_workers=0).run(ds, [EngineJob(named)])
+    assert rep.forward_passes == 3
+    assert ds.class_mapping(named.classes).targets == ((2,), (3,), (1,))

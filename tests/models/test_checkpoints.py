@@ -217,3 +217,45 @@ def test_old_checkpoint_without_num_batches_tracked_loads():
     dst = _net(1)
     load_into(dst, sd)
     assert torch.equal(dst.bn.running_mean, src.bn.running_mean)
+
+
+# ----------------------------------------------------------------------------- zoo files
+def _zoo_copy(tmp_path, tiny_zoo_dir, name="tiny-cnn"):
+    import shutil
+
+    for suffix in (".safetensors", ".json"):
+        shutil.copy(tiny_zoo_dir / f"{name}{suffix}", tmp_path / f"{name}{suffix}")
+    return tmp_path / f"{name}.safetensors"
+
+
+@pytest.mark.parametrize("cut", [0, 8, 100, 5000])
+def test_a_truncated_zoo_checkpoint_says_retrain(tmp_path, tiny_zoo_dir, cut):
+    from robustlens.models.zoo import load_zoo_model
+
+    path = _zoo_copy(tmp_path, tiny_zoo_dir)
+    path.write_bytes(path.read_bytes()[:cut])
+    with pytest.raises(CheckpointError, match=r"is damaged \(SafetensorError.*zoo train --force"):
+        load_zoo_model(path)
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda m: m["member"].update(arch="vit"), "unknown zoo architecture 'vit'"),
+        (lambda m: m["member"].update(augment="cutmix"), "unknown augment 'cutmix'"),
+        (lambda m: m["member"].update(depth=3), "unexpected keyword argument 'depth'"),
+        (lambda m: m.pop("classes"), "missing key 'classes'"),
+    ],
+)
+def test_a_bad_zoo_config_is_a_checkpoint_error(tmp_path, tiny_zoo_dir, edit, message):
+    import json
+
+    from robustlens.models.zoo import load_zoo_model
+
+    path = _zoo_copy(tmp_path, tiny_zoo_dir)
+    cfg = path.with_suffix(".json")
+    meta = json.loads(cfg.read_text())
+    edit(meta)
+    cfg.write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match=message):
+        load_zoo_model(path)

@@ -27,6 +27,16 @@ def stable_id(text: str) -> int:
     return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "little") >> 1
 
 
+def placeholder_classes(classes: Sequence[str]) -> bool:
+    """Whether ``classes`` are the made-up names of a model that gave none
+    (``class_0 .. class_{K-1}``, in order).
+
+    >>> placeholder_classes(["class_0", "class_1"]), placeholder_classes(["cat", "dog"])
+    (True, False)
+    """
+    return len(classes) > 0 and all(c == f"class_{i}" for i, c in enumerate(classes))
+
+
 @dataclass(frozen=True)
 class Sample:
     """One decoded sample."""
@@ -135,6 +145,17 @@ class Dataset(ABC):
         model_classes = list(model_classes)
         if model_classes == list(self.classes):
             return ClassMapping.identity(len(self.classes))
+        if placeholder_classes(model_classes) and len(model_classes) != len(self.classes):
+            # ``class_0 .. class_{K-1}`` are names robustlens made up for a model that gave
+            # none: matching a dataset's folders by them would pick outputs at random
+            raise ClassMismatchError(
+                f"the model has {len(model_classes)} outputs but dataset {self.name!r} has "
+                f"{len(self.classes)} classes, and its outputs have no class names (they are "
+                f"class_0 .. class_{len(model_classes) - 1}), so which {len(self.classes)} "
+                "outputs to use is not known. Give the model `classes:` (the names of its "
+                "outputs, in order; the dataset's classes select among them) or give the "
+                "dataset a class mapping."
+            )
         index = {c: i for i, c in enumerate(model_classes)}
         if all(c in index for c in self.classes):
             return ClassMapping.from_indices(

@@ -12,7 +12,16 @@ Decoding (:func:`decode_rgb`) turns every PIL mode into 8-bit RGB: grayscale is 
 three channels, alpha is composited onto white, palette images are expanded, and 16-bit
 images (``I;16*`` and ``I``) are *scaled* by 255/65535 (PIL's own ``convert`` clips them,
 which turns every value above 255 white). Truncated files raise :class:`CorruptImageError`
-even when ``PIL.ImageFile.LOAD_TRUNCATED_IMAGES`` is set by someone else.
+even when ``PIL.ImageFile.LOAD_TRUNCATED_IMAGES`` is set by someone else. An image with more
+pixels than ``max_pixels`` (default: PIL's ``Image.MAX_IMAGE_PIXELS``, about 89 megapixels) is
+refused as a decompression bomb (:class:`DecompressionBombRefused`) before it is decoded, and
+PIL's own ``DecompressionBombWarning`` is not printed.
+
+Indexing (:func:`index_image_folders`) does not follow symlinked directories unless asked
+(``follow_symlinks=True``, then a directory reached twice, e.g. through a link to a parent, is
+scanned once), and counts every file once: a second path to a file already indexed (a
+symlink) is skipped with the reason. Files left out are listed in ``skipped`` with a reason
+(zero bytes, symlinked directory not followed, duplicate), next to those that fail to decode.
 
 Preprocessing (:func:`resize_and_crop`) is the standard ImageNet evaluation transform: the
 shorter side is resized to ``round(size / 0.875)`` (256 for 224) with PIL bilinear
@@ -40,10 +49,12 @@ from robustlens.data.base import ClassMapping, Dataset, Sample, stable_id
 from robustlens.errors import DatasetLayoutError, RobustlensError, ValidationError
 
 __all__ = [
+    "BOMB",
     "CROP_MODES",
     "DEFAULT_LAYOUT",
     "IMAGE_EXTENSIONS",
     "CorruptImageError",
+    "DecompressionBombRefused",
     "FileListDataset",
     "FolderIndex",
     "ImageEntry",
@@ -99,6 +110,22 @@ class CorruptImageError(RobustlensError, OSError):
         super().__init__(f"cannot decode image {self.path}: {reason}")
 
 
+#: how the reason of a decompression-bomb refusal starts
+BOMB = "decompression-bomb refusal"
+
+
+class DecompressionBombRefused(CorruptImageError):
+    """An image has more pixels than the limit (``max_pixels``); it was not decoded."""
+
+    def __init__(self, path: str | os.PathLike[str], width: int, height: int, limit: int) -> None:
+        self.width, self.height, self.limit = width, height, limit
+        super().__init__(
+            path,
+            f"{BOMB}: {width}x{height} = {width * height:,} pixels, above the limit of "
+            f"{limit:,} (max_pixels)",
+        )
+
+
 # --------------------------------------------------------------------------------------------
 # decoding
 
@@ -106,30 +133,39 @@ class CorruptImageError(RobustlensError, OSError):
 _TRUNCATION_LOCK = threading.Lock()
 _TRUNCATION_DEPTH = 0
 _TRUNCATION_SAVED = False
+_PIXELS_SAVED: int | None = None
 
 
 @contextmanager
-def _strict_truncation() -> Iterator[None]:
+def _strict_truncation() -> Iterator[int | None]:
     """Force ``ImageFile.LOAD_TRUNCATED_IMAGES = False`` while decoding, restore it afterwards.
 
     PIL reads that module-level flag inside ``Image.load``; if any other library set it, a
     truncated file would decode silently with a grey bottom. The flag is saved by the first
     decoder to enter and restored by the last to leave, so concurrent decoder threads neither
     see ``True`` nor lose the caller's setting.
+
+    PIL's own decompression-bomb check (``Image.MAX_IMAGE_PIXELS``) is switched off the same
+    way: :func:`decode_rgb` checks the size itself, with the limit it is given, and says why
+    it refused instead of PIL's warning. Yields PIL's limit as the caller had set it.
     """
-    global _TRUNCATION_DEPTH, _TRUNCATION_SAVED
+    global _TRUNCATION_DEPTH, _TRUNCATION_SAVED, _PIXELS_SAVED
     with _TRUNCATION_LOCK:
         if _TRUNCATION_DEPTH == 0:
             _TRUNCATION_SAVED = ImageFile.LOAD_TRUNCATED_IMAGES
+            _PIXELS_SAVED = Image.MAX_IMAGE_PIXELS
         ImageFile.LOAD_TRUNCATED_IMAGES = False
+        Image.MAX_IMAGE_PIXELS = None
         _TRUNCATION_DEPTH += 1
+        limit = _PIXELS_SAVED
     try:
-        yield
+        yield limit
     finally:
         with _TRUNCATION_LOCK:
             _TRUNCATION_DEPTH -= 1
             if _TRUNCATION_DEPTH == 0:
                 ImageFile.LOAD_TRUNCATED_IMAGES = _TRUNCATION_SAVED
+                Image.MAX_IMAGE_PIXELS = _PIXELS_SAVED
 
 
 def _to_rgb(img: Image.Image) -> Image.Image:
@@ -160,7 +196,7 @@ def _to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
-def decode_rgb(path: str | os.PathLike[str]) -> Image.Image:
+def decode_rgb(path: str | os.PathLike[str], max_pixels: int | None = None) -> Image.Image:
     """Decode an image file to an 8-bit RGB PIL image, strictly.
 
     Grayscale is copied to three channels; palette images are expanded; transparent pixels
@@ -168,21 +204,28 @@ def decode_rgb(path: str | os.PathLike[str]) -> Image.Image:
 
     Args:
         path: the image file.
+        max_pixels: refuse images with more pixels than this, before decoding them (a
+            decompression bomb); ``None``: PIL's ``Image.MAX_IMAGE_PIXELS``; ``0``: no limit.
 
     Returns:
         A loaded PIL image in mode ``RGB``.
 
     Raises:
+        DecompressionBombRefused: the image has more than ``max_pixels`` pixels.
         CorruptImageError: the file is missing, truncated, corrupt or not an image (PIL's
             ``LOAD_TRUNCATED_IMAGES`` is ignored).
     """
     try:
-        with _strict_truncation(), Image.open(path) as img:
+        with _strict_truncation() as pil_limit, Image.open(path) as img:
+            limit = pil_limit if max_pixels is None else max_pixels
+            w, h = img.size
+            if limit and w * h > limit:
+                raise DecompressionBombRefused(path, w, h, int(limit))
             img.load()
             rgb = _to_rgb(img)
             rgb.load()
             return rgb
-    except MemoryError:
+    except (MemoryError, CorruptImageError):
         raise
     except Exception as exc:  # PIL raises OSError, SyntaxError, ValueError, struct.error, ...
         raise CorruptImageError(path, f"{type(exc).__name__}: {exc}") from exc
@@ -265,16 +308,87 @@ class FolderIndex:
     skipped: list[tuple[str, str]]
 
 
-def _walk_files(folder: Path) -> tuple[list[Path], list[Path]]:
+#: why a symlinked directory was not scanned
+NOT_FOLLOWED = "symlinked directory not followed (follow_symlinks: true follows it)"
+
+
+class _Scanner:
+    """Walks class folders: real directories first, then (if asked) symlinked ones.
+
+    Every directory is scanned at most once (by resolved path), so a link to a parent or to
+    another class folder cannot loop or count a file twice; a file reached through a second
+    path is counted once, and a real path wins over a path through a symlink.
+    """
+
+    def __init__(self, root: Path, follow_symlinks: bool) -> None:
+        self.root = root
+        self.follow = follow_symlinks
+        self.visited: set[str] = set()
+        self.hidden: list[Path] = []
+        self.passed: list[tuple[Path, str]] = []  # directories not scanned, and why
+        self.links: list[tuple[int, Path]] = []  # (folder number, symlinked dir) for later
+
+    def _dirs(self, folder_no: int, base: Path, dirnames: list[str], via_link: bool) -> list[str]:
+        keep = []
+        for d in sorted(dirnames):
+            path = base / d
+            if d.startswith("."):
+                self.hidden.append(path)
+                continue
+            if path.is_symlink() and not via_link:
+                if self.follow:
+                    self.links.append((folder_no, path))
+                else:
+                    self.passed.append((path, NOT_FOLLOWED))
+                continue
+            if not self._enter(path):
+                continue
+            keep.append(d)
+        return keep
+
+    def _enter(self, path: Path) -> bool:
+        real = os.path.realpath(path)
+        if real in self.visited:
+            base = os.path.realpath(self.root)
+            inside = real == base or real.startswith(base + os.sep)
+            where = os.path.relpath(real, base) + "/" if inside else real
+            self.passed.append(
+                (path, f"leads to {where}, already scanned (a symlink loop or a second path)")
+            )
+            return False
+        self.visited.add(real)
+        return True
+
+    def walk(self, folder_no: int, folder: Path, via_link: bool = False) -> list[Path]:
+        """Files under ``folder`` in sorted order (symlinked dirs kept for :meth:`walk_links`
+        unless ``via_link``: then they are followed at once)."""
+        found: list[Path] = []
+        for dirpath, dirnames, filenames in os.walk(folder, followlinks=via_link):
+            base = Path(dirpath)
+            dirnames[:] = self._dirs(folder_no, base, dirnames, via_link)
+            found.extend(base / f for f in filenames)
+        return sorted(found, key=lambda p: p.as_posix())
+
+
+def _walk_files(folder: Path, follow_symlinks: bool = False) -> tuple[list[Path], list[Path]]:
     """Files under ``folder`` (recursively, sorted by path) and the hidden folders skipped."""
-    found: list[Path] = []
-    hidden: list[Path] = []
-    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
-        base = Path(dirpath)
-        hidden.extend(base / d for d in dirnames if d.startswith("."))
-        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
-        found.extend(base / f for f in filenames)
-    return sorted(found, key=lambda p: p.as_posix()), sorted(hidden)
+    scan = _Scanner(folder, follow_symlinks)
+    scan.visited.add(os.path.realpath(folder))
+    found = scan.walk(0, folder)
+    for _, link in scan.links:
+        if scan._enter(link):
+            found += scan.walk(0, link, via_link=True)
+    return sorted(found, key=lambda p: p.as_posix()), sorted(scan.hidden)
+
+
+def _through_link(root: Path, path: Path) -> bool:
+    """Whether a directory between ``root`` and ``path`` is a symlink."""
+    parent = path.parent
+    while parent != root and root in parent.parents:
+        if parent.is_symlink():
+            return True
+        parent = parent.parent
+    return False
 
 
 def _preview(names: Sequence[str], n: int = 10) -> str:
@@ -331,12 +445,15 @@ def index_image_folders(
     unknown_folders: str = "error",
     layout: str = DEFAULT_LAYOUT,
     expected: str | None = None,
+    follow_symlinks: bool = False,
 ) -> FolderIndex:
     """Index a ``root/<folder>/<image>`` tree without decoding anything.
 
     Folders are visited in sorted order and files in sorted order (recursively), so the
     index is deterministic. Non-image files (by extension) and hidden folders go to
-    ``ignored``; zero-byte image files go to ``skipped`` with a reason.
+    ``ignored``; zero-byte image files go to ``skipped`` with a reason, and so do symlinked
+    directories that are not followed, directories reached a second time and second paths to
+    a file already indexed.
 
     Args:
         root: dataset root.
@@ -350,6 +467,8 @@ def index_image_folders(
         layout: the expected layout, named in errors.
         expected: what the folders should be, named in errors (e.g. ``"200 ImageNet-R wnid
             folders like n01443537/"``).
+        follow_symlinks: follow symlinked directories (class folders included); each
+            directory is scanned once, by resolved path, so a link to a parent cannot loop.
 
     Returns:
         A :class:`FolderIndex` with the class list, entries, ignored and skipped files.
@@ -365,12 +484,20 @@ def index_image_folders(
     root = require_dir(root, "dataset", layout)
     ignored: list[str] = []
     folders: list[Path] = []
+    skipped: list[tuple[str, str]] = []
+    scan = _Scanner(root, follow_symlinks)
+    scan.visited.add(os.path.realpath(root))
+    linked: set[Path] = set()  # symlinked class folders (followed)
     for child in sorted(root.iterdir(), key=lambda p: p.name):
         if child.is_dir():
             if child.name.startswith("."):
                 ignored.append(child.name + "/")
+            elif child.is_symlink() and not follow_symlinks:
+                skipped.append((child.name + "/", NOT_FOLLOWED))
             else:
                 folders.append(child)
+                if child.is_symlink():
+                    linked.add(child)
         else:
             ignored.append(child.name)
     if not folders:
@@ -401,21 +528,52 @@ def index_image_folders(
             f"unexpected folders in {root}: expected {want} (layout {layout}); found "
             f"{len(unknown)} folder(s) that are not: {_preview(unknown)}"
         )
-    entries: list[ImageEntry] = []
-    skipped: list[tuple[str, str]] = []
-    for folder in folders:
-        if folder.name not in folder_labels:
-            ignored.append(folder.name + "/")
+    # real class folders first, then symlinked ones and the links inside (when followed):
+    # a file reached by a real path is indexed there, a second path to it is a skip
+    class_folders = [(k, f) for k, f in enumerate(folders) if f.name in folder_labels]
+    for f in folders:
+        if f.name not in folder_labels:
+            ignored.append(f.name + "/")
+    files: dict[int, list[Path]] = {k: [] for k, _ in class_folders}
+    for k, folder in class_folders:
+        if folder not in linked and scan._enter(folder):
+            files[k] += scan.walk(k, folder)
+    pending = [(k, f) for k, f in class_folders if f in linked] + scan.links
+    scan.links = []
+    while pending:
+        for k, link in pending:
+            if scan._enter(link):
+                files[k] += scan.walk(k, link, via_link=True)
+        pending, scan.links = scan.links, []
+    ignored.extend(h.relative_to(root).as_posix() + "/" for h in sorted(scan.hidden))
+    skipped.extend((p.relative_to(root).as_posix() + "/", why) for p, why in scan.passed)
+    claimed: dict[str, str] = {}  # resolved file -> the entry's relative path
+    order = sorted(
+        ((k, path) for k, paths in files.items() for path in paths),
+        key=lambda kp: (kp[1].is_symlink() or _through_link(root, kp[1]), kp[0]),
+    )
+    duplicate: dict[Path, str] = {}
+    for _, path in order:
+        if not is_image_file(path, exts):
             continue
+        real = os.path.realpath(path)
+        rel = path.relative_to(root).as_posix()
+        if real in claimed:
+            duplicate[path] = claimed[real]
+        else:
+            claimed[real] = rel
+    entries: list[ImageEntry] = []
+    for k, folder in class_folders:
         label = int(folder_labels[folder.name])
         n_images = 0
         n_zero = 0
-        files, hidden = _walk_files(folder)
-        ignored.extend(h.relative_to(root).as_posix() + "/" for h in hidden)
-        for path in files:
+        for path in sorted(files[k], key=lambda p: p.as_posix()):
             rel = path.relative_to(root).as_posix()
             if not is_image_file(path, exts):
                 ignored.append(rel)
+                continue
+            if path in duplicate:
+                skipped.append((rel, f"same file as {duplicate[path]} (counted once)"))
                 continue
             reason = skip_reason(path)
             if reason is not None:
@@ -427,6 +585,13 @@ def index_image_folders(
             n_images += 1
         if n_images == 0 and not allow_empty:
             why = f" (only {n_zero} zero-byte file(s))" if n_zero else ""
+            inside = folder.as_posix() + "/"
+            n_links = sum(
+                1 for p, r in scan.passed if r == NOT_FOLLOWED and p.as_posix().startswith(inside)
+            )
+            if n_links:
+                why += f" ({n_links} symlinked director(ies) in it are not followed)"
+            why += "".join(f" ({r})" for p, r in scan.passed if p == folder)
             raise DatasetLayoutError(
                 f"class folder {folder} contains no images{why}; expected at least one "
                 f"{'/'.join(exts)} file per class folder (layout {layout}). Remove the folder "
@@ -467,6 +632,8 @@ class FileListDataset(Dataset):
         target_mapping: a known mapping onto one model class space (see
             :class:`TargetMapping`).
         layout: the expected layout, for messages.
+        max_pixels: images with more pixels are refused as decompression bombs (recorded in
+            ``skipped``); ``None``: PIL's ``Image.MAX_IMAGE_PIXELS``; ``0``: no limit.
     """
 
     def __init__(
@@ -485,6 +652,7 @@ class FileListDataset(Dataset):
         skipped: Sequence[tuple[str, str]] = (),
         target_mapping: TargetMapping | None = None,
         layout: str = DEFAULT_LAYOUT,
+        max_pixels: int | None = None,
     ) -> None:
         if not isinstance(size, int | np.integer) or isinstance(size, bool) or size < 1:
             raise ValidationError(f"size: expected a positive integer, got {size!r}")
@@ -496,6 +664,13 @@ class FileListDataset(Dataset):
             )
         if not isinstance(border, int | np.integer) or border < 0:
             raise ValidationError(f"border: expected a non-negative integer, got {border!r}")
+        if max_pixels is not None and (
+            not isinstance(max_pixels, int | np.integer) or max_pixels < 0
+        ):
+            raise ValidationError(
+                f"max_pixels: expected a non-negative integer (0: no limit), got {max_pixels!r}"
+            )
+        self.max_pixels = None if max_pixels is None else int(max_pixels)
         self.root = Path(root)
         self.name = name
         self.classes = list(classes)
@@ -508,6 +683,7 @@ class FileListDataset(Dataset):
         self.target_mapping = target_mapping
         self.ignored: list[str] = list(ignored)
         self.skipped = list(skipped)
+        self._index_skipped = tuple((str(i), str(r)) for i, r in skipped)
         n = len(self.classes)
         for e in entries:
             if not 0 <= e.label < n:
@@ -632,13 +808,14 @@ class FileListDataset(Dataset):
             self.skipped.append((rel, reason))
 
     def _decode(self, entry: ImageEntry) -> np.ndarray:
-        img = decode_rgb(self.root / entry.path)
+        path = self.root / entry.path
+        img = decode_rgb(path) if self.max_pixels is None else decode_rgb(path, self.max_pixels)
         if self.border:
             w, h = img.size
             b = self.border
             if w <= 2 * b or h <= 2 * b:
                 raise CorruptImageError(
-                    self.root / entry.path,
+                    path,
                     f"image of {w}x{h} px is too small to remove a {b}-pixel border",
                 )
             img = img.crop((b, b, w - b, h - b))
@@ -654,7 +831,8 @@ class FileListDataset(Dataset):
             The decoded :class:`Sample`.
 
         Raises:
-            CorruptImageError: the file cannot be decoded (it is also recorded in ``skipped``).
+            CorruptImageError: the file cannot be decoded (it is also recorded in ``skipped``);
+                its ``item`` is the path relative to ``root``.
         """
         entry = self._entries[index]
         sid = self._ids[index]
@@ -662,6 +840,7 @@ class FileListDataset(Dataset):
             image = self._decode(entry)
         except CorruptImageError as exc:
             self._record_skip(entry.path, exc.reason)
+            exc.item = entry.path  # type: ignore[attr-defined]
             raise
         return Sample(image, entry.label, sid, dict(entry.extras))
 
@@ -734,6 +913,10 @@ class FileListDataset(Dataset):
             "interpolation": self.interpolation,
             "extras": list(self.extra_label_names),
         }
+        if self.max_pixels is not None:  # which files are refused (old digests still hold)
+            header["max_pixels"] = self.max_pixels
+        if self._index_skipped:  # what indexing left out is listed with the dataset's results
+            header["skipped"] = sorted(self._index_skipped)
         acceptable = self.acceptable_labels()
         if acceptable is not None:  # absent from the header otherwise: old digests still hold
             header["acceptable"] = hashlib.sha256(acceptable.tobytes()).hexdigest()
@@ -781,6 +964,10 @@ class ImageFolderDataset(FileListDataset):
         layout: the expected layout, named in errors.
         expected: what the class folders should be, named in errors.
         target_mapping: a known mapping onto one model class space.
+        follow_symlinks: follow symlinked directories (each directory is scanned once, by
+            resolved path; by default they are listed in ``skipped`` and not scanned).
+        max_pixels: refuse images with more pixels (decompression bombs; ``None``: PIL's
+            limit, ``0``: none).
 
     Raises:
         DatasetLayoutError: missing root, no class folders, an empty class folder, or
@@ -815,6 +1002,8 @@ class ImageFolderDataset(FileListDataset):
         layout: str = DEFAULT_LAYOUT,
         expected: str | None = None,
         target_mapping: TargetMapping | None = None,
+        follow_symlinks: bool = False,
+        max_pixels: int | None = None,
     ) -> None:
         index = index_image_folders(
             root,
@@ -825,6 +1014,7 @@ class ImageFolderDataset(FileListDataset):
             unknown_folders=unknown_folders,
             layout=layout,
             expected=expected,
+            follow_symlinks=follow_symlinks,
         )
         super().__init__(
             root,
@@ -839,4 +1029,5 @@ class ImageFolderDataset(FileListDataset):
             skipped=index.skipped,
             target_mapping=target_mapping,
             layout=layout,
+            max_pixels=max_pixels,
         )

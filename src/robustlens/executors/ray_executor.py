@@ -5,7 +5,8 @@ worker and returns the shard arrays; the driver writes them into the study's sto
 therefore never has concurrent writers across machines, keys and numbers are those of a local
 run, and a task whose worker dies is retried by Ray (``max_retries``). Shards already in the
 study's store are skipped by the workers' engines only when the store is on shared storage;
-otherwise the driver filters finished jobs before submitting them.
+otherwise the driver filters finished jobs before submitting them. Skipped files and failed
+models (non-finite outputs, stored nowhere) come back in each task's report, as locally.
 """
 
 from __future__ import annotations
@@ -91,22 +92,30 @@ class RayExecutor(Executor):
             if all(engine.store.has(k) for k in keys) and engine.store.has(
                 ArrayKey("", dfp, META_VIEW)
             ):
+                dataset = ds.dataset()
+                engine.store.put_skipped(dfp, getattr(dataset, "skipped", None) or [])
                 reports.append(
                     EngineReport(
-                        dataset=ds.name, images=len(ds.dataset()), shards_cached=1, shards_total=1
+                        dataset=ds.name,
+                        images=len(dataset),
+                        shards_cached=1,
+                        shards_total=1,
+                        skipped=engine.store.skipped(dfp),
                     )
                 )
+                engine.shards_done += 1
                 continue
             ref = remote.remote(ds.dataset(), jobs, engine_kwargs, max(1, int(self.num_cpus)))
-            pending[ref] = ds.name
+            pending[ref] = (ds.name, dfp)
         while pending:
             done, _ = ray.wait(list(pending), num_returns=1)
             ref = done[0]
-            pending.pop(ref)
+            _, dfp = pending.pop(ref)
             report, shards, skipped = ray.get(ref)
             for key, shard, n_shards, arrays in shards:
                 engine.store.put_shard(key, shard, n_shards, arrays)
-            if skipped:
-                engine.store.put_skipped(shards[0][0].dataset_fp if shards else "", skipped)
+            engine.store.put_skipped(dfp, skipped)
+            report.skipped = engine.store.skipped(dfp)
+            engine.shards_done += report.shards_total
             reports.append(report)
         return reports

@@ -31,7 +31,7 @@ from robustlens.data.synthetic import SyntheticWorld, TextureBank, WorldConfig, 
 from robustlens.errors import CheckpointError
 from robustlens.models.base import ModelAdapter
 from robustlens.models.checkpoints import load_into, load_state_dict
-from robustlens.models.zoo_archs import build_architecture
+from robustlens.models.zoo_archs import ARCHITECTURES, build_architecture
 from robustlens.store import Store
 from robustlens.transforms.corruptions import corrupt
 from robustlens.views.registry import gray_pixels
@@ -279,15 +279,46 @@ def load_zoo_model(path: str | Path) -> ModelAdapter:
             f"zoo checkpoint {path} or its config {cfg_path.name} is missing; "
             "train the zoo with `robustlens zoo train`"
         )
-    meta = json.loads(cfg_path.read_text())
-    m = meta["member"]
-    m["tags"] = tuple(m.get("tags") or ())
-    member = ZooMember(**m)
-    model = build_adapter(member, meta["classes"], meta["image_size"])
+    member, classes, image_size = _read_zoo_config(cfg_path)
+    try:
+        model = build_adapter(member, classes, image_size)
+    except ValueError as exc:  # an architecture this robustlens does not have
+        raise CheckpointError(f"zoo config {cfg_path}: {exc}") from None
+    try:
+        state = load_state_dict(path)
+    except CheckpointError as exc:
+        cause = exc.__cause__
+        why = f"{type(cause).__name__}: {cause}" if cause is not None else str(exc)
+        raise CheckpointError(
+            f"zoo checkpoint {path} is damaged ({why}); retrain it with `robustlens zoo train "
+            "--force` (or delete it and run `robustlens zoo train`)"
+        ) from None
     source = f"{path.name} (zoo architecture {member.arch!r})"
-    load_into(model, load_state_dict(path), strict=True, source=source)
+    load_into(model, state, strict=True, source=source)
     model.eval()
     return model
+
+
+def _read_zoo_config(cfg_path: Path) -> tuple[ZooMember, list[str], int]:
+    """The member recipe, class names and image size in a zoo ``.json``, checked."""
+    try:
+        meta = json.loads(cfg_path.read_text())
+        m = dict(meta["member"])
+        m["tags"] = tuple(m.get("tags") or ())
+        member = ZooMember(**m)
+        classes, image_size = list(meta["classes"]), int(meta["image_size"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        what = f"missing key {exc}" if isinstance(exc, KeyError) else str(exc)
+        raise CheckpointError(
+            f"zoo config {cfg_path} cannot be read ({type(exc).__name__}: {what}); expected "
+            "the JSON `robustlens zoo train` writes (member, classes, image_size)"
+        ) from None
+    if member.arch not in ARCHITECTURES:
+        raise CheckpointError(
+            f"zoo config {cfg_path}: unknown zoo architecture {member.arch!r}; this "
+            f"robustlens has {', '.join(ARCHITECTURES)}"
+        )
+    return member, classes, image_size
 
 
 def zoo_members_in(zoo_dir: str | Path) -> list[Path]:

@@ -34,6 +34,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from robustlens.store import Store
+from robustlens.study import read_plan, study_store
 
 __all__ = [
     "export_results",
@@ -100,16 +101,25 @@ def export_results(
 ) -> dict[str, Path]:
     """Write the study's results as long and wide CSV and Parquet files into ``out_dir``.
 
+    Only one study's numbers are written: those of a :meth:`~robustlens.store.Store.scoped`
+    store, or, when ``out_dir`` is the output directory of a study on this store, those of
+    that study (its ``plan.json`` records the fingerprints of its models and datasets), so
+    another study's rows for the same model names never appear.
+
     Args:
-        store: a :class:`robustlens.store.Store` (or a path to one).
+        store: a :class:`robustlens.store.Store` (or a path to one; read-only stores work).
         out_dir: directory for the files (created if missing).
-        models: restrict to these models (default: every model in the store).
+        models: restrict to these models (default: every model of the study, or in the store).
 
     Returns:
         ``{"results_long.csv": path, ...}`` for the four files written.
     """
     if not isinstance(store, Store):
         store = Store(store)
+    if store.scope is None:
+        plan = read_plan(out_dir)
+        if plan and plan.get("store") == str(store.root):
+            store = study_store(store, plan)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     long = store.results(models=list(models) if models is not None else None)

@@ -35,14 +35,16 @@ from robustlens.report.exports import export_results, wide_table
 from robustlens.report.overview import generalization_overview, what_predicts_html
 from robustlens.roles import corrupt_group, role_from_name
 from robustlens.store import Store
-from robustlens.study import read_plan, study_plan
+from robustlens.study import read_plan, study_plan, study_store
 from robustlens.tables import Table
 
 __all__ = [
+    "FAULT_KEYS",
     "SUMMARY_FILE",
     "LazyArtifacts",
     "SectionError",
     "build_report_context",
+    "faults_html",
     "infer_datasets",
     "render_report",
     "report_sections",
@@ -168,6 +170,10 @@ def _study_summary(result: Any) -> dict[str, Any]:
     }
 
 
+#: what the study left out, copied from its plan into the summary (and study_summary.json)
+FAULT_KEYS = ("skipped", "failures", "incidents")
+
+
 def _store_of(store: Any, config: Any, recorded: Mapping[str, Any], out_dir: Path) -> Store:
     """The store: given, else the study config's, else the one the study or a report recorded."""
     store = store if store is not None else getattr(config, "store", None)
@@ -217,6 +223,14 @@ def build_report_context(
         summary = _read_summary(out_dir)
         plan = read_plan(out_dir) or {}
         store = _store_of(store, config, {**summary, **plan}, out_dir)
+    # only this study's numbers: another study on the same store may name a model alike
+    recorded = plan if plan.get("fingerprints") else summary
+    if isinstance(store, Store) and store.scope is None:
+        store = study_store(store, recorded)
+    for key in (*FAULT_KEYS, "fingerprints"):
+        summary[key] = recorded.get(key) or plan.get(key) or summary.get(key) or {}
+        if key in ("failures", "incidents") and not summary[key]:
+            summary[key] = []
     if config is not None:
         summary["name"] = config.name
     elif plan.get("name"):
@@ -515,6 +529,50 @@ window.addEventListener('load',function(){
 """
 
 
+def faults_html(ctx: ReportContext) -> str | None:
+    """What the study left out: measures not computed for a failed model (with the reason),
+    damaged arrays that were recomputed, and every skipped file of every dataset with its
+    reason. ``None`` when there is nothing to say."""
+    st = ctx.study
+    failures = st.get("failures") or []
+    incidents = st.get("incidents") or []
+    skipped = {d: items for d, items in (st.get("skipped") or {}).items() if items}
+    if not (failures or incidents or skipped):
+        return None
+    out = []
+    if failures:
+        also = " (its other datasets were computed)"
+        rows = [
+            [
+                f["model"],
+                f["measure"],
+                ", ".join(f["datasets"]),
+                f["reason"] + (also if f.get("other_datasets_computed") else ""),
+            ]
+            for f in failures
+        ]
+        out.append(
+            "<p>These measures were <b>not computed</b> for these models: the model's outputs "
+            "were not finite, so no number of it is shown or stored there.</p>"
+            + Table("Failed", ["model", "measure", "datasets", "reason"], rows).to_html()
+        )
+    if incidents:
+        out.append(
+            "<p>Damaged arrays found in the store were quarantined and recomputed:</p><ul>"
+            + "".join(f"<li>{esc(i)}</li>" for i in incidents)
+            + "</ul>"
+        )
+    for dataset, items in skipped.items():
+        rows = [[str(i), str(r)] for i, r in items]
+        out.append(
+            f"<details><summary>{esc(dataset)}: {len(items)} file(s) skipped (left out of "
+            "every number)</summary>"
+            + Table(f"Skipped in {dataset}", ["file", "reason"], rows).to_html()
+            + "</details>"
+        )
+    return "".join(out)
+
+
 def _slug(title: str) -> str:
     s = "".join(ch.lower() if ch.isalnum() else "-" for ch in title)
     return "-".join(p for p in s.split("-") if p) or "section"
@@ -577,6 +635,13 @@ def _summary_html(ctx: ReportContext, links: dict[str, str]) -> str:
     stages = st.get("stage_seconds") or {}
     if stages:
         kv.append(("stage timings", ", ".join(f"{k} {duration(v)}" for k, v in stages.items())))
+    n_skipped = sum(len(v) for v in (st.get("skipped") or {}).values())
+    if n_skipped:
+        kv.append(("skipped files", f"{n_skipped} (listed below, under Skipped files)"))
+    failures = st.get("failures") or []
+    if failures:
+        models = sorted({f["model"] for f in failures})
+        kv.append(("failed", f"{len(failures)} measure(s) of {', '.join(models)} (see below)"))
     if links:
         kv.append(
             (
@@ -622,6 +687,9 @@ def render_report(
         err = SectionError("Per-model results", repr(exc), traceback.format_exc())
         errors.append(err)
         parts.append(("per-model-results", "Per-model results", _error_box(err)))
+    faults = faults_html(ctx)
+    if faults:
+        parts.append(("skipped-files", "Skipped files and failures", faults))
     protocols = protocols_table(ctx)
     if protocols is not None:
         parts.append(
@@ -706,7 +774,7 @@ def write_report(
     path.parent.mkdir(parents=True, exist_ok=True)
     links: dict[str, str] = {}
     if export:
-        st = Store(ctx.study["store"])
+        st = study_store(ctx.study["store"], ctx.study)
         for name, p in export_results(st, out_dir, list(ctx.models)).items():
             if name.endswith(".csv"):
                 links[name] = os.path.relpath(p, path.parent)
