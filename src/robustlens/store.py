@@ -66,7 +66,33 @@ __all__ = [
     "VerifyReport",
 ]
 
-ENGINE_VERSION = "1"
+
+def pixel_code_version(root: Path | None = None) -> str:
+    """A hash of the code that turns files into the pixels and views models see.
+
+    Part of every array key: arrays computed by an earlier version of a view (a corrected
+    filter, a corruption made faithful to its reference) are never served for the new one;
+    they are computed again. Read from the files, not imported: the store sits below them.
+    """
+    root = root or Path(__file__).resolve().parent
+    files = sorted(
+        [
+            root / "engine.py",
+            root / "data" / "imagefolder.py",
+            root / "models" / "base.py",
+            *root.glob("views/*.py"),
+            *root.glob("transforms/*.py"),
+        ]
+    )
+    h = hashlib.sha256()
+    for f in files:
+        h.update(f.relative_to(root).as_posix().encode())
+        h.update(f.read_bytes())
+    return h.hexdigest()[:16]
+
+
+#: version of what the engine stores: the key format, then the pixel and view code
+ENGINE_VERSION = f"2-{pixel_code_version()}"
 #: 4: results keyed by (model, model_fp, dataset, dataset_fp, measure, name)
 SCHEMA_VERSION = 4
 META_VIEW = "__meta__"  # labels, extra labels and sample ids of a dataset shard

@@ -42,7 +42,7 @@ from robustlens.executors import get_executor
 from robustlens.measure import DatasetInfo, Measure, ModelInfo, get_measure
 from robustlens.models.base import ModelAdapter
 from robustlens.plan import DatasetSpec, plan_jobs, plan_views, resolve_datasets, resolve_models
-from robustlens.store import Store, StoredArrays
+from robustlens.store import ENGINE_VERSION, Store, StoredArrays
 
 
 class StudyInterrupted(RobustlensError, KeyboardInterrupt):
@@ -430,7 +430,8 @@ def measure_run_key(
 ) -> str | None:
     """Identity of one measure computation: everything its numbers depend on.
 
-    The measure's name and options, the measure code, the model fingerprint and, for each
+    The measure's name and options, the measure code, the engine version (which covers the
+    code of the pixels and views its arrays come from), the model fingerprint and, for each
     dataset it reads, name, fingerprint, role, tags and class mapping. ``None`` when the
     measure's options cannot be written down reproducibly (then it is always computed).
     """
@@ -441,6 +442,7 @@ def measure_run_key(
         "measure": measure.name,
         "options": options,
         "code": _measure_code_fingerprint(),
+        "engine": ENGINE_VERSION,
         "model": model.fingerprint,
         "datasets": [
             [

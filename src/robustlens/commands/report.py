@@ -19,7 +19,7 @@ from robustlens.report import export_results, write_report
 from robustlens.report.browser import screenshot as shoot
 from robustlens.runner import ConfigOpt, StoreOpt, StudyArg, load_study_config, study_path
 from robustlens.store import Store
-from robustlens.study import read_plan
+from robustlens.study import read_plan, study_store
 
 
 def _study_models(cfg: StudyConfig) -> list[str] | None:
@@ -85,7 +85,7 @@ def register(app: typer.Typer) -> None:
         try:
             path = study_path(study, config)
             cfg = load_study_config(path, store=str(store) if store else None)
-            st = Store(cfg.store)
+            st = study_store(cfg.store, read_plan(cfg.output))
             models = _study_models(cfg)
             if st.results(models=models).empty:
                 raise RobustlensError(

@@ -28,7 +28,15 @@ from robustlens.lines.biases.tables import (
     shape_bias_comparison,
 )
 from robustlens.roles import dataset_roles
-from robustlens.runner import ConfigOpt, StoreOpt, StudyArg, load_study_config, study_path
+from robustlens.runner import (
+    ConfigOpt,
+    StoreOpt,
+    StudyArg,
+    exit_code_of,
+    load_study_config,
+    print_faults,
+    study_path,
+)
 from robustlens.study import run_study
 
 __all__ = ["print_bias_report", "register"]
@@ -112,6 +120,7 @@ def register(app: typer.Typer) -> None:
                 measures=["accuracy", "biases"],
             )
             result = run_study(cfg, progress=True, log=lambda s: console.print(f"  {s}"))
+            print_faults(result)
             tables = print_bias_report(
                 result.store.results(models=result.models, datasets=result.datasets),
                 dataset_roles(result.datasets, result.dataset_roles),
@@ -131,3 +140,5 @@ def register(app: typer.Typer) -> None:
                 console.print(f"tables written to {csv}")
         except RobustlensError as exc:
             fail(exc)
+        if exit_code_of(result):
+            raise typer.Exit(exit_code_of(result))

@@ -28,7 +28,14 @@ from robustlens.lines.clustering.tables import (
     strongest_detail,
 )
 from robustlens.roles import dataset_roles
-from robustlens.runner import ConfigOpt, StoreOpt, StudyArg, run_study_command, study_path
+from robustlens.runner import (
+    ConfigOpt,
+    StoreOpt,
+    StudyArg,
+    exit_code_of,
+    run_study_command,
+    study_path,
+)
 
 MEASURES = ["accuracy", "clustering"]
 
@@ -77,6 +84,8 @@ def clustering_cmd(
             out.print(f"tables written to {csv}")
     except RobustlensError as exc:
         fail(exc)
+    if exit_code_of(result):
+        raise typer.Exit(exit_code_of(result))
 
 
 def register(app: typer.Typer) -> None:

@@ -32,7 +32,14 @@ from robustlens.lines.invariance.tables import (
     mae_table,
     model_centric_table,
 )
-from robustlens.runner import ConfigOpt, StoreOpt, StudyArg, run_study_command, study_path
+from robustlens.runner import (
+    ConfigOpt,
+    StoreOpt,
+    StudyArg,
+    exit_code_of,
+    run_study_command,
+    study_path,
+)
 from robustlens.tables import Table
 
 MEASURES = ["accuracy", "invariance", "label_free"]
@@ -103,6 +110,8 @@ def invariance_cmd(
             out.print(f"tables written to {csv}")
     except RobustlensError as exc:
         fail(exc)
+    if exit_code_of(result):
+        raise typer.Exit(exit_code_of(result))
 
 
 def register(app: typer.Typer) -> None:

@@ -25,7 +25,15 @@ from robustlens.lines.spurious.analysis import (
 )
 from robustlens.lines.spurious.grids import render_component_grids
 from robustlens.lines.spurious.tables import correlation_table, model_table
-from robustlens.runner import ConfigOpt, StoreOpt, StudyArg, load_study_config, study_path
+from robustlens.runner import (
+    ConfigOpt,
+    StoreOpt,
+    StudyArg,
+    exit_code_of,
+    load_study_config,
+    print_faults,
+    study_path,
+)
 from robustlens.study import run_study
 
 MEASURES = ["accuracy", "spurious"]
@@ -101,6 +109,7 @@ def register(app: typer.Typer) -> None:
                 load_study_config(study_path(study, config), store=str(store) if store else None)
             )
             result = run_study(cfg, progress=True, log=lambda s: console.print(f"  {s}"))
+            print_faults(result)
             console.print(
                 f"{result.forward_passes} forward passes, {result.images_decoded} images decoded"
             )
@@ -113,3 +122,5 @@ def register(app: typer.Typer) -> None:
                     out.print(f"{len(paths)} component grid(s) in {paths[0].parent}")
         except RobustlensError as exc:
             fail(exc)
+        if exit_code_of(result):
+            raise typer.Exit(exit_code_of(result))
