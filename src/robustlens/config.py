@@ -94,6 +94,10 @@ class DatasetEntry(_Strict):
     severities: list[Annotated[int, Field(ge=1, le=5)]] = Field(
         default_factory=lambda: [1, 2, 3, 4, 5]
     )
+    # folder scans: symlinked directories are skipped unless asked (each scanned once, by
+    # resolved path); images above max_pixels are refused undecoded (None: PIL's limit)
+    follow_symlinks: bool = False
+    max_pixels: int | None = Field(None, ge=0)
 
     @field_validator("layout")
     @classmethod
@@ -117,6 +121,10 @@ class DatasetEntry(_Strict):
         if self.layout is None:
             return self
         layout = get_layout(self.layout)
+        if self.layout != "imagefolder" and (self.follow_symlinks or self.max_pixels is not None):
+            raise ValueError(
+                f"follow_symlinks and max_pixels apply to layout 'imagefolder', not {self.layout!r}"
+            )
         for key in layout.needs:
             if not getattr(self, key):
                 raise ValueError(f"dataset layout {self.layout!r} needs {key!r}")

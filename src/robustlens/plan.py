@@ -97,7 +97,14 @@ def _layout_specs(entry: DatasetEntry) -> list[DatasetSpec]:
     size_tag = {"image_size": entry.size, "layout": layout.name}
     role = entry.role or layout.role
     name = entry.name or layout.name
-    args = LayoutArgs(entry.root or "", entry.size, name, entry.mapping_file)
+    args = LayoutArgs(
+        entry.root or "",
+        entry.size,
+        name,
+        entry.mapping_file,
+        follow_symlinks=entry.follow_symlinks,
+        max_pixels=entry.max_pixels,
+    )
     if layout.expands:
         return [
             DatasetSpec(ds.name, role, {**tags, **size_tag}, lambda d=ds: d)

@@ -44,6 +44,8 @@ class LayoutArgs:
     size: int = 224
     name: str = ""
     mapping_file: str | None = None
+    follow_symlinks: bool = False
+    max_pixels: int | None = None
 
 
 #: an opener returns one dataset, or (for a layout that expands) ``[(dataset, tags), ...]``
@@ -110,7 +112,13 @@ def available_layouts() -> list[str]:
 # ----------------------------------------------------------------------------- built-in layouts
 @register_layout("imagefolder", role="other")
 def _imagefolder(a: LayoutArgs) -> Dataset:
-    return ImageFolderDataset(a.root, size=a.size, name=a.name)
+    return ImageFolderDataset(
+        a.root,
+        size=a.size,
+        name=a.name,
+        follow_symlinks=a.follow_symlinks,
+        max_pixels=a.max_pixels,
+    )
 
 
 @register_layout("imagenet_val", role="id", real_labels=True)
