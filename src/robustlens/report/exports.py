@@ -26,13 +26,15 @@ memory at once). Everything here is plain pandas/pyarrow::
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import json
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import pyarrow.parquet as pq
 
+from robustlens.analysis.corruption_error import corruption_errors_by_group, mce_table
 from robustlens.store import Store
 from robustlens.study import read_plan, study_store
 
@@ -116,10 +118,9 @@ def export_results(
     """
     if not isinstance(store, Store):
         store = Store(store)
-    if store.scope is None:
-        plan = read_plan(out_dir)
-        if plan and plan.get("store") == str(store.root):
-            store = study_store(store, plan)
+    plan = read_plan(out_dir)
+    if store.scope is None and plan and plan.get("store") == str(store.root):
+        store = study_store(store, plan)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     long = store.results(models=list(models) if models is not None else None)
@@ -134,6 +135,31 @@ def export_results(
         _atomic(csv, lambda p, df=df: df.to_csv(p, index=False))
         _atomic(parquet, lambda p, df=df: df.to_parquet(p, index=False))
         paths[csv.name], paths[parquet.name] = csv, parquet
+    if plan:
+        paths.update(_protocol_exports(long, plan, out))
+    return paths
+
+
+def _protocol_exports(long: pd.DataFrame, plan: Mapping[str, Any], out: Path) -> dict[str, Path]:
+    """``protocols.json`` (each measure's paper and parameters) and, for every corrupted set
+    with ImageNet-C's 15 corruptions, ``mce.csv`` (mCE and relative mCE per model)."""
+    paths: dict[str, Path] = {}
+    protocols = plan.get("protocols") or {}
+    if protocols:
+        path = out / "protocols.json"
+        _atomic(path, lambda p: p.write_text(json.dumps(protocols, indent=1)))
+        paths[path.name] = path
+    baseline = ((protocols.get("accuracy") or {}).get("parameters") or {}).get("mce_baseline")
+    frames = []
+    for group in corruption_errors_by_group(long, plan.get("datasets") or {}):
+        table, _ = mce_table(group, baseline)
+        if table is not None:
+            frames.append(table.to_frame().assign(dataset=group.group))
+    if frames:
+        path = out / "mce.csv"
+        mce = pd.concat(frames, ignore_index=True)
+        _atomic(path, lambda p: mce.to_csv(p, index=False))
+        paths[path.name] = path
     return paths
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from robustlens.lines.accuracy.corruption import corruption_errors_by_group, mce_table
+from robustlens.analysis.corruption_error import corruption_errors_by_group, mce_table
 from robustlens.lines.accuracy.section import render_corruption_error
 from robustlens.metrics.corruption_error import ALEXNET_CLEAN_ERROR, ALEXNET_ERRORS
 from robustlens.report.context import ReportContext
@@ -70,3 +70,14 @@ def test_a_set_without_all_15_corruptions_names_the_missing_ones():
     assert table is None and "frost" in note and "glass_blur" in note
     ctx = ReportContext(results=res, artifacts={}, output_dir=".", datasets=info)
     assert "missing" in render_corruption_error(ctx)
+
+
+def test_exports_write_mce_and_protocols_for_a_study_with_the_15_corruptions(tmp_path):
+    from robustlens.report.exports import _protocol_exports
+
+    res, info = _study({"alexnet-like": ALEXNET_ERRORS}, {"alexnet-like": ALEXNET_CLEAN_ERROR})
+    plan = {"datasets": info, "protocols": {"accuracy": {"paper": "x", "parameters": {}}}}
+    paths = _protocol_exports(res, plan, tmp_path)
+    assert set(paths) == {"protocols.json", "mce.csv"}
+    mce = pd.read_csv(paths["mce.csv"])
+    assert mce.loc[0, "mCE"] == pytest.approx(100.0) and mce.loc[0, "dataset"] == "imagenet_c"

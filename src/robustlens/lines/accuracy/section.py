@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from robustlens.analysis.corruption_error import corruption_errors_by_group, mce_table
 from robustlens.formatting import esc
-from robustlens.lines.accuracy.corruption import corruption_errors_by_group, mce_table
 from robustlens.report.context import ReportContext
 
 __all__ = ["render_corruption_error"]
