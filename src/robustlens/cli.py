@@ -9,13 +9,12 @@ from typing import Annotated
 
 import typer
 import yaml
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 from rich.table import Table
 
 from robustlens.commands import pretrained, report
 from robustlens.commands import store as store_commands
 from robustlens.config import GeneratedSection, parse_config
-from robustlens.console import console, fail, stdout_console
+from robustlens.console import StageProgress, console, fail, stdout_console
 from robustlens.demo import demo_config_dict
 from robustlens.errors import RobustlensError
 from robustlens.generate import (
@@ -65,17 +64,9 @@ def world_build(
         cfg = load_study_config(study_path(study, config), store=str(store) if store else None)
         world = world_of(cfg)
         names = world.split_names()
-        with Progress(
-            "[bold]world",
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=console,
-            transient=True,
-        ) as p:
-            task = p.add_task("splits", total=len(names))
+        with StageProgress("world", total=len(names), unit="splits") as p:
             for _ in world.build_all():
-                p.advance(task)
+                p.advance()
         console.print(f"world {world.fingerprint()}: {len(names)} splits, classes {world.classes}")
     except RobustlensError as exc:
         fail(exc)
@@ -126,19 +117,10 @@ def zoo_train(
         if zoo.generated is not None:
             members += _generated_twins(world, members, zoo.generated, out_dir)
         todo = [m for m in members if force or not (out_dir / f"{m.name}.safetensors").exists()]
-        with Progress(
-            "[bold]zoo",
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            "{task.description}",
-            console=console,
-            transient=True,
-        ) as p:
-            task = p.add_task("training", total=len(todo))
+        with StageProgress("zoo", total=len(todo), unit="members") as p:
 
             def done(name: str, dt: float) -> None:
-                p.advance(task)
+                p.advance()
                 console.print(f"  trained {name} in {dt:.1f}s")
 
             train_zoo(
@@ -166,16 +148,8 @@ def _generated_twins(
     if not done_marker.exists():
         t0 = time.perf_counter()
         if not (gen_dir / "generator.json").exists():
-            with Progress(
-                "[bold]generator", BarColumn(), TimeElapsedColumn(), console=console, transient=True
-            ) as p:
-                task = p.add_task("train", total=1.0)
-                train_world_generator(
-                    world,
-                    gen_dir,
-                    steps=section.train_steps,
-                    progress=lambda f: p.update(task, completed=f),
-                )
+            with StageProgress("generator", total=1.0) as p:
+                train_world_generator(world, gen_dir, steps=section.train_steps, progress=p.update)
             console.print(f"  trained the world generator in {time.perf_counter() - t0:.1f}s")
         t1 = time.perf_counter()
         sample_world_generator(gen_dir, img_dir, section.n_per_class, steps=section.sample_steps)

@@ -4,10 +4,18 @@ standard error, and errors as one clear line with exit code 2 (or the error's ow
 
 from __future__ import annotations
 
-from typing import NoReturn
+import time
+from typing import Any, NoReturn
 
 import typer
 from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 # Wide enough for the per-model tables of the demo study; rich's 80 would cut model names.
 LOG_WIDTH = 160
@@ -42,3 +50,79 @@ def fail(exc: BaseException) -> NoReturn:
     else:
         console.print(f"[bold red]error:[/] {exc}", highlight=False)
     raise typer.Exit(code=code)
+
+
+#: a log (no terminal) gets a progress line at least this often while a stage runs
+LOG_EVERY_SECONDS = 30.0
+
+
+class StageProgress:
+    """Progress of one long stage (world, zoo, generator, engine passes, store verify).
+
+    On a terminal: a rich bar (done/total, elapsed, remaining). In a log or pipe, where a bar
+    would print nothing until the end: a plain line ``stage: done/total (rate/s, ETA)`` at the
+    first step and then at most every :data:`LOG_EVERY_SECONDS`, and one when the stage ends.
+    """
+
+    def __init__(
+        self,
+        stage: str,
+        total: float | None = None,
+        unit: str = "",
+        out: Console | None = None,
+        every: float = LOG_EVERY_SECONDS,
+    ) -> None:
+        self.stage, self.total, self.unit, self.every = stage, total, unit, every
+        self.out = out or console
+        self.done = 0.0
+        self._bar: Progress | None = None
+        self._task: Any = None
+        self._t0 = self._last = 0.0
+
+    def __enter__(self) -> StageProgress:
+        self._t0 = time.perf_counter()
+        self._last = -float("inf")
+        if self.out.is_terminal:
+            self._bar = Progress(
+                f"[bold]{self.stage}",
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                TimeRemainingColumn(),
+                console=self.out,
+                transient=True,
+            )
+            self._bar.start()
+            self._task = self._bar.add_task(self.stage, total=self.total)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+        elif self.done:
+            self._line(final=True)
+
+    def advance(self, n: float = 1) -> None:
+        self.update(self.done + n)
+
+    def update(self, completed: float, total: float | None = None) -> None:
+        self.done = completed
+        if total is not None:
+            self.total = total
+        if self._bar is not None:
+            self._bar.update(self._task, completed=completed, total=self.total)
+        elif time.perf_counter() - self._last >= self.every:
+            self._line()
+
+    def _line(self, final: bool = False) -> None:
+        now = time.perf_counter()
+        self._last = now
+        elapsed = max(now - self._t0, 1e-9)
+        rate = self.done / elapsed
+        unit = f" {self.unit}" if self.unit else ""
+        total = f"/{self.total:g}" if self.total else ""
+        eta = ""
+        if self.total and rate > 0 and not final:
+            eta = f", ETA {(self.total - self.done) / rate:.0f} s"
+        when = f"done in {elapsed:.0f} s" if final else f"{rate:.2f}{unit}/s{eta}"
+        self.out.print(f"  {self.stage}: {self.done:g}{total}{unit} ({when})")

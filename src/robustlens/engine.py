@@ -27,8 +27,8 @@ from typing import Any
 
 import numpy as np
 import torch
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
+from robustlens.console import StageProgress
 from robustlens.data.base import ArrayDataset, ClassMapping, Dataset
 from robustlens.errors import ConfigError
 from robustlens.models.base import ModelAdapter
@@ -83,7 +83,7 @@ class _Run:
     meta_key: ArrayKey
     n_shards: int
     report: EngineReport
-    bar: Any  # (rich Progress, task id) or None
+    bar: StageProgress | None
     acceptable: np.ndarray | None  # every sample's acceptable labels, when meta is missing
     #: per failed model (job index): indices of the samples with non-finite outputs, and views
     bad: dict[int, tuple[set[int], set[str]]] = field(default_factory=dict)
@@ -312,7 +312,7 @@ class Engine:
                 self.shards_done += 1
         finally:
             if bar is not None:
-                bar[0].stop()
+                bar.__exit__(None, None, None)
         self._drop_failed(run)
         report.skipped = self.store.skipped(dfp)
         report.seconds = time.perf_counter() - t0
@@ -345,18 +345,10 @@ class Engine:
             models.append(m)
         return models
 
-    def _progress_bar(self, name: str, total: int):
+    def _progress_bar(self, name: str, total: int) -> StageProgress | None:
         if not self.progress:
             return None
-        p = Progress(
-            "[bold]{task.description}",
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeRemainingColumn(),
-            transient=True,
-        )
-        p.start()
-        return p, p.add_task(name, total=total)
+        return StageProgress(name, total=total, unit="images").__enter__()
 
     def _forward(self, model: ModelAdapter, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         ctx = (
@@ -436,7 +428,7 @@ class Engine:
                     if v in job.feature_views:
                         o["features"].append(feats.cpu().numpy())
             if bar is not None:
-                bar[0].advance(bar[1], len(imgs))
+                bar.advance(len(imgs))
         if skipped:
             self.store.put_skipped(run.meta_key.dataset_fp, skipped)
         for (i, v), o in outs.items():

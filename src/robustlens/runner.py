@@ -8,9 +8,11 @@ a study takes it, runs it and fails the same way.
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any
 
+import pandas as pd
 import typer
 from rich.table import Table
 
@@ -33,6 +35,7 @@ __all__ = [
     "StudyArg",
     "console",
     "exit_code_of",
+    "exit_for",
     "fail",
     "load_study_config",
     "print_faults",
@@ -40,6 +43,7 @@ __all__ = [
     "run_study_command",
     "study_path",
     "world_of",
+    "write_csv_tables",
     "write_report_command",
 ]
 
@@ -48,23 +52,15 @@ __all__ = [
 # Every command that works on a study takes it the same way: as the optional positional
 # argument STUDY or as -c/--config (either; both only when they name the same file).
 #: the study file as a positional argument (a command without one runs the demo study)
-StudyArg = Annotated[
-    Path | None,
-    typer.Argument(
-        metavar="STUDY",
-        help="Study YAML (or give it as -c/--config). Default: the demo study.",
-        show_default=False,
-    ),
-]
+def _study_argument(help_text: str) -> Any:
+    return Annotated[
+        Path | None, typer.Argument(metavar="STUDY", help=help_text, show_default=False)
+    ]
+
+
+StudyArg = _study_argument("Study YAML (or give it as -c/--config). Default: the demo study.")
 #: the same, for a command that has no default study
-RequiredStudyArg = Annotated[
-    Path | None,
-    typer.Argument(
-        metavar="STUDY",
-        help="Study YAML (or give it as -c/--config).",
-        show_default=False,
-    ),
-]
+RequiredStudyArg = _study_argument("Study YAML (or give it as -c/--config).")
 #: the study file as an option: the same file as STUDY
 ConfigOpt = Annotated[
     Path | None,
@@ -275,6 +271,20 @@ def run_study_command(
         return result
     except RobustlensError as exc:
         fail(exc)
+
+
+def write_csv_tables(folder: Path, tables: Mapping[str, tuple[pd.DataFrame, bool]]) -> None:
+    """Write ``{file name: (table, with its index)}`` as CSV into ``folder`` and say where."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, (table, index) in tables.items():
+        table.to_csv(folder / name, index=index)
+    console.print(f"tables written to {folder}")
+
+
+def exit_for(result: StudyResult | None) -> None:
+    """Exit with :func:`exit_code_of` when it is not 0 (a model failed)."""
+    if exit_code_of(result):
+        raise typer.Exit(exit_code_of(result))
 
 
 def exit_code_of(result: StudyResult | None) -> int:

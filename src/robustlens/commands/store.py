@@ -17,10 +17,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
 from robustlens.config import StudyConfig
-from robustlens.console import console, fail
+from robustlens.console import StageProgress, console, fail
 from robustlens.errors import RobustlensError, StoreError
 from robustlens.runner import load_study_config, run_study_command
 from robustlens.store import GC_GRACE_S, Store
@@ -72,18 +71,8 @@ def register(app: typer.Typer) -> None:
         that use them (exit code 1 when some are bad and not repaired)."""
         try:
             store, cfg = _open(target)
-            with Progress(
-                "[bold]verify",
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeElapsedColumn(),
-                console=console,
-                transient=True,
-            ) as p:
-                task = p.add_task("arrays", total=None)
-                report = store.verify(
-                    repair=repair, progress=lambda i, n: p.update(task, completed=i, total=n)
-                )
+            with StageProgress("verify", unit="arrays") as p:
+                report = store.verify(repair=repair, progress=lambda i, n: p.update(i, total=n))
             console.print(
                 f"store {store.root}: {report.checked} arrays ({_mb(report.nbytes)}) checked "
                 f"in {report.seconds:.1f}s; {len(report.problems)} bad"

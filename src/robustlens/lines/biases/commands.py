@@ -32,10 +32,11 @@ from robustlens.runner import (
     ConfigOpt,
     StoreOpt,
     StudyArg,
-    exit_code_of,
+    exit_for,
     load_study_config,
     print_faults,
     study_path,
+    write_csv_tables,
 )
 from robustlens.study import run_study
 
@@ -130,15 +131,18 @@ def register(app: typer.Typer) -> None:
                 n_boot,
             )
             if csv is not None:
-                csv.mkdir(parents=True, exist_ok=True)
-                tables["biases"].to_csv(csv / "biases.csv")
-                tables["generalization"].to_csv(csv / "generalization.csv")
-                missing_rows(tables["generalization"]).to_csv(
-                    csv / "generalization_missing.csv", index=False
+                write_csv_tables(
+                    csv,
+                    {
+                        "biases.csv": (tables["biases"], True),
+                        "generalization.csv": (tables["generalization"], True),
+                        "generalization_missing.csv": (
+                            missing_rows(tables["generalization"]),
+                            False,
+                        ),
+                        "bias_generalization.csv": (tables["matrix"], False),
+                    },
                 )
-                tables["matrix"].to_csv(csv / "bias_generalization.csv", index=False)
-                console.print(f"tables written to {csv}")
         except RobustlensError as exc:
             fail(exc)
-        if exit_code_of(result):
-            raise typer.Exit(exit_code_of(result))
+        exit_for(result)

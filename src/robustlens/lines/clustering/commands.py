@@ -32,9 +32,10 @@ from robustlens.runner import (
     ConfigOpt,
     StoreOpt,
     StudyArg,
-    exit_code_of,
+    exit_for,
     run_study_command,
     study_path,
+    write_csv_tables,
 )
 
 MEASURES = ["accuracy", "clustering"]
@@ -78,14 +79,13 @@ def clustering_cmd(
                 f"({strongest_detail(best, method)})"
             )
         if csv is not None:
-            csv.mkdir(parents=True, exist_ok=True)
-            table.to_csv(csv / "indicators.csv")
-            corr.to_csv(csv / "indicator_correlations.csv", index=False)
-            out.print(f"tables written to {csv}")
+            write_csv_tables(
+                csv,
+                {"indicators.csv": (table, True), "indicator_correlations.csv": (corr, False)},
+            )
     except RobustlensError as exc:
         fail(exc)
-    if exit_code_of(result):
-        raise typer.Exit(exit_code_of(result))
+    exit_for(result)
 
 
 def register(app: typer.Typer) -> None:

@@ -36,9 +36,10 @@ from robustlens.runner import (
     ConfigOpt,
     StoreOpt,
     StudyArg,
-    exit_code_of,
+    exit_for,
     run_study_command,
     study_path,
+    write_csv_tables,
 )
 from robustlens.tables import Table
 
@@ -103,15 +104,17 @@ def invariance_cmd(
         if not mae.empty:
             out.print(f"lowest MAE: {lowest_mae(mae)}")
         if csv is not None:
-            csv.mkdir(parents=True, exist_ok=True)
-            mc.to_csv(csv / "model_centric.csv", index=False)
-            dc.to_csv(csv / "dataset_centric.csv", index=False)
-            mae.to_csv(csv / "ood_mae.csv", index=False)
-            out.print(f"tables written to {csv}")
+            write_csv_tables(
+                csv,
+                {
+                    "model_centric.csv": (mc, False),
+                    "dataset_centric.csv": (dc, False),
+                    "ood_mae.csv": (mae, False),
+                },
+            )
     except RobustlensError as exc:
         fail(exc)
-    if exit_code_of(result):
-        raise typer.Exit(exit_code_of(result))
+    exit_for(result)
 
 
 def register(app: typer.Typer) -> None:

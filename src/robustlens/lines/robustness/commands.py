@@ -30,7 +30,7 @@ from robustlens.runner import (
     ConfigOpt,
     StoreOpt,
     StudyArg,
-    exit_code_of,
+    exit_for,
     load_study_config,
     run_study_command,
     study_path,
@@ -202,8 +202,7 @@ def robustness(
         csv.parent.mkdir(parents=True, exist_ok=True)
         table.to_csv(csv, index=False)
         out.print(f"ER table written to {csv}")
-    if exit_code_of(result):
-        raise typer.Exit(exit_code_of(result))
+    exit_for(result)
 
 
 def register(app: typer.Typer) -> None:

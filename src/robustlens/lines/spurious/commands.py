@@ -29,7 +29,7 @@ from robustlens.runner import (
     ConfigOpt,
     StoreOpt,
     StudyArg,
-    exit_code_of,
+    exit_for,
     load_study_config,
     print_faults,
     study_path,
@@ -122,5 +122,4 @@ def register(app: typer.Typer) -> None:
                     out.print(f"{len(paths)} component grid(s) in {paths[0].parent}")
         except RobustlensError as exc:
             fail(exc)
-        if exit_code_of(result):
-            raise typer.Exit(exit_code_of(result))
+        exit_for(result)
