@@ -7,7 +7,7 @@ Every error names the argument, the expected and the actual value.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -148,6 +148,25 @@ def check_frame(
             f"{list(df.columns)}{hint}"
         )
     return df
+
+
+def check_mapping(
+    value: Any, name: str, expected: str, item: str, *, error: type[Exception] = ValidationError
+) -> Mapping[Any, Any]:
+    """A non-empty mapping; else ``error`` naming ``name``, what was ``expected`` and the ``item``.
+
+    Example:
+        >>> try:
+        ...     check_mapping({}, "errors", "a mapping", "corruption")
+        ... except ValidationError as e:
+        ...     print(e)
+        errors: expected at least one corruption, got an empty mapping
+    """
+    if not isinstance(value, Mapping):
+        raise error(f"{name}: expected {expected}, got {type(value).__name__}")
+    if not value:
+        raise error(f"{name}: expected at least one {item}, got an empty mapping")
+    return value
 
 
 def check_consistent_length(*arrays: tuple[str, Sequence[Any] | np.ndarray]) -> int:

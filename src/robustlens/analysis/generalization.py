@@ -75,6 +75,7 @@ from robustlens._validation import check_frame
 from robustlens.analysis.correlation import Method, correlation_table
 from robustlens.errors import ValidationError
 from robustlens.roles import dataset_roles
+from robustlens.transforms.cbar import CBAR_CORRUPTIONS
 
 __all__ = [
     "BIASES",
@@ -105,19 +106,6 @@ COMPONENTS: dict[str, dict[str, str]] = {
     },
     "adversarial": {"pgd": "PGD-40 at the low budget"},
 }
-#: ImageNet-C-bar's corruptions, as its release (and seed 002's code) spells the folders
-CBAR_CORRUPTIONS: tuple[str, ...] = (
-    "blue_noise_sample",
-    "brownish_noise",
-    "caustic_refraction",
-    "checkerboard_cutout",
-    "cocentric_sine_waves",
-    "inverse_sparkles",
-    "perlin_noise",
-    "plasma_noise",
-    "single_frequency_greyscale",
-    "sparkles",
-)
 BIASES: tuple[str, ...] = (
     "shape_bias",
     "low_freq_bias",

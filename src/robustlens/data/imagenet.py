@@ -25,7 +25,8 @@ from __future__ import annotations
 import csv
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from scipy.io import loadmat
@@ -148,6 +149,15 @@ def _subdirs(path: Path) -> list[Path]:
         (p for p in path.iterdir() if p.is_dir() and not p.name.startswith(".")),
         key=lambda p: p.name,
     )
+
+
+def _wnid_root(root: str | os.PathLike[str], what: str, layout: str, inner: str) -> Path:
+    """The folder of the wnid folders: ``root`` itself, or its ``inner`` folder where ``root``
+    holds no wnid folder (a missing root raises :class:`DatasetLayoutError`)."""
+    path = _open_root(root, what, layout)
+    if not any(_WNID_RE.match(f.name) for f in _subdirs(path)):
+        path = _open_root(path, what, layout, inner=inner)
+    return path
 
 
 _WNID_FOLDERS = "ImageNet-1k wnid folders like n01440764/"
@@ -364,6 +374,109 @@ def _as_list(value: object) -> list | None:
     return list(value)  # type: ignore[call-overload]
 
 
+@dataclass(frozen=True)
+class _CorruptionLayout:
+    """What tells ImageNet-C's layout from -C-bar's (both ``root/<corruption>/<severity>/...``).
+
+    Attributes:
+        what: the dataset's name in messages.
+        prefix: the datasets' names are ``<prefix>/<corruption>/<severity>``.
+        layout: the layout's description.
+        severity_like: whether a top-level folder name looks like a severity (the caller
+            passed one level too deep).
+        read_severities: ``(folder, corruption) -> {severity: folder}`` of one corruption.
+        known: the only corruption folder names allowed (``None``: any).
+    """
+
+    what: str
+    prefix: str
+    layout: str
+    severity_like: Callable[[str], object]
+    read_severities: Callable[[Path, str], dict[int, Path]]
+    known: Sequence[str] | None = None
+
+
+def _corruption_folders(
+    spec: _CorruptionLayout,
+    root: str | os.PathLike[str],
+    corruption: str | Sequence[str] | None,
+    severity: int | Sequence[int] | None,
+    size: int,
+    crop: str,
+) -> list[ImageFolderDataset]:
+    """One dataset ``<prefix>/<corruption>/<severity>`` per folder of a corruption layout,
+    sorted by corruption, then severity (see :func:`imagenet_c`)."""
+    what, layout, known = spec.what, spec.layout, spec.known
+    path = _open_root(root, what, layout)
+    folders = {d.name: d for d in _subdirs(path)}
+    if not folders:
+        raise DatasetLayoutError(
+            f"{what} at {path}: expected {layout}; found no corruption folders"
+        )
+    if all(spec.severity_like(c) for c in folders):
+        raise DatasetLayoutError(
+            f"{what} at {path}: expected {layout}; found severity-like folders "
+            f"{_preview(sorted(folders))} at the top: pass the parent of the corruption folders"
+        )
+    if known is not None:
+        unknown = sorted(c for c in folders if c not in known)
+        if unknown:
+            hint = ""
+            if any(c in CORRUPTIONS for c in unknown):
+                hint = " (ImageNet-C corruption names: this looks like layout 'imagenet_c')"
+            raise DatasetLayoutError(
+                f"{what} at {path}: expected {layout}; found folders that are not "
+                f"C-bar corruptions: {_preview(unknown)}{hint}"
+            )
+    wanted = _as_list(corruption)
+    if wanted is not None:
+        missing = [c for c in wanted if c not in folders]
+        if missing:
+            raise DatasetLayoutError(
+                f"{what} at {path}: corruption(s) {missing} not found; found "
+                f"{_preview(sorted(folders))} (layout {layout})"
+            )
+    names = sorted(folders) if wanted is None else sorted(set(wanted))
+    wanted_sev = _as_list(severity)
+    out: list[ImageFolderDataset] = []
+    for c in names:
+        severities = spec.read_severities(folders[c], c)
+        chosen = sorted(severities) if wanted_sev is None else sorted({int(s) for s in wanted_sev})
+        absent = [s for s in chosen if s not in severities]
+        if absent:
+            raise DatasetLayoutError(
+                f"{what} corruption {c!r}: severity {absent} not found; found "
+                f"{sorted(severities)} (layout {layout})"
+            )
+        for s in chosen:
+            out.append(
+                _wnid_dataset(
+                    severities[s],
+                    name=f"{spec.prefix}/{c}/{s}",
+                    layout=layout,
+                    size=size,
+                    crop=crop,
+                )
+            )
+    return out
+
+
+def _c_severities(folder: Path, corruption: str) -> dict[int, Path]:
+    """Severity -> folder of one ImageNet-C corruption: digit-named folders only."""
+    sev_dirs = _subdirs(folder)
+    bad = [d.name for d in sev_dirs if not d.name.isdigit()]
+    if bad or not sev_dirs:
+        found = f"non-severity folders {_preview(bad)}" if bad else "no severity folders"
+        raise DatasetLayoutError(
+            f"ImageNet-C corruption folder {folder}: expected severity folders "
+            f"1..5 (layout {C_LAYOUT}); found {found}"
+        )
+    return {int(d.name): d for d in sev_dirs}
+
+
+_C = _CorruptionLayout("ImageNet-C", "imagenet_c", C_LAYOUT, str.isdigit, _c_severities)
+
+
 def imagenet_c(
     root: str | os.PathLike[str],
     corruption: str | Sequence[str] | None = None,
@@ -395,53 +508,7 @@ def imagenet_c(
     Raises:
         DatasetLayoutError: wrong layout, or a requested corruption/severity is absent.
     """
-    root = _open_root(root, "ImageNet-C", C_LAYOUT)
-    corruptions = {d.name: d for d in _subdirs(root)}
-    if not corruptions:
-        raise DatasetLayoutError(
-            f"ImageNet-C at {root}: expected {C_LAYOUT}; found no corruption folders"
-        )
-    digit_named = [c for c in corruptions if c.isdigit()]
-    if digit_named and len(digit_named) == len(corruptions):
-        raise DatasetLayoutError(
-            f"ImageNet-C at {root}: expected {C_LAYOUT}; found severity-like folders "
-            f"{_preview(digit_named)} at the top: pass the parent of the corruption folders"
-        )
-    wanted = _as_list(corruption)
-    if wanted is not None:
-        missing = [c for c in wanted if c not in corruptions]
-        if missing:
-            raise DatasetLayoutError(
-                f"ImageNet-C at {root}: corruption(s) {missing} not found; found "
-                f"{_preview(sorted(corruptions))} (layout {C_LAYOUT})"
-            )
-    names = sorted(corruptions) if wanted is None else sorted(set(wanted))
-    wanted_sev = _as_list(severity)
-    out: list[ImageFolderDataset] = []
-    for c in names:
-        sev_dirs = _subdirs(corruptions[c])
-        bad = [d.name for d in sev_dirs if not d.name.isdigit()]
-        if bad or not sev_dirs:
-            found = f"non-severity folders {_preview(bad)}" if bad else "no severity folders"
-            raise DatasetLayoutError(
-                f"ImageNet-C corruption folder {corruptions[c]}: expected severity folders "
-                f"1..5 (layout {C_LAYOUT}); found {found}"
-            )
-        severities = {int(d.name): d for d in sev_dirs}
-        chosen = sorted(severities) if wanted_sev is None else sorted({int(s) for s in wanted_sev})
-        absent = [s for s in chosen if s not in severities]
-        if absent:
-            raise DatasetLayoutError(
-                f"ImageNet-C corruption {c!r}: severity {absent} not found; found "
-                f"{sorted(severities)} (layout {C_LAYOUT})"
-            )
-        for s in chosen:
-            out.append(
-                _wnid_dataset(
-                    severities[s], name=f"imagenet_c/{c}/{s}", layout=C_LAYOUT, size=size, crop=crop
-                )
-            )
-    return out
+    return _corruption_folders(_C, root, corruption, severity, size, crop)
 
 
 # --------------------------------------------------------------------------------------------
@@ -480,6 +547,16 @@ def _cbar_severities(folder: Path, corruption: str) -> dict[int, Path]:
     return out
 
 
+_CBAR = _CorruptionLayout(
+    "ImageNet-C-bar",
+    "imagenet_cbar",
+    CBAR_LAYOUT,
+    lambda c: re.fullmatch(r"\d+(\.\d+)?", c),
+    _cbar_severities,
+    known=CBAR_CORRUPTIONS,
+)
+
+
 def imagenet_cbar(
     root: str | os.PathLike[str],
     corruption: str | Sequence[str] | None = None,
@@ -499,72 +576,15 @@ def imagenet_cbar(
     are the 1000 wnids (identity mapping for ImageNet models). The images are stored at
     224 x 224 like ImageNet-C's, so the default ``crop="crop"`` only centre-crops to ``size``.
 
-    Args:
-        root: the ImageNet-C-bar directory.
-        corruption: a corruption name or list of names (default: every folder).
-        severity: a severity 1..5 or list of them (default: every severity folder).
-        size: output side length.
-        crop: preprocessing mode (see ``robustlens.data.imagefolder.CROP_MODES``).
-
-    Returns:
-        The datasets, one per (corruption, severity).
+    Arguments and return value as :func:`imagenet_c`, with the ImageNet-C-bar directory as
+    ``root`` and severities 1..5.
 
     Raises:
         DatasetLayoutError: wrong layout (an ImageNet-C tree, a folder that is not a C-bar
             corruption, a severity folder that is neither 1..5 nor the release's level), or a
             requested corruption/severity is absent.
     """
-    root = _open_root(root, "ImageNet-C-bar", CBAR_LAYOUT)
-    folders = {d.name: d for d in _subdirs(root)}
-    if not folders:
-        raise DatasetLayoutError(
-            f"ImageNet-C-bar at {root}: expected {CBAR_LAYOUT}; found no corruption folders"
-        )
-    if all(re.fullmatch(r"\d+(\.\d+)?", c) for c in folders):
-        raise DatasetLayoutError(
-            f"ImageNet-C-bar at {root}: expected {CBAR_LAYOUT}; found severity-like folders "
-            f"{_preview(sorted(folders))} at the top: pass the parent of the corruption folders"
-        )
-    unknown = sorted(c for c in folders if c not in CBAR_CORRUPTIONS)
-    if unknown:
-        hint = ""
-        if any(c in CORRUPTIONS for c in unknown):
-            hint = " (ImageNet-C corruption names: this looks like layout 'imagenet_c')"
-        raise DatasetLayoutError(
-            f"ImageNet-C-bar at {root}: expected {CBAR_LAYOUT}; found folders that are not "
-            f"C-bar corruptions: {_preview(unknown)}{hint}"
-        )
-    wanted = _as_list(corruption)
-    if wanted is not None:
-        missing = [c for c in wanted if c not in folders]
-        if missing:
-            raise DatasetLayoutError(
-                f"ImageNet-C-bar at {root}: corruption(s) {missing} not found; found "
-                f"{_preview(sorted(folders))} (layout {CBAR_LAYOUT})"
-            )
-    names = sorted(folders) if wanted is None else sorted(set(wanted))
-    wanted_sev = _as_list(severity)
-    out: list[ImageFolderDataset] = []
-    for c in names:
-        severities = _cbar_severities(folders[c], c)
-        chosen = sorted(severities) if wanted_sev is None else sorted({int(s) for s in wanted_sev})
-        absent = [s for s in chosen if s not in severities]
-        if absent:
-            raise DatasetLayoutError(
-                f"ImageNet-C-bar corruption {c!r}: severity {absent} not found; found "
-                f"{sorted(severities)} (layout {CBAR_LAYOUT})"
-            )
-        for s in chosen:
-            out.append(
-                _wnid_dataset(
-                    severities[s],
-                    name=f"imagenet_cbar/{c}/{s}",
-                    layout=CBAR_LAYOUT,
-                    size=size,
-                    crop=crop,
-                )
-            )
-    return out
+    return _corruption_folders(_CBAR, root, corruption, severity, size, crop)
 
 
 # --------------------------------------------------------------------------------------------
@@ -654,9 +674,7 @@ def imagenet_sketch(
     Raises:
         DatasetLayoutError: missing root or a folder that is not an ImageNet wnid.
     """
-    path = _open_root(root, "ImageNet-Sketch", SKETCH_LAYOUT)
-    if not any(_WNID_RE.match(f.name) for f in _subdirs(path)):
-        path = _open_root(path, "ImageNet-Sketch", SKETCH_LAYOUT, inner="sketch")
+    path = _wnid_root(root, "ImageNet-Sketch", SKETCH_LAYOUT, "sketch")
     return _wnid_dataset(path, name="imagenet_sketch", layout=SKETCH_LAYOUT, size=size, crop=crop)
 
 
@@ -685,9 +703,7 @@ def stylized_imagenet(
     Raises:
         DatasetLayoutError: missing root or a folder that is not an ImageNet wnid.
     """
-    path = _open_root(root, "Stylized-ImageNet", STYLIZED_LAYOUT)
-    if not any(_WNID_RE.match(f.name) for f in _subdirs(path)):
-        path = _open_root(path, "Stylized-ImageNet", STYLIZED_LAYOUT, inner="val")
+    path = _wnid_root(root, "Stylized-ImageNet", STYLIZED_LAYOUT, "val")
     return _wnid_dataset(path, name=name, layout=STYLIZED_LAYOUT, size=size, crop=crop)
 
 

@@ -17,6 +17,7 @@ import pkgutil
 from functools import cache
 from pathlib import Path
 
+from robustlens._validation import check_mapping
 from robustlens.errors import ConfigError, RobustlensError
 
 __all__ = [
@@ -258,13 +259,13 @@ def load_category_mapping(
         raise ConfigError(f"category mapping {path} is not valid JSON: {exc}") from exc
     if duplicates:
         raise ConfigError(f"category mapping {path}: key {duplicates[0]!r} appears twice")
-    if not isinstance(raw, dict):
-        raise ConfigError(
-            f"category mapping {path}: expected a JSON object of name -> list of class "
-            f"indices, got a JSON {type(raw).__name__}"
-        )
-    if not raw:
-        raise ConfigError(f"category mapping {path} is empty; expected at least one category")
+    check_mapping(
+        raw,
+        f"category mapping {path}",
+        "a JSON object of name -> list of class indices",
+        "category",
+        error=ConfigError,
+    )
     out: dict[str, list[int]] = {}
     for key, value in raw.items():
         where = f"category mapping {path}, key {key!r}"

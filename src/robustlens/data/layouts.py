@@ -17,7 +17,7 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -110,6 +110,15 @@ def available_layouts() -> list[str]:
 
 
 # ----------------------------------------------------------------------------- built-in layouts
+def _corruption_tags(datasets: Sequence[Dataset]) -> list[tuple[Dataset, dict[str, Any]]]:
+    """Each ``<prefix>/<corruption>/<severity>`` dataset with its corruption and severity tags."""
+    out = []
+    for ds in datasets:
+        _, corruption, severity = ds.name.split("/")[-3:]
+        out.append((ds, {"corruption": corruption, "severity": int(severity)}))
+    return out
+
+
 @register_layout("imagefolder", role="other")
 def _imagefolder(a: LayoutArgs) -> Dataset:
     return ImageFolderDataset(
@@ -128,11 +137,7 @@ def _imagenet_val(a: LayoutArgs) -> Dataset:
 
 @register_layout("imagenet_c", role="corrupt", expands=True)
 def _imagenet_c(a: LayoutArgs) -> list[tuple[Dataset, dict[str, Any]]]:
-    out = []
-    for ds in imagenet.imagenet_c(a.root, size=a.size):
-        _, corruption, severity = ds.name.split("/")[-3:]
-        out.append((ds, {"corruption": corruption, "severity": int(severity)}))
-    return out
+    return _corruption_tags(imagenet.imagenet_c(a.root, size=a.size))
 
 
 @register_layout("imagenet_r", role="rendition")
@@ -172,11 +177,7 @@ def _spurious_imagenet(a: LayoutArgs) -> Dataset:
 
 @register_layout("imagenet_cbar", role="corrupt_bar", expands=True)
 def _imagenet_cbar(a: LayoutArgs) -> list[tuple[Dataset, dict[str, Any]]]:
-    out = []
-    for ds in imagenet.imagenet_cbar(a.root, size=a.size):
-        _, corruption, severity = ds.name.split("/")[-3:]
-        out.append((ds, {"corruption": corruption, "severity": int(severity)}))
-    return out
+    return _corruption_tags(imagenet.imagenet_cbar(a.root, size=a.size))
 
 
 @register_layout("stylized_imagenet", role="stylized")

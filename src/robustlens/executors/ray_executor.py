@@ -18,15 +18,26 @@ from typing import Any
 import torch
 
 from robustlens.engine import Engine, EngineJob, EngineReport
+from robustlens.errors import RobustlensError
 from robustlens.executors.base import Executor, Work
 from robustlens.measure import DatasetInfo
-from robustlens.store import META_VIEW, ArrayKey, Store
+from robustlens.store import ENGINE_VERSION, META_VIEW, ArrayKey, Store
 
 
 def _run_job(
-    dataset: Any, jobs: list[EngineJob], engine_kwargs: dict[str, Any], threads: int
+    dataset: Any,
+    jobs: list[EngineJob],
+    engine_kwargs: dict[str, Any],
+    threads: int,
+    engine_version: str = ENGINE_VERSION,
 ) -> tuple[EngineReport, list[tuple[ArrayKey, int, int, dict]], list[tuple[str, str]]]:
     """Worker side: run the engine into a scratch store and return what it wrote."""
+    if engine_version != ENGINE_VERSION:
+        # a node with other pixel or view code would store arrays the driver never finds
+        raise RobustlensError(
+            f"this Ray worker runs robustlens pixel/view code {ENGINE_VERSION}, the driver "
+            f"{engine_version}; install the same robustlens version on every node"
+        )
     torch.set_num_threads(threads)  # as many threads as CPUs the task holds: no oversubscription
     with tempfile.TemporaryDirectory(prefix="robustlens-ray-") as tmp:
         scratch = Store(tmp)
@@ -105,7 +116,9 @@ class RayExecutor(Executor):
                 )
                 engine.shards_done += 1
                 continue
-            ref = remote.remote(ds.dataset(), jobs, engine_kwargs, max(1, int(self.num_cpus)))
+            ref = remote.remote(
+                ds.dataset(), jobs, engine_kwargs, max(1, int(self.num_cpus)), ENGINE_VERSION
+            )
             pending[ref] = (ds.name, dfp)
         while pending:
             done, _ = ray.wait(list(pending), num_returns=1)

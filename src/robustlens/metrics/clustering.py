@@ -278,15 +278,7 @@ def _cluster_accuracy(labels: np.ndarray, clusters: np.ndarray) -> float:
     return float(c[rows, cols].sum() / c.sum())
 
 
-def cluster_indicators(
-    features: Any,
-    labels: Any = None,
-    n_clusters: int | None = None,
-    seed: int = 0,
-    max_samples: int = 10000,
-    n_init: int = 3,
-    min_per_class: int = 5,
-) -> dict[str, float | int]:
+def cluster_indicators(features: Any, *args: Any, **kwargs: Any) -> dict[str, float | int]:
     """Clustering-based robustness indicators of a model's (penultimate) features.
 
     Steps: (1) the rows (:func:`sample_rows`): all of them when there are at most
@@ -318,6 +310,8 @@ def cluster_indicators(
     Classification Models by the Structure of the Learned Feature-Space", AAAI-22 Workshop on
     Adversarial Machine Learning and Beyond (arXiv:2106.12303).
 
+    The arguments are passed on to :func:`kmeans_clusters` (which samples and clusters the rows).
+
     Args:
         features: (N, D) features, numpy array or torch tensor.
         labels: optional (N,) integer class labels; they stratify the sample, set k and enable
@@ -343,6 +337,4 @@ def cluster_indicators(
         >>> out["n_clusters"], round(out["nmi"], 4), round(out["cluster_accuracy"], 4)
         (2, 1.0, 1.0)
     """
-    return partition_scores(
-        kmeans_clusters(features, labels, n_clusters, seed, max_samples, n_init, min_per_class)
-    )
+    return partition_scores(kmeans_clusters(features, *args, **kwargs))

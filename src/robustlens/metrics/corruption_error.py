@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from robustlens._validation import check_array
+from robustlens._validation import check_array, check_mapping
 from robustlens.errors import ValidationError
 
 __all__ = [
@@ -89,13 +89,9 @@ def _error_rate(value: Any, name: str) -> float:
 
 def _error_table(errors: Any, name: str) -> dict[str, np.ndarray]:
     """``{corruption: errors per severity}`` as float64 arrays, checked."""
-    if not isinstance(errors, Mapping):
-        raise ValidationError(
-            f"{name}: expected a mapping {{corruption: [error at severity 1, 2, ...]}}, "
-            f"got {type(errors).__name__}"
-        )
-    if not errors:
-        raise ValidationError(f"{name}: expected at least one corruption, got an empty mapping")
+    check_mapping(
+        errors, name, "a mapping {corruption: [error at severity 1, 2, ...]}", "corruption"
+    )
     out: dict[str, np.ndarray] = {}
     for corruption, values in errors.items():
         key = f"{name}[{corruption!r}]"

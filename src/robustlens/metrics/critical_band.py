@@ -52,6 +52,7 @@ band is defined. Its numbers are not comparable with the published ones.
 
 from __future__ import annotations
 
+import inspect
 import math
 import warnings
 from collections.abc import Sequence
@@ -285,6 +286,23 @@ def fit_gaussian(thresholds: Any, upper: float = 4.0) -> tuple[float, float, flo
     return a, mu, s
 
 
+def _table_fields(
+    acc: np.ndarray, idx: np.ndarray, thr: np.ndarray, a_star: float, criterion: str, side: int
+) -> dict[str, Any]:
+    """The fields of a :class:`CriticalBandResult` that describe the table, not the fit."""
+    return {
+        "criterion": a_star,
+        "criterion_kind": criterion,
+        "n_steps": acc.shape[0] - 1,
+        "clean_accuracy": tuple(float(v) for v in acc[0]),
+        "bands": tuple(int(b) for b in idx),
+        "bands_cpi": tuple(1.75 * 2.0 ** int(b) * side / 224.0 for b in idx),
+        "thresholds": tuple(float(t) for t in thr),
+        "sensitivities": tuple(float(t) for t in thr),
+        "side": int(side),
+    }
+
+
 def critical_band(
     acc_table: Any,
     bands: Sequence[int] | None = None,
@@ -381,31 +399,16 @@ def critical_band(
         width_octaves=abs(s),
         r_squared=r2,
         rmse=float(np.sqrt(np.mean(resid**2))),
-        criterion=a_star,
-        criterion_kind=criterion,
-        n_steps=n_steps,
-        clean_accuracy=tuple(float(v) for v in acc[0]),
-        bands=tuple(int(b) for b in idx),
-        bands_cpi=tuple(1.75 * 2.0 ** int(b) * side / 224.0 for b in idx),
-        thresholds=tuple(float(t) for t in thr),
-        sensitivities=tuple(float(t) for t in thr),
-        side=int(side),
+        **_table_fields(acc, idx, thr, a_star, criterion, side),
     )
 
 
-def critical_band_or_none(
-    acc_table: Any,
-    bands: Sequence[int] | None = None,
-    *,
-    criterion: str = "absolute",
-    level: float = 0.5,
-    chance: float | None = None,
-    side: int = 224,
-) -> CriticalBandResult:
+def critical_band_or_none(acc_table: Any, *args: Any, **kwargs: Any) -> CriticalBandResult:
     """Like :func:`critical_band`, but a :class:`~robustlens.errors.FitError` gives ``ok=False``.
 
-    The fitted numbers are then NaN; the thresholds are filled when they could be computed.
-    Malformed inputs still raise ValidationError.
+    Takes the arguments of :func:`critical_band`. The fitted numbers are then NaN; the
+    thresholds are filled when they could be computed. Malformed inputs still raise
+    ValidationError.
 
     Example:
         >>> acc = [[0.3] * 3, [0.3] * 3]  # noise-free accuracy at chance
@@ -414,14 +417,16 @@ def critical_band_or_none(
         (False, 'noise-free accuracy 0.3 is not above cha', (nan, nan, nan))
     """
     try:
-        return critical_band(
-            acc_table, bands, criterion=criterion, level=level, chance=chance, side=side
-        )
+        return critical_band(acc_table, *args, **kwargs)
     except FitError as exc:
+        bound = inspect.signature(critical_band).bind(acc_table, *args, **kwargs)
+        bound.apply_defaults()
+        o = bound.arguments
+        criterion, side = o["criterion"], o["side"]
         acc = _table_update(acc_table)
-        idx = _bands_update(bands, acc.shape[1])
+        idx = _bands_update(o["bands"], acc.shape[1])
         try:
-            a_star = criterion_accuracy(acc, criterion, level=level, chance=chance)
+            a_star = criterion_accuracy(acc, criterion, level=o["level"], chance=o["chance"])
             thr = noise_thresholds(acc, a_star).astype(np.float64)
         except FitError:
             a_star, thr = math.nan, np.full(acc.shape[1], math.nan)
@@ -440,13 +445,5 @@ def critical_band_or_none(
             width_octaves=nan,
             r_squared=nan,
             rmse=nan,
-            criterion=a_star,
-            criterion_kind=criterion,
-            n_steps=acc.shape[0] - 1,
-            clean_accuracy=tuple(float(v) for v in acc[0]),
-            bands=tuple(int(b) for b in idx),
-            bands_cpi=tuple(1.75 * 2.0 ** int(b) * side / 224.0 for b in idx),
-            thresholds=tuple(float(t) for t in thr),
-            sensitivities=tuple(float(t) for t in thr),
-            side=int(side),
+            **_table_fields(acc, idx, thr, a_star, criterion, side),
         )

@@ -25,6 +25,7 @@ __all__ = [
     "column_order",
     "percent_to_fraction",
     "read_csv_text",
+    "read_format_csv",
     "wrong_format",
 ]
 
@@ -92,6 +93,18 @@ def read_csv_text(resource: Any) -> str:
 def read_csv(resource: Any, **kwargs: Any) -> pd.DataFrame:
     """A CSV file (``.csv`` or ``.csv.gz``) as a DataFrame."""
     return pd.read_csv(io.StringIO(read_csv_text(resource)), **kwargs)
+
+
+def read_format_csv(
+    csv: Any, what: str, required: Sequence[str], also_expected: Sequence[str]
+) -> pd.DataFrame:
+    """A published CSV file (path or resource) that has the ``required`` columns; otherwise a
+    :class:`ValidationError` saying it is not ``what`` and naming the ``required`` columns,
+    then the ``also_expected`` ones."""
+    raw = read_csv(as_resource(csv))
+    if any(c not in raw.columns for c in required):
+        raise ValidationError(wrong_format(what, csv, (*required, *also_expected), raw.columns))
+    return raw
 
 
 def wrong_format(what: str, path: Any, expected: Sequence[str], found: Iterable[str]) -> str:

@@ -65,8 +65,7 @@ from robustlens.published._common import (
     as_resource,
     canonical_frame,
     percent_to_fraction,
-    read_csv,
-    wrong_format,
+    read_format_csv,
 )
 
 __all__ = ["BVG_COLUMNS", "BVG_REQUIRED", "parse_categories", "read_bvg"]
@@ -85,8 +84,8 @@ BVG_COLUMNS: dict[str, str] = {
 }
 #: columns a file must have to be read as ``benchmark.csv``
 BVG_REQUIRED = ("model", "top1_acc/imagenet")
-_EXPECTED = (
-    *BVG_REQUIRED,
+#: other columns a wrong file's message names
+_ALSO_EXPECTED = (
     "top1_acc/imagenet-v2",
     "top1_acc/imagenet-real",
     "top1_acc/imagenet-c",
@@ -151,11 +150,7 @@ def read_bvg(csv: Any, categories: Any | None = None) -> pd.DataFrame:
         ValidationError: the file lacks ``model`` or ``top1_acc/imagenet`` (the message names
             the expected columns), or an accuracy is not a percentage.
     """
-    raw = read_csv(as_resource(csv))
-    if any(c not in raw.columns for c in BVG_REQUIRED):
-        raise ValidationError(
-            wrong_format("seed 002's raw-data/benchmark.csv", csv, _EXPECTED, raw.columns)
-        )
+    raw = read_format_csv(csv, "seed 002's raw-data/benchmark.csv", BVG_REQUIRED, _ALSO_EXPECTED)
     cats: dict[str, str] = {}
     if categories is not None:
         res = as_resource(categories)

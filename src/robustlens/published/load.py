@@ -11,6 +11,7 @@ next to its licence and citation, so nothing is downloaded:
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
@@ -59,42 +60,45 @@ def _first(folder: Any, names: tuple[str, ...]) -> Any | None:
     return None
 
 
-def _read_testbed(path: Any) -> pd.DataFrame:
-    shipped_types = shipped_data("testbed").joinpath("model_types.py.txt")
+#: the formats read from a CSV and a side file (the testbed's model types, seed 002's
+#: categories): format -> (CSV names in a folder, side-file names, the shipped side file,
+#: the ``attrs`` key naming the side file read, the reader)
+_SIDE_FILES = {
+    "testbed": (_TESTBED_CSV, _TESTBED_TYPES, "model_types.py.txt", "model_types", read_testbed),
+    "bvg": (_BVG_CSV, _BVG_CATEGORIES, "r50_categories.json", "categories", read_bvg),
+}
+#: what a folder of each format lacks when it has no CSV
+_NO_CSV = {
+    "testbed": f"no {' or '.join(_TESTBED_CSV)} in this folder (the imagenet-testbed format: a "
+    "checkout of github.com/modestyachts/imagenet-testbed, or the CSV)",
+    "bvg": "no raw-data/benchmark.csv in this folder (seed 002's format: a checkout of "
+    "github.com/paulgavrikov/biases_vs_generalization, or the CSV)",
+}
+
+
+def _read_with_side_file(fmt: str, path: Any) -> pd.DataFrame:
+    """A table of a :data:`_SIDE_FILES` format from a folder (its first CSV, the side file
+    next to it) or from the CSV itself (the side file looked for in its folder); without a side
+    file, the shipped one. ``frame.attrs`` names the side file read (or ``"shipped"``)."""
+    csvs, side_files, shipped_name, attr, read = _SIDE_FILES[fmt]
+    shipped_side = shipped_data(fmt).joinpath(shipped_name)
     if path.is_dir():
-        csv = _first(path, _TESTBED_CSV)
+        csv = _first(path, csvs)
         if csv is None:
-            raise ValidationError(
-                f"{path}: no {' or '.join(_TESTBED_CSV)} in this folder (the imagenet-testbed "
-                "format: a checkout of github.com/modestyachts/imagenet-testbed, or the CSV)"
-            )
-        types = _first(path, _TESTBED_TYPES)
+            raise ValidationError(f"{path}: {_NO_CSV[fmt]}")
+        side = _first(path, side_files)
     else:
-        csv, types = path, _first(path.parent, _TESTBED_TYPES)
-    frame = read_testbed(csv, types if types is not None else shipped_types)
-    frame.attrs["model_types"] = str(types) if types is not None else "shipped"
+        csv, side = path, _first(path.parent, side_files)
+    frame = read(csv, side if side is not None else shipped_side)
+    frame.attrs[attr] = str(side) if side is not None else "shipped"
     return frame
 
 
-def _read_bvg(path: Any) -> pd.DataFrame:
-    shipped_categories = shipped_data("bvg").joinpath("r50_categories.json")
-    if path.is_dir():
-        csv = _first(path, _BVG_CSV)
-        if csv is None:
-            raise ValidationError(
-                f"{path}: no raw-data/benchmark.csv in this folder (seed 002's format: a "
-                "checkout of github.com/paulgavrikov/biases_vs_generalization, or the CSV)"
-            )
-        cats = _first(path, _BVG_CATEGORIES)
-    else:
-        csv = path
-        cats = _first(path.parent, _BVG_CATEGORIES)
-    frame = read_bvg(csv, cats if cats is not None else shipped_categories)
-    frame.attrs["categories"] = str(cats) if cats is not None else "shipped"
-    return frame
-
-
-_READERS = {"testbed": _read_testbed, "bvg": _read_bvg, "robustbench": read_robustbench}
+_READERS: dict[str, Callable[[Any], pd.DataFrame]] = {
+    "testbed": functools.partial(_read_with_side_file, "testbed"),
+    "bvg": functools.partial(_read_with_side_file, "bvg"),
+    "robustbench": read_robustbench,
+}
 
 
 def detect_format(path: Any) -> str:

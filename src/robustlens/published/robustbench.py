@@ -58,6 +58,10 @@ _EXPECTED = (
     "checkout, its model_info or model_info/imagenet folder, or one <threat> folder), each "
     f"with the keys {', '.join(ROBUSTBENCH_KEYS)} (percentages as strings)"
 )
+#: every key robustlens reads or knows to leave alone (the others are listed as unmapped)
+_READ = frozenset(ROBUSTBENCH_KEYS).union(
+    ("corruptions_acc", "corruptions_acc_3d", "link", "number_forward_passes", "unreliable")
+)
 _UNAGGREGATED = "unaggregated_results.csv"
 
 
@@ -148,21 +152,6 @@ def read_robustbench(folder: Any) -> pd.DataFrame:
         raise ValidationError(f"{folder}: not RobustBench's model_info: expected {_EXPECTED}")
     models, types, rows, values = [], [], [], []
     unmapped: set[str] = set()
-    read = {
-        "clean_acc",
-        "autoattack_acc",
-        "corruptions_acc",
-        "corruptions_acc_3d",
-        "eps",
-        "architecture",
-        "additional_data",
-        "dataset",
-        "name",
-        "venue",
-        "link",
-        "number_forward_passes",
-        "unreliable",
-    }
     for threat_dir in threats:
         threat = str(threat_dir.name)
         per_corruption = _unaggregated(threat_dir)
@@ -183,7 +172,7 @@ def read_robustbench(folder: Any) -> pd.DataFrame:
                     "reads the ImageNet leaderboards (model_info/imagenet)"
                 )
             name = str(f.name)[: -len(".json")]
-            unmapped.update(k for k in entry if k not in read)
+            unmapped.update(k for k in entry if k not in _READ)
             v: dict[str, float] = {"imagenet_val": _percent(entry["clean_acc"], "clean_acc", where)}
             if "autoattack_acc" in entry:
                 v["imagenet_val|autoattack_accuracy"] = _percent(

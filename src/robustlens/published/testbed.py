@@ -56,8 +56,7 @@ from robustlens.published._common import (
     as_resource,
     canonical_frame,
     percent_to_fraction,
-    read_csv,
-    wrong_format,
+    read_format_csv,
 )
 
 __all__ = [
@@ -70,6 +69,18 @@ __all__ = [
 
 #: the ``type`` of the testbed's standard-trained models (the baselines are fitted on them)
 STANDARD = "Standard training"
+#: columns a file must have to be read as ``robustness_top1s.csv``
+TESTBED_REQUIRED = ("model", "val")
+#: other columns a wrong file's message names
+_ALSO_EXPECTED = (
+    "imagenetv2-matched-frequency-format-val",
+    "imagenet-sketch",
+    "imagenet-r",
+    "val-on-imagenet-r-classes",
+    "objectnet-1.0-beta",
+    "val-on-objectnet-classes",
+    "imagenet-c.<corruption>.<severity>_on-disk",
+)
 #: the testbed's columns with a robustlens name (ImageNet-C columns are matched by pattern)
 TESTBED_COLUMNS: dict[str, str] = {
     "val": "imagenet_val",
@@ -86,18 +97,6 @@ TESTBED_COLUMNS: dict[str, str] = {
     "stylized_imagenet": "stylized_imagenet",
     "greyscale": "imagenet_greyscale",
 }
-#: columns a file must have to be read as ``robustness_top1s.csv``
-TESTBED_REQUIRED = ("model", "val")
-_EXPECTED = (
-    *TESTBED_REQUIRED,
-    "imagenetv2-matched-frequency-format-val",
-    "imagenet-sketch",
-    "imagenet-r",
-    "val-on-imagenet-r-classes",
-    "objectnet-1.0-beta",
-    "val-on-objectnet-classes",
-    "imagenet-c.<corruption>.<severity>_on-disk",
-)
 _IMAGENET_C = re.compile(r"^imagenet-c\.([a-z_]+)\.([1-5])_(on-disk|in-memory)$")
 _MAP_NAME = "model_types_map"
 _ENUM_NAME = "ModelTypes"
@@ -293,13 +292,9 @@ def read_testbed(csv: Any, model_types: Any | None = None) -> Any:
         ValidationError: the file lacks ``model`` or ``val`` (the message names the expected
             columns), or a value is not a percentage.
     """
-    resource = as_resource(csv)
-    raw = read_csv(resource)
-    missing = [c for c in TESTBED_REQUIRED if c not in raw.columns]
-    if missing:
-        raise ValidationError(
-            wrong_format("the imagenet-testbed's robustness_top1s.csv", csv, _EXPECTED, raw.columns)
-        )
+    raw = read_format_csv(
+        csv, "the imagenet-testbed's robustness_top1s.csv", TESTBED_REQUIRED, _ALSO_EXPECTED
+    )
     types: dict[str, str] = {}
     if model_types is not None:
         types = parse_model_types(as_resource(model_types).read_text(encoding="utf-8"))

@@ -10,10 +10,12 @@ from __future__ import annotations
 import base64
 import io
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from robustlens.formatting import esc
@@ -66,3 +68,18 @@ def figure_html(fig: Any, alt: str, width: int | None = None) -> str:
     data = base64.b64encode(buf.getvalue()).decode()
     style = f' style="max-width:{width}px"' if width else ""
     return f'<img class="plot" alt="{esc(alt)}" src="data:image/png;base64,{data}"{style}>'
+
+
+def annotate_points(
+    ax: Any, labels: Iterable[Any], xs: Iterable[Any], ys: Iterable[Any], **style: Any
+) -> None:
+    """Write each label (e.g. a model's name) next to its point of a scatter on ``ax``.
+
+    Points with a non-finite coordinate are skipped; ``style`` adds text properties (such as
+    ``color``) to the small (7 pt) labels, set 3 points up and right of their point.
+    """
+    for label, x, y in zip(labels, xs, ys, strict=True):
+        if np.isfinite(x) and np.isfinite(y):
+            ax.annotate(
+                str(label), (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points", **style
+            )

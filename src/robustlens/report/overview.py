@@ -29,7 +29,7 @@ from scipy.stats import spearmanr
 
 from robustlens.analysis.correlation import TABLE_COLUMNS, correlation_table
 from robustlens.formatting import esc, is_number, p_eq, p_value, short, signed
-from robustlens.report.context import ReportContext, figure_html
+from robustlens.report.context import ReportContext, annotate_points, figure_html
 from robustlens.report.exports import wide_table
 from robustlens.roles import corrupt_group
 
@@ -687,16 +687,7 @@ def _top_scatter(preds: pd.DataFrame, targets: pd.DataFrame, top: pd.DataFrame) 
         y = targets[y_col].reindex(x.index)
         ax.scatter(x, y, s=28, color="tab:blue", edgecolor="white", lw=0.5, zorder=3)
         if len(x) <= 15:
-            for m in x.index:
-                if np.isfinite(x[m]) and np.isfinite(y[m]):
-                    ax.annotate(
-                        str(m),
-                        (x[m], y[m]),
-                        fontsize=7,
-                        xytext=(3, 3),
-                        textcoords="offset points",
-                        color="0.3",
-                    )
+            annotate_points(ax, x.index, x, y, color="0.3")
         ax.set_xlabel(short(r.x), fontsize=8.5)
         ax.set_ylabel(y_col, fontsize=8.5)
         star = "" if r.significant else " (n.s.)"

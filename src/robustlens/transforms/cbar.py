@@ -98,7 +98,12 @@ import torch
 import torch.nn.functional as F
 
 from robustlens.errors import ValidationError
-from robustlens.transforms.corruptions import SEVERITIES, check_images, seed_generators
+from robustlens.transforms.corruptions import (
+    _check_name_severity,
+    _resize,
+    check_images,
+    seed_generators,
+)
 
 __all__ = [
     "CBAR_CORRUPTIONS",
@@ -147,17 +152,6 @@ def _level_param(level: float, maxval: float) -> float:
     return float(level) * maxval / 10.0
 
 
-def _check(name: str, severity: int) -> None:
-    if name not in CBAR_LEVELS:
-        raise ValidationError(
-            f"unknown C-bar corruption {name!r}; expected one of {', '.join(CBAR_CORRUPTIONS)}"
-        )
-    if isinstance(severity, bool) or severity not in SEVERITIES:
-        raise ValidationError(
-            f"severity: expected one of {list(SEVERITIES)}, got {severity!r} (for {name!r})"
-        )
-
-
 def cbar_severity_of_level(name: str, level: str | float) -> int | None:
     """The severity 1..5 of a release level (a folder name such as ``"2.35"``), else ``None``.
 
@@ -192,7 +186,7 @@ def cbar_parameters(name: str, severity: int, side: int = 224) -> dict[str, Any]
         >>> round(cbar_parameters("blue_noise_sample", 5)["threshold"], 6)
         -0.82
     """
-    _check(name, severity)
+    _check_name_severity(name, severity, CBAR_CORRUPTIONS, "C-bar corruption")
     if side < 1:
         raise ValidationError(f"side: expected a positive integer, got {side}")
     lv = CBAR_LEVELS[name][severity - 1]
@@ -252,11 +246,10 @@ def _col(t: torch.Tensor, device: torch.device, k: int | None = None) -> torch.T
     return v.to(device)[:, None, None]
 
 
-def _resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Bilinear (antialiased when shrinking) resize of ``(B, C, h, w)`` to ``size``."""
-    if tuple(x.shape[-2:]) == tuple(size):
-        return x
-    return F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
+def _size(x: torch.Tensor) -> tuple[int, int, int]:
+    """Height, width and short side ``min(H, W)`` of an image batch."""
+    h, w = x.shape[-2:]
+    return h, w, min(h, w)
 
 
 def sinusoid(
@@ -358,7 +351,7 @@ def _star(
 
 def _single_frequency_greyscale(x, p, gens, ctx):
     def draw(g: torch.Generator) -> torch.Tensor:
-        u = torch.rand(4, generator=g, dtype=torch.float64)
+        u = _uniform(g, 4)
         mag = (2 * u[0] - 1) * math.pi
         other = (2 * u[1] - 1) * abs(mag)
         swap = u[2] < 0.5  # np.random.permutation(2)
@@ -371,11 +364,10 @@ def _single_frequency_greyscale(x, p, gens, ctx):
 
 
 def _cocentric_sine_waves(x, p, gens, ctx):
-    h, w = x.shape[-2:]
-    side = min(h, w)
+    h, w, side = _size(x)
 
     def draw(g: torch.Generator) -> torch.Tensor:
-        u = torch.rand(5, generator=g, dtype=torch.float64)
+        u = _uniform(g, 5)
         return torch.cat([u[:2] * side, u[2:3] * 10, u[3:5] * side / 10])
 
     d = _draw(gens, draw)
@@ -390,11 +382,10 @@ def _cocentric_sine_waves(x, p, gens, ctx):
 
 
 def _plasma_noise(x, p, gens, ctx):
-    h, w = x.shape[-2:]
-    side = min(h, w)
+    h, w, side = _size(x)
 
     def draw(g: torch.Generator) -> torch.Tensor:
-        u = torch.rand(3, generator=g, dtype=torch.float64)
+        u = _uniform(g, 3)
         iters = torch.randint(4, 7, (1,), generator=g).double()
         return torch.stack(
             [u[0] * 6 * math.pi, iters[0], 0.5 + 0.5 * u[1], (0.075 + 0.125 * u[2]) * side]
@@ -459,7 +450,7 @@ def _caustic_refraction(x, p, gens, ctx):
     q = cbar_parameters("caustic_refraction", ctx["severity"], side=work_side)
 
     def draw(g: torch.Generator) -> torch.Tensor:
-        u = torch.rand(2, generator=g, dtype=torch.float64)
+        u = _uniform(g, 2)
         return torch.stack([0.5 + 1.5 * u[0], (0.75 + 0.5 * u[1]) * work_side])
 
     d = _draw(gens, draw)
@@ -497,8 +488,7 @@ def _caustic_refraction(x, p, gens, ctx):
 
 
 def _sparkles(x, p, gens, ctx):
-    h, w = x.shape[-2:]
-    side = min(h, w)
+    h, w, side = _size(x)
     radius = p["radius"]
     floor = side / ctx["reference_side"]  # the release's 1-px floor on a ray, at 224 px
 
@@ -522,8 +512,7 @@ def _sparkles(x, p, gens, ctx):
 
 
 def _inverse_sparkles(x, p, gens, ctx):
-    h, w = x.shape[-2:]
-    side = min(h, w)
+    h, w, side = _size(x)
     radius = 0.25 * side
 
     def draw(g: torch.Generator) -> torch.Tensor:
@@ -623,15 +612,14 @@ def _brownish_noise(x, p, gens, ctx):
 
 
 def _checkerboard_cutout(x, p, gens, ctx):
-    h, w = x.shape[-2:]
-    side = min(h, w)
+    h, w, side = _size(x)
     # the release's grid has int(4 side // scale) cells a side, scale = max(U(0.1, 0.25) side, 1);
     # every sample draws the largest grid's worth of numbers and uses the first n x n
     most = int(4 * side // max(0.1 * side, 1.0)) + 1
 
     def draw(g: torch.Generator) -> torch.Tensor:
-        u = torch.rand(2, generator=g, dtype=torch.float64)
-        cells = torch.rand(most * most, generator=g, dtype=torch.float64)
+        u = _uniform(g, 2)
+        cells = _uniform(g, most * most)
         return torch.cat([u, cells])
 
     d = _draw(gens, draw).to(x.device)
@@ -695,7 +683,7 @@ def cbar_corrupt(
         >>> y.shape, bool(torch.equal(y, cbar_corrupt(x, "checkerboard_cutout", 5, [0, 1])))
         (torch.Size([2, 3, 16, 16]), True)
     """
-    _check(name, severity)
+    _check_name_severity(name, severity, CBAR_CORRUPTIONS, "C-bar corruption")
     check_images(images)
     if reference_side < 1:
         raise ValidationError(f"reference_side: expected a positive integer, got {reference_side}")

@@ -96,7 +96,7 @@ from __future__ import annotations
 import functools
 import math
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -281,11 +281,12 @@ def seed_generators(seeds: Any, n: int, name: str = "seeds") -> list[torch.Gener
     return [torch.Generator().manual_seed(int(s)) for s in arr.tolist()]
 
 
-def _check_name_severity(name: str, severity: int) -> None:
-    if name not in _PARAMS:
-        raise ValidationError(
-            f"unknown corruption {name!r}; expected one of {', '.join(CORRUPTIONS)}"
-        )
+def _check_name_severity(
+    name: str, severity: int, names: Sequence[str] = CORRUPTIONS, kind: str = "corruption"
+) -> None:
+    """A known corruption ``name`` (one of ``names``, a ``kind``) and a severity 1..5."""
+    if name not in names:
+        raise ValidationError(f"unknown {kind} {name!r}; expected one of {', '.join(names)}")
     if isinstance(severity, bool) or severity not in SEVERITIES:
         raise ValidationError(
             f"severity: expected one of {list(SEVERITIES)}, got {severity!r} (for {name!r})"
@@ -853,52 +854,29 @@ def _spatter_water(liquid: torch.Tensor, strength: float) -> torch.Tensor:
 # ----------------------------------------------------------------------------- frost textures
 
 # Statistics of the reference's frost photos (frost1.png, frost2.png (= frost3.png), frost4.jpg,
-# frost5.jpg), 8-bit RGB: size; per-channel mean and colour covariance (rr, rg, rb, gg, gb, bb)
-# of the pixels the reference's random 224-px crops see (each pixel weighted by the number of
-# crops containing it); the radially averaged power spectrum of the whole image's luminance
-# (Hann window) in half-octave bands [2^(-9 + k/2), 2^(-9 + (k+1)/2)) cycles/px, as log10
-# relative to the strongest band, from band ``first`` on.
-_FROST_STATS: tuple[tuple[Any, ...], ...] = (
-    (
-        (600, 900),
-        (76.98, 147.73, 164.15),
-        (801.2, 393.5, 249.3, 273.2, 228.1, 219.9),
-        0,
-        (
-            "0.0 -0.56 -0.85 -1.55 -2.05 -2.41 -2.63 -3.11 -3.53 -3.9 -4.09 -4.23 "
-            "-4.36 -4.46 -4.67 -5.12 -5.69 -6.2"
-        ),
-    ),
-    (
-        (315, 560),
-        (197.89, 202.25, 211.47),
-        (409.6, 423.2, 438.1, 441.0, 456.5, 476.7),
-        1,
-        (
-            "0.0 -0.8 -1.26 -1.87 -1.76 -2.1 -2.23 -2.47 -2.56 -2.82 -3.19 -3.46 "
-            "-3.69 -4.01 -4.54 -5.22"
-        ),
-    ),
-    (
-        (350, 527),
-        (144.86, 159.68, 172.58),
-        (724.0, 723.1, 754.5, 726.5, 757.2, 801.6),
-        1,
-        (
-            "0.0 -0.44 -1.34 -2.02 -1.78 -1.97 -2.04 -2.24 -2.34 -2.61 -2.74 -2.9 "
-            "-3.13 -3.41 -3.88 -4.55"
-        ),
-    ),
-    (
-        (495, 660),
-        (100.83, 112.22, 124.1),
-        (1465.5, 1442.8, 1404.4, 1421.9, 1384.8, 1351.1),
-        0,
-        (
-            "0.0 -1.65 -1.38 -1.73 -1.89 -2.0 -2.15 -2.39 -2.73 -2.99 -3.27 -3.56 "
-            "-3.85 -4.12 -4.39 -4.63 -4.78"
-        ),
-    ),
+# frost5.jpg), 8-bit RGB, one row per photo. _FROST_MOMENTS: size; per-channel mean and colour
+# covariance (rr, rg, rb, gg, gb, bb) of the pixels the reference's random 224-px crops see (each
+# pixel weighted by the number of crops containing it); ``first``. _FROST_SPECTRA: the radially
+# averaged power spectrum of the whole image's luminance (Hann window) in half-octave bands
+# [2^(-9 + k/2), 2^(-9 + (k+1)/2)) cycles/px, as log10 relative to the strongest band, from band
+# ``first`` on.
+_FROST_MOMENTS: tuple[tuple[Any, ...], ...] = (
+    ((600, 900), (76.98, 147.73, 164.15), (801.2, 393.5, 249.3, 273.2, 228.1, 219.9), 0),
+    ((315, 560), (197.89, 202.25, 211.47), (409.6, 423.2, 438.1, 441.0, 456.5, 476.7), 1),
+    ((350, 527), (144.86, 159.68, 172.58), (724.0, 723.1, 754.5, 726.5, 757.2, 801.6), 1),
+    ((495, 660), (100.83, 112.22, 124.1), (1465.5, 1442.8, 1404.4, 1421.9, 1384.8, 1351.1), 0),
+)
+_FROST_SPECTRA: tuple[str, ...] = (
+    "0.0 -0.56 -0.85 -1.55 -2.05 -2.41 -2.63 -3.11 -3.53 -3.9 -4.09 -4.23 "
+    "-4.36 -4.46 -4.67 -5.12 -5.69 -6.2",
+    "0.0 -0.8 -1.26 -1.87 -1.76 -2.1 -2.23 -2.47 -2.56 -2.82 -3.19 -3.46 -3.69 -4.01 -4.54 -5.22",
+    "0.0 -0.44 -1.34 -2.02 -1.78 -1.97 -2.04 -2.24 -2.34 -2.61 -2.74 -2.9 -3.13 -3.41 -3.88 -4.55",
+    "0.0 -1.65 -1.38 -1.73 -1.89 -2.0 -2.15 -2.39 -2.73 -2.99 -3.27 -3.56 "
+    "-3.85 -4.12 -4.39 -4.63 -4.78",
+)
+#: per photo: ((height, width), mean, covariance, first band, spectrum)
+_FROST_STATS: tuple[tuple[Any, ...], ...] = tuple(
+    (*moments, spectrum) for moments, spectrum in zip(_FROST_MOMENTS, _FROST_SPECTRA, strict=True)
 )
 _FROST_SLOTS = (0, 1, 1, 2, 3)  # the reference draws frost1..frost5; frost3 is frost2
 _FROST_SEED = 20190328

@@ -32,7 +32,7 @@ from robustlens.lines.clustering.tables import (
     indicators_table,
     strongest_detail,
 )
-from robustlens.report.context import ReportContext, figure_html
+from robustlens.report.context import ReportContext, annotate_points, figure_html
 from robustlens.roles import dataset_roles
 
 __all__ = ["render_clustering"]
@@ -68,14 +68,7 @@ def _scatter(table: pd.DataFrame, corr: pd.DataFrame) -> str:
         ok = table[[ind, target]].dropna()
         ax.scatter(ok[ind], ok[target], s=28, color="#2e7d32", edgecolor="white", zorder=3)
         if len(ok) <= _LABEL_POINTS:
-            for name, row in ok.iterrows():
-                ax.annotate(
-                    str(name),
-                    (row[ind], row[target]),
-                    fontsize=7,
-                    xytext=(3, 3),
-                    textcoords="offset points",
-                )
+            annotate_points(ax, ok.index, ok[ind], ok[target])
         r = corr[(corr["indicator"] == ind) & (corr["target"] == target)]
         rho = (
             signed(r["coefficient"].iloc[0], significant=r["significant"].iloc[0])

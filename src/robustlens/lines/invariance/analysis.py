@@ -24,6 +24,7 @@ features) is a model-level number: its ``id`` value is used for every shifted se
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +45,7 @@ __all__ = [
     "DEFAULT_REGRESSION",
     "PREDICTOR_LABELS",
     "TARGET",
+    "CorrelationOptions",
     "agreement_matrix",
     "agreement_scores",
     "best_id_model",
@@ -214,36 +216,47 @@ def family_means(wide: pd.DataFrame, members: Sequence[str], columns: list[str])
     return sub.groupby(level="model").mean()
 
 
-def _correlations(
-    frame: pd.DataFrame,
-    predictors: list[str],
-    target: str,
-    methods: Sequence[str],
-    alpha: float,
-    n_boot: int,
-    seed: int,
-) -> pd.DataFrame:
+@dataclass(frozen=True)
+class CorrelationOptions:
+    """What :func:`model_centric` and :func:`dataset_centric` correlate, and how.
+
+    Both take these fields as keyword arguments.
+
+    Attributes:
+        predictors: ``"measure.name"`` of each label-free predictor.
+        shifted_roles: roles counted as shifted sets.
+        roles: ``{dataset: role}`` or a study's recorded ``{dataset: {"role": ...}}``; roles
+            it lacks are inferred from the names (:func:`robustlens.roles.role_from_name`).
+        target: the true-accuracy column, ``"accuracy.accuracy"``.
+        methods: correlation methods, any of ``"spearman"``, ``"pearson"``, ``"kendall"``.
+        alpha: significance level and CI level ``1 - alpha``.
+        n_boot: bootstrap resamples (0: no CI).
+        seed: bootstrap seed.
+    """
+
+    predictors: Sequence[str] = DEFAULT_PREDICTORS
+    shifted_roles: Sequence[str] = SHIFTED_ROLES
+    roles: Mapping[str, Any] | None = None
+    target: str = TARGET
+    methods: Sequence[str] = ("spearman", "pearson")
+    alpha: float = 0.05
+    n_boot: int = 1000
+    seed: int = 0
+
+
+def _correlations(frame: pd.DataFrame, preds: list[str], o: CorrelationOptions) -> pd.DataFrame:
     parts = [
         correlation_table(
-            frame, predictors, [target], method=m, alpha=alpha, n_boot=n_boot, seed=seed
+            frame, preds, [o.target], method=m, alpha=o.alpha, n_boot=o.n_boot, seed=o.seed
         )
-        for m in methods
+        for m in o.methods
     ]
     t = pd.concat(parts, ignore_index=True).rename(columns={"x": "predictor"})
     return t.drop(columns=["y"])
 
 
 def model_centric(
-    results: pd.DataFrame,
-    predictors: Sequence[str] = DEFAULT_PREDICTORS,
-    shifted_roles: Sequence[str] = SHIFTED_ROLES,
-    roles: Mapping[str, Any] | None = None,
-    target: str = TARGET,
-    methods: Sequence[str] = ("spearman", "pearson"),
-    alpha: float = 0.05,
-    n_boot: int = 1000,
-    seed: int = 0,
-    each_corrupt: bool = True,
+    results: pd.DataFrame, *, each_corrupt: bool = True, **options: Any
 ) -> pd.DataFrame:
     """Across models: correlation of each label-free predictor with accuracy on each shifted set.
 
@@ -259,16 +272,10 @@ def model_centric(
 
     Args:
         results: long results table (``store.results()``).
-        predictors: ``"measure.name"`` of each label-free predictor.
-        shifted_roles: roles counted as shifted sets.
-        roles: ``{dataset: role}`` or a study's recorded ``{dataset: {"role": ...}}``; roles
-            it lacks are inferred from the names (:func:`robustlens.roles.role_from_name`).
-        target: the true-accuracy column, ``"accuracy.accuracy"``.
-        methods: correlation methods, any of ``"spearman"``, ``"pearson"``, ``"kendall"``.
-        alpha: significance level and CI level ``1 - alpha``.
-        n_boot: bootstrap resamples (0: no CI).
-        seed: bootstrap seed.
         each_corrupt: also one row per corrupt dataset (type x severity), after the summary.
+        **options: the fields of :class:`CorrelationOptions` (``predictors``,
+            ``shifted_roles``, ``roles``, ``target``, ``methods``, ``alpha``, ``n_boot``,
+            ``seed``).
 
     Returns:
         Long DataFrame with columns dataset, role, predictor, method, coefficient, p_value,
@@ -284,22 +291,23 @@ def model_centric(
         >>> t[["dataset", "predictor", "coefficient", "n"]].values.tolist()
         [['world/sketch', 'invariance.ei_rotation', 1.0, 3]]
     """
-    cube = _target_cube(results, target)
-    preds = _available(cube, predictors)
+    o = CorrelationOptions(**options)
+    cube = _target_cube(results, o.target)
+    preds = _available(cube, o.predictors)
     if not preds:
         raise ValidationError(
-            f"results hold none of the predictors {list(predictors)}; run the study with the "
+            f"results hold none of the predictors {list(o.predictors)}; run the study with the "
             "measures that produce them (e.g. 'invariance', 'label_free')"
         )
-    r = dataset_roles(cube.index.get_level_values("dataset").unique(), roles)
-    wide = _per_dataset(cube, preds, r, shifted_roles)
+    r = dataset_roles(cube.index.get_level_values("dataset").unique(), o.roles)
+    wide = _per_dataset(cube, preds, r, o.shifted_roles)
 
     def correlate(members: list[str]) -> pd.DataFrame:
-        frame = family_means(wide, members, [*preds, target])
-        return _correlations(frame, preds, target, methods, alpha, n_boot, seed)
+        frame = family_means(wide, members, [*preds, o.target])
+        return _correlations(frame, preds, o)
 
     parts = []
-    for family, members in shift_families(r, r, shifted_roles).items():
+    for family, members in shift_families(r, r, o.shifted_roles).items():
         parts.append(correlate(members).assign(dataset=family, role=r[members[0]]))
         if family == CORRUPT_MEAN and each_corrupt:
             parts += [correlate([d]).assign(dataset=d, role="corrupt") for d in members]
@@ -309,18 +317,7 @@ def model_centric(
     return pd.concat(parts, ignore_index=True)[cols]
 
 
-def dataset_centric(
-    results: pd.DataFrame,
-    model: str,
-    predictors: Sequence[str] = DEFAULT_PREDICTORS,
-    shifted_roles: Sequence[str] = SHIFTED_ROLES,
-    roles: Mapping[str, Any] | None = None,
-    target: str = TARGET,
-    methods: Sequence[str] = ("spearman", "pearson"),
-    alpha: float = 0.05,
-    n_boot: int = 1000,
-    seed: int = 0,
-) -> pd.DataFrame:
+def dataset_centric(results: pd.DataFrame, model: str, **options: Any) -> pd.DataFrame:
     """For one model: correlation of each predictor with accuracy across all shifted datasets.
 
     The observations are the model's shifted datasets (every corruption x severity, sketch,
@@ -330,8 +327,7 @@ def dataset_centric(
     Args:
         results: long results table.
         model: the model's name.
-        predictors, shifted_roles, roles, target, methods, alpha, n_boot, seed: as in
-            :func:`model_centric`.
+        **options: the fields of :class:`CorrelationOptions`, as in :func:`model_centric`.
 
     Returns:
         Long DataFrame with columns model, predictor, method, coefficient, p_value, ci_low,
@@ -343,15 +339,16 @@ def dataset_centric(
         raise ValidationError(
             f"model {model!r} has no results; models: {sorted(results['model'].unique())}"
         )
-    cube = _target_cube(sub, target)
-    r = dataset_roles(cube.index.get_level_values("dataset").unique(), roles)
-    shifted = [d for d in r if r[d] in shifted_roles]
+    o = CorrelationOptions(**options)
+    cube = _target_cube(sub, o.target)
+    r = dataset_roles(cube.index.get_level_values("dataset").unique(), o.roles)
+    shifted = [d for d in r if r[d] in o.shifted_roles]
     frame = cube.xs(model, level="model").reindex(shifted)
-    preds = [p for p in _available(cube, predictors) if frame[p].notna().any()]
+    preds = [p for p in _available(cube, o.predictors) if frame[p].notna().any()]
     cols = ["model", "predictor", "method", *_STAT_COLUMNS]
     if not preds:
         return pd.DataFrame(columns=cols)
-    t = _correlations(frame, preds, target, methods, alpha, n_boot, seed)
+    t = _correlations(frame, preds, o)
     t.insert(0, "model", model)
     return t[cols]
 
@@ -400,7 +397,7 @@ def ood_predictor_mae(
         results: long results table.
         regression: ``"measure.name"`` of scores fitted to accuracy.
         direct: ``"measure.name"`` of predicted accuracies.
-        shifted_roles, roles, target: as in :func:`model_centric`.
+        shifted_roles, roles, target: as in :class:`CorrelationOptions`.
         combined: add the multi-feature regression.
 
     Returns:

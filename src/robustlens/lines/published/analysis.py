@@ -46,6 +46,7 @@ from robustlens.published import (
 )
 from robustlens.report.context import ReportContext
 from robustlens.transforms.adversarial import SEED002_PGD
+from robustlens.transforms.corruptions import IMAGENET_C_CORRUPTIONS
 
 __all__ = [
     "RB_EPS",
@@ -72,24 +73,6 @@ ROBUST_VALUES = ("autoattack_accuracy", "robust_accuracy", "pgd_accuracy")
 _NORMS = {"linf": "L-inf", "l2": "L2", "l1": "L1"}
 #: where a measure's artifacts describe its attack, per dataset
 _ATTACK_ARTIFACTS = ("autoattack", "attack", "pgd", "adversarial")
-#: the 15 ImageNet-C corruptions of RobustBench's corruptions leaderboard
-_IMAGENET_C_15 = (
-    "gaussian_noise",
-    "shot_noise",
-    "impulse_noise",
-    "defocus_blur",
-    "glass_blur",
-    "motion_blur",
-    "zoom_blur",
-    "snow",
-    "frost",
-    "fog",
-    "brightness",
-    "contrast",
-    "elastic_transform",
-    "pixelate",
-    "jpeg_compression",
-)
 
 
 # ------------------------------------------------------------------------------ the sources
@@ -618,7 +601,7 @@ def corruption_points(ctx: ReportContext, table: pd.DataFrame) -> CorruptionPoin
     corruption x severity datasets (the 15 standard corruptions the leaderboard uses)."""
     notes: list[str] = []
     lb = table[table["threat"] == "corruptions"]
-    standard = [f"imagenet_c/{c}/{s}" for c in _IMAGENET_C_15 for s in range(1, 6)]
+    standard = [f"imagenet_c/{c}/{s}" for c in IMAGENET_C_CORRUPTIONS for s in range(1, 6)]
     canon: dict[str, str] = {}  # the study's dataset -> imagenet_c/<c>/<s>
     other: list[str] = []
     for d in list(ctx.datasets) or sorted(ctx.results["dataset"].dropna().unique()):

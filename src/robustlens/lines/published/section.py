@@ -18,7 +18,7 @@ Every plot is followed by a table naming its points; what the study lacks is nam
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -29,6 +29,8 @@ from robustlens.analysis.generalization import BIASES, DIMENSIONS
 from robustlens.formatting import esc, number, signed
 from robustlens.lines.published.analysis import (
     BiasPoints,
+    CorruptionPoints,
+    RobustPoints,
     ShiftResult,
     bias_points,
     corruption_points,
@@ -76,6 +78,44 @@ def _notes(notes: Sequence[str]) -> str:
 def _details(table: Table) -> str:
     """A long table, collapsed under its title."""
     return f"<details><summary>{esc(table.title)}</summary>{table.to_html(heading='h5')}</details>"
+
+
+def _points(ax: Any, published: Any, user: Any, hover: Callable[[Any, Any], str]) -> list[Point]:
+    """The hover points of one panel: ``published`` then ``user`` rows as ``(x, y, row)``
+    triples, each named by ``hover(name, row)`` (the user's models marked ``(yours)``)."""
+    points: list[Point] = [(ax, float(x), float(y), hover(n, r)) for n, x, y, r in published]
+    points += [(ax, float(x), float(y), f"{n} (yours)") for n, x, y, _ in user]
+    return points
+
+
+def _finish_axes(ax: Any, xlabel: str, ylabel: str, title: str, **legend: Any) -> None:
+    """Labels, title, grid and legend of a single-panel scatter."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=11)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, **legend)
+
+
+def _section(
+    ctx: ReportContext,
+    fmt: str,
+    intro: str,
+    render_table: Callable[[ReportContext, Any], list[str]],
+    notes: Callable[[ReportContext], Sequence[str]] = lambda ctx: (),
+) -> str | None:
+    """One section over the study's published tables of format ``fmt`` (``None`` without
+    any): the hover style, ``intro`` and ``notes(ctx)``, then per table (headed by its label
+    where there are several) what ``render_table(ctx, table)`` gives."""
+    tables = tables_of_format(ctx, fmt)
+    if not tables:
+        return None
+    parts = [HOVER_STYLE, intro, _notes(notes(ctx))]
+    for label, table in tables:
+        if len(tables) > 1:
+            parts.append(f"<h3>{esc(label)}</h3>")
+        parts += render_table(ctx, table)
+    return "".join(parts)
 
 
 def _label_points(ax: Any, xs: Sequence[float], ys: Sequence[float], names: Sequence[str]) -> None:
@@ -138,66 +178,67 @@ def _shift_figure(res: ShiftResult) -> tuple[Figure, list[Point]]:
         _label_points(ax, ux, uy, list(res.user["model"]))
     ax.set_xlim(x_lo, x_hi)
     ax.set_ylim(y_lo, y_hi)
-    ax.grid(alpha=0.3)
-    ax.set_xlabel(f"{res.x_label} (top-1, %)")
-    ax.set_ylabel(f"{res.title} (top-1, %)")
-    ax.set_title(f"Distribution shift to {res.title}", fontsize=11)
-    ax.legend(fontsize=7, loc="upper left")
-    points = [
-        (ax, float(logit(r["acc_id"])), float(logit(r["acc_ood"])), f"{r['model']} ({r['type']})")
-        for _, r in pub.iterrows()
-    ]
-    points += [
-        (ax, float(logit(r["acc_id"])), float(logit(r["acc_ood"])), f"{r['model']} (yours)")
-        for _, r in res.user.iterrows()
-    ]
+    _finish_axes(
+        ax,
+        f"{res.x_label} (top-1, %)",
+        f"{res.title} (top-1, %)",
+        f"Distribution shift to {res.title}",
+        loc="upper left",
+    )
+
+    def rows(frame: Any) -> list[tuple[Any, Any, Any, Any]]:
+        return [
+            (r["model"], logit(r["acc_id"]), logit(r["acc_ood"]), r) for _, r in frame.iterrows()
+        ]
+
+    points = _points(ax, rows(pub), rows(res.user), lambda n, r: f"{n} ({r['type']})")
     return fig, points
+
+
+def _shift_notes(ctx: ReportContext) -> list[str]:
+    if user_datasets(ctx, "imagenet_a"):
+        return [
+            "ImageNet-A: the testbed fits it with two lines (split at ResNet-50's "
+            "accuracy), not one; it is not drawn here."
+        ]
+    return []
+
+
+_SHIFTS_INTRO = (
+    "<p>Your models among the imagenet-testbed's (Taori et al., NeurIPS 2020). On logit "
+    "axes standard-trained models lie on a line, fitted here on the published standard "
+    "models exactly as the testbed does; a model's effective robustness (ER) is how far "
+    "its OOD accuracy lies above that line, "
+    "<code>ER = acc_ood − logit⁻¹(slope·logit(acc_id) + intercept)</code>. Your models "
+    "are the red stars. For ImageNet-R and ObjectNet the x-axis is ImageNet accuracy on "
+    "their classes (the <code>robustness</code> measure computes it). Hover a point for "
+    "its model; the table below each plot lists them all.</p>"
+)
+
+
+def _shift_parts(ctx: ReportContext, table: Any) -> list[str]:
+    parts: list[str] = []
+    for res in natural_shifts(ctx, table):
+        b = res.baseline
+        parts.append(f"<h4>{esc(res.title)}</h4>")
+        parts.append(
+            f"<p>Line fitted on {b.n} published standard models: slope "
+            f"{number(b.slope, 4)}, intercept {number(b.intercept, 4)}, R² "
+            f"{number(b.r2, 3)}.</p>"
+        )
+        parts.append(_notes(res.notes))
+        fig, points = _shift_figure(res)
+        alt = f"ID vs {res.title} accuracy, logit axes"
+        parts.append(figure_with_hover(fig, alt, 720, points))
+        if len(res.user):
+            parts.append(shift_user_table(res).to_html())
+        parts.append(_details(shift_points_table(res)))
+    return parts
 
 
 def render_natural_shifts(ctx: ReportContext) -> str | None:
     """ID vs OOD on each of the testbed's natural shifts, the user's models among ~200."""
-    tables = tables_of_format(ctx, "testbed")
-    if not tables:
-        return None
-    parts = [
-        HOVER_STYLE,
-        "<p>Your models among the imagenet-testbed's (Taori et al., NeurIPS 2020). On logit "
-        "axes standard-trained models lie on a line, fitted here on the published standard "
-        "models exactly as the testbed does; a model's effective robustness (ER) is how far "
-        "its OOD accuracy lies above that line, "
-        "<code>ER = acc_ood − logit⁻¹(slope·logit(acc_id) + intercept)</code>. Your models "
-        "are the red stars. For ImageNet-R and ObjectNet the x-axis is ImageNet accuracy on "
-        "their classes (the <code>robustness</code> measure computes it). Hover a point for "
-        "its model; the table below each plot lists them all.</p>",
-    ]
-    if user_datasets(ctx, "imagenet_a"):
-        parts.append(
-            _notes(
-                [
-                    "ImageNet-A: the testbed fits it with two lines (split at ResNet-50's "
-                    "accuracy), not one; it is not drawn here."
-                ]
-            )
-        )
-    for label, table in tables:
-        if len(tables) > 1:
-            parts.append(f"<h3>{esc(label)}</h3>")
-        for res in natural_shifts(ctx, table):
-            b = res.baseline
-            parts.append(f"<h4>{esc(res.title)}</h4>")
-            parts.append(
-                f"<p>Line fitted on {b.n} published standard models: slope "
-                f"{number(b.slope, 4)}, intercept {number(b.intercept, 4)}, R² "
-                f"{number(b.r2, 3)}.</p>"
-            )
-            parts.append(_notes(res.notes))
-            fig, points = _shift_figure(res)
-            alt = f"ID vs {res.title} accuracy, logit axes"
-            parts.append(figure_with_hover(fig, alt, 720, points))
-            if len(res.user):
-                parts.append(shift_user_table(res).to_html())
-            parts.append(_details(shift_points_table(res)))
-    return "".join(parts)
+    return _section(ctx, "testbed", _SHIFTS_INTRO, _shift_parts, _shift_notes)
 
 
 # ------------------------------------------------------------------------------ (b) biases
@@ -235,61 +276,53 @@ def _bias_figure(bp: BiasPoints) -> tuple[Figure, list[Point]]:
             ax.grid(alpha=0.3)
             ax.set_ylabel(dim, fontsize=8)
             ax.set_xlabel(b, fontsize=8)
-            points += [
-                (ax, float(r[b]), float(r[dim]), f"{m} ({r['category']})")
-                for m, r in bp.published.iterrows()
-            ]
-            points += [
-                (ax, float(r[b]), float(r[dim]), f"{m} (yours)") for m, r in bp.user.iterrows()
-            ]
+            points += _points(
+                ax,
+                [(m, r[b], r[dim], r) for m, r in bp.published.iterrows()],
+                [(m, r[b], r[dim], r) for m, r in bp.user.iterrows()],
+                lambda m, r: f"{m} ({r['category']})",
+            )
     fig.subplots_adjust(left=0.07, right=0.98, bottom=0.04, top=0.98, hspace=0.6, wspace=0.35)
     return fig, points
 
 
+_BIASES_INTRO = (
+    "<p>Your models among seed 002's 48 ResNet-50s (Gavrikov and Keuper, CVPR 2024): each "
+    "bias against each generalization dimension. Grey: the published models; red stars: "
+    "yours. Each panel gives Spearman's ρ over the published models and with yours added "
+    "(* p &lt; 0.05). Accuracies are fractions; the critical band's numbers are the "
+    "reference's absolute criterion (its degenerate fits, with bandwidths of ~11,000 "
+    "octaves, are the authors' own numbers). Hover a point for its model.</p>"
+)
+
+
+def _bias_parts(ctx: ReportContext, table: Any) -> list[str]:
+    bp = bias_points(ctx, table)
+    parts = [f"<p>Dimensions: {esc(describe_components(bp.components))}.</p>", _notes(bp.notes)]
+    fig, points = _bias_figure(bp)
+    parts.append(figure_with_hover(fig, "biases vs generalization dimensions", 1100, points))
+    parts.append(correlations_table(bp).to_html())
+    parts.append(_details(bias_points_table(bp)))
+    return parts
+
+
 def render_biases(ctx: ReportContext) -> str | None:
     """Seed 002's scatter of each bias against each generalization dimension."""
-    tables = tables_of_format(ctx, "bvg")
-    if not tables:
-        return None
-    parts = [
-        HOVER_STYLE,
-        "<p>Your models among seed 002's 48 ResNet-50s (Gavrikov and Keuper, CVPR 2024): each "
-        "bias against each generalization dimension. Grey: the published models; red stars: "
-        "yours. Each panel gives Spearman's ρ over the published models and with yours added "
-        "(* p &lt; 0.05). Accuracies are fractions; the critical band's numbers are the "
-        "reference's absolute criterion (its degenerate fits, with bandwidths of ~11,000 "
-        "octaves, are the authors' own numbers). Hover a point for its model.</p>",
-    ]
-    for label, table in tables:
-        if len(tables) > 1:
-            parts.append(f"<h3>{esc(label)}</h3>")
-        bp = bias_points(ctx, table)
-        parts.append(f"<p>Dimensions: {esc(describe_components(bp.components))}.</p>")
-        parts.append(_notes(bp.notes))
-        fig, points = _bias_figure(bp)
-        parts.append(figure_with_hover(fig, "biases vs generalization dimensions", 1100, points))
-        parts.append(correlations_table(bp).to_html())
-        parts.append(_details(bias_points_table(bp)))
-    return "".join(parts)
+    return _section(ctx, "bvg", _BIASES_INTRO, _bias_parts)
 
 
 # ------------------------------------------------------------------------- (c) RobustBench
-def _scatter_figure(
-    pub_names: Sequence[str],
-    pub_x: Any,
-    pub_y: Any,
-    extra: Any,
-    user_x: Any,
-    user_y: Any,
-    names: Sequence[str],
-    xlabel: str,
-    ylabel: str,
-    title: str,
+def _leaderboard_figure(
+    pts: RobustPoints | CorruptionPoints, y: str, extra: Any, ylabel: str, title: str
 ) -> tuple[Figure, list[Point]]:
+    """Clean accuracy vs column ``y`` of a RobustBench leaderboard (``extra``: the entries
+    trained with extra data) with the user's models."""
     fig = Figure(figsize=(6.0, 4.6))
     ax = fig.subplots()
     extra = np.asarray(extra, dtype=bool)
-    px, py = np.asarray(pub_x, float), np.asarray(pub_y, float)
+    px, py = np.asarray(pts.published["clean"], float), np.asarray(pts.published[y], float)
+    ux, uy = np.asarray(pts.user["clean"], float), np.asarray(pts.user[y], float)
+    names = list(pts.user["model"])
     ax.scatter(px[~extra], py[~extra], s=26, color="tab:blue", alpha=0.7, label="leaderboard")
     if extra.any():
         ax.scatter(
@@ -302,70 +335,51 @@ def _scatter_figure(
             label="leaderboard, extra data",
         )
     if len(names):
-        ax.scatter(user_x, user_y, zorder=5, label="your models", **_USER)
-        _label_points(ax, np.asarray(user_x, float), np.asarray(user_y, float), names)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    ax.set_title(title, fontsize=11)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    points = [(ax, x, y, str(n)) for n, x, y in zip(pub_names, px, py, strict=True)]
-    points += [
-        (ax, float(x), float(y), f"{n} (yours)")
-        for n, x, y in zip(names, np.asarray(user_x, float), np.asarray(user_y, float), strict=True)
-    ]
+        ax.scatter(pts.user["clean"], pts.user[y], zorder=5, label="your models", **_USER)
+        _label_points(ax, ux, uy, names)
+    _finish_axes(ax, "clean accuracy", ylabel, title)
+    pub = zip(list(pts.published["model"]), px, py, px, strict=True)
+    points = _points(ax, pub, zip(names, ux, uy, ux, strict=True), lambda n, _: str(n))
     return fig, points
+
+
+_ROBUSTBENCH_INTRO = (
+    "<p>Your models on RobustBench's ImageNet leaderboards (Croce et al., NeurIPS 2021 "
+    "Datasets and Benchmarks), at the same threat model only: L-inf eps 4/255 "
+    "(AutoAttack) and ImageNet-C. Hover a point for its model.</p>"
+)
+
+
+def _robustbench_parts(ctx: ReportContext, table: Any) -> list[str]:
+    rp = robust_points(ctx, table)
+    parts = ["<h4>L-inf, eps 4/255</h4>", _notes(rp.notes)]
+    if len(rp.published):
+        fig, points = _leaderboard_figure(
+            rp,
+            "robust",
+            rp.published["additional_data"],
+            "robust accuracy (L-inf 4/255)",
+            "RobustBench ImageNet L-inf",
+        )
+        parts.append(figure_with_hover(fig, "RobustBench L-inf leaderboard", 640, points))
+        parts.append(leaderboard_table(rp).to_html())
+    cp = corruption_points(ctx, table)
+    if len(cp.published):
+        parts.append("<h4>Common corruptions (ImageNet-C)</h4>")
+        parts.append(_notes(cp.notes))
+        fig, points = _leaderboard_figure(
+            cp,
+            "corruption",
+            np.zeros(len(cp.published)),
+            "ImageNet-C accuracy (mean)",
+            "RobustBench ImageNet corruptions",
+        )
+        alt = "RobustBench corruptions leaderboard"
+        parts.append(figure_with_hover(fig, alt, 640, points))
+        parts.append(corruption_table(cp).to_html())
+    return parts
 
 
 def render_robustbench(ctx: ReportContext) -> str | None:
     """Clean vs robust accuracy on RobustBench's ImageNet leaderboards."""
-    tables = tables_of_format(ctx, "robustbench")
-    if not tables:
-        return None
-    parts = [
-        HOVER_STYLE,
-        "<p>Your models on RobustBench's ImageNet leaderboards (Croce et al., NeurIPS 2021 "
-        "Datasets and Benchmarks), at the same threat model only: L-inf eps 4/255 "
-        "(AutoAttack) and ImageNet-C. Hover a point for its model.</p>",
-    ]
-    for label, table in tables:
-        if len(tables) > 1:
-            parts.append(f"<h3>{esc(label)}</h3>")
-        rp = robust_points(ctx, table)
-        parts.append("<h4>L-inf, eps 4/255</h4>")
-        parts.append(_notes(rp.notes))
-        if len(rp.published):
-            fig, points = _scatter_figure(
-                list(rp.published["model"]),
-                rp.published["clean"],
-                rp.published["robust"],
-                rp.published["additional_data"],
-                rp.user["clean"],
-                rp.user["robust"],
-                list(rp.user["model"]),
-                "clean accuracy",
-                "robust accuracy (L-inf 4/255)",
-                "RobustBench ImageNet L-inf",
-            )
-            parts.append(figure_with_hover(fig, "RobustBench L-inf leaderboard", 640, points))
-            parts.append(leaderboard_table(rp).to_html())
-        cp = corruption_points(ctx, table)
-        if len(cp.published):
-            parts.append("<h4>Common corruptions (ImageNet-C)</h4>")
-            parts.append(_notes(cp.notes))
-            fig, points = _scatter_figure(
-                list(cp.published["model"]),
-                cp.published["clean"],
-                cp.published["corruption"],
-                np.zeros(len(cp.published)),
-                cp.user["clean"],
-                cp.user["corruption"],
-                list(cp.user["model"]),
-                "clean accuracy",
-                "ImageNet-C accuracy (mean)",
-                "RobustBench ImageNet corruptions",
-            )
-            alt = "RobustBench corruptions leaderboard"
-            parts.append(figure_with_hover(fig, alt, 640, points))
-            parts.append(corruption_table(cp).to_html())
-    return "".join(parts)
+    return _section(ctx, "robustbench", _ROBUSTBENCH_INTRO, _robustbench_parts)

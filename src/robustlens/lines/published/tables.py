@@ -6,6 +6,8 @@ and every published point with its model name.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from robustlens.formatting import p_value
@@ -39,6 +41,11 @@ def _f(v: object) -> float | None:
     return f if np.isfinite(f) else None
 
 
+def _correlation(r: Any, suffix: str) -> list[object]:
+    """``n``, ``rho`` and ``p`` of one correlation row (``suffix``: ``""`` or ``"_with"``)."""
+    return [int(r["n" + suffix]), _f(r["rho" + suffix]), p_value(r["p" + suffix])]
+
+
 def shift_user_table(res: ShiftResult) -> Table:
     """The user's models on one shift: accuracies, ER and rank among the published types."""
     rank_cols = [c for c in res.user.columns if c.startswith("rank:")]
@@ -48,9 +55,7 @@ def shift_user_table(res: ShiftResult) -> Table:
         [
             r["model"],
             r["dataset"],
-            _f(r["acc_id"]),
-            _f(r["acc_ood"]),
-            _f(r["er"]),
+            *(_f(r[k]) for k in ("acc_id", "acc_ood", "er")),
             r["rank"],
             *[r[c] for c in rank_cols],
         ]
@@ -102,12 +107,8 @@ def correlations_table(bp: BiasPoints) -> Table:
         [
             r["bias"],
             r["dimension"],
-            int(r["n"]),
-            _f(r["rho"]),
-            p_value(r["p"]),
-            int(r["n_with"]),
-            _f(r["rho_with"]),
-            p_value(r["p_with"]),
+            *_correlation(r, ""),
+            *_correlation(r, "_with"),
         ]
         for _, r in bp.correlations.iterrows()
     ]
