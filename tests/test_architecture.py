@@ -67,7 +67,8 @@ def test_the_detector_finds_an_unexplained_local_import(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "name", ["accuracy", "invariance", "clustering", "biases", "spurious", "robustness", "published"]
+    "name",
+    ["accuracy", "invariance", "clustering", "biases", "spurious", "robustness", "published"],
 )
 def test_each_shipped_line_is_an_entry_point(name):
     eps = {ep.name: ep.value for ep in entry_points(group=ENTRY_POINT_GROUP)}

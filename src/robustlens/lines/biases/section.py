@@ -113,9 +113,7 @@ def _critical_band_figure(ds: str, by_model: dict[str, Any]) -> Figure:
         if f.size and f.size == s.size:
             ax.plot(f, s, "o", color="k", ms=4)
         if art.get("ok") and f.size:
-            a, mu, w = (
-                np.float64(art.get(k)) for k in ("amplitude", "mu_log2", "width_octaves")
-            )
+            a, mu, w = (np.float64(art.get(k)) for k in ("amplitude", "mu_log2", "width_octaves"))
             x = np.linspace(np.log2(f.min()) - 0.5, np.log2(f.max()) + 0.5, 200)
             # the fitted curve of robustlens.metrics.critical_band over log2 frequency:
             # A exp(-(x - mu)^2 / 2w^2), A in noise steps (peak sensitivity is 2**(A - 4))
