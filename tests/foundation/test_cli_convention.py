@@ -111,6 +111,7 @@ def study(tiny_world, tiny_zoo_dir, tmp_path_factory) -> Path:
 
 def _masked(output: str) -> str:
     """The output with durations and rates masked (they differ from run to run)."""
+    output = re.sub(r"\d+(\.\d+)?(\s\w+)?/s\b", "<rate>", output)  # progress rates
     return re.sub(r"\d+(\.\d+)?\s?(s|ms|min)\b", "<t>", output)
 
 
