@@ -251,13 +251,18 @@ PLAN_FILE = "plan.json"
 
 def study_plan(result: StudyResult) -> dict[str, Any]:
     """What the study ran: its name and store, the datasets with their role and tags, the
-    models with their configs, the measures (as JSON values)."""
+    models with their configs, the measures and their protocols, the published tables to
+    compare with (as JSON values)."""
     return _jsonable(
         {
             "name": result.config.name if result.config is not None else "study",
             "store": str(result.store.root),
             "measures": list(result.measures),
             "protocols": result.protocols,
+            "published": [
+                p.model_dump(exclude_none=True)
+                for p in (result.config.published if result.config is not None else [])
+            ],
             "models": {m: result.model_configs.get(m, {}) for m in result.models},
             "datasets": {d: result.dataset_roles.get(d, {}) for d in result.datasets},
             "fingerprints": {"models": result.model_fps, "datasets": result.dataset_fps},

@@ -46,3 +46,27 @@ def test_a_study_records_the_protocols_it_ran_in_its_plan_and_report(
     assert "Ho, Pfreundt" in plan["protocols"]["clustering"]["paper"]
     page = write_report(result).read_text()
     assert "Measure protocols" in page and "max_samples=40" in page and "seed=7" in page
+
+
+def test_published_tables_named_in_the_study_reach_the_report(tiny_world, tiny_zoo_dir, tmp_path):
+    from robustlens.report import build_report_context
+
+    world = {
+        k: list(v) if isinstance(v, tuple) else v
+        for k, v in dataclasses.asdict(tiny_world.config).items()
+    }
+    cfg = parse_config(
+        {
+            "store": str(tmp_path / "store"),
+            "output": str(tmp_path / "out"),
+            "world": world,
+            "models": [{"source": "zoo", "path": str(tiny_zoo_dir)}],
+            "datasets": [{"world": ["val"]}],
+            "published": ["testbed", {"source": "bvg"}],
+            "engine": {"num_workers": 0},
+        }
+    )
+    run_study(cfg)
+    assert read_plan(tmp_path / "out")["published"] == [{"source": "testbed"}, {"source": "bvg"}]
+    ctx = build_report_context(tmp_path / "out")
+    assert ctx.study["published"] == [{"source": "testbed"}, {"source": "bvg"}]

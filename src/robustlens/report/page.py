@@ -270,6 +270,7 @@ def build_report_context(
         for m, p in (plan.get("protocols") or summary.get("protocols") or {}).items()
         if measures is None or m in measures
     }
+    summary["published"] = plan.get("published") or summary.get("published") or []
     summary["datasets"] = present
     summary["model_configs"] = {m: model_cfgs.get(m, {}) for m in model_names}
     summary["dataset_info"] = info
