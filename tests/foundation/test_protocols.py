@@ -7,8 +7,26 @@ import json
 
 from robustlens.config import parse_config
 from robustlens.measure import available_measures, get_measure
-from robustlens.report import write_report
+from robustlens.report import build_report_context, write_report
 from robustlens.study import read_plan, run_study
+
+
+def _tiny_study(world, zoo_dir, root, **extra):
+    """The tiny zoo on the tiny world's val split, with ``extra`` study-file keys."""
+    return parse_config(
+        {
+            "store": str(root / "store"),
+            "output": str(root / "out"),
+            "world": {
+                k: list(v) if isinstance(v, tuple) else v
+                for k, v in dataclasses.asdict(world.config).items()
+            },
+            "models": [{"source": "zoo", "path": str(zoo_dir)}],
+            "datasets": [{"world": ["val"]}],
+            "engine": {"num_workers": 0},
+            **extra,
+        }
+    )
 
 
 def test_every_registered_measure_names_its_paper_and_parameters():
@@ -22,21 +40,12 @@ def test_every_registered_measure_names_its_paper_and_parameters():
 def test_a_study_records_the_protocols_it_ran_in_its_plan_and_report(
     tiny_world, tiny_zoo_dir, tmp_path
 ):
-    world = {
-        k: list(v) if isinstance(v, tuple) else v
-        for k, v in dataclasses.asdict(tiny_world.config).items()
-    }
-    cfg = parse_config(
-        {
-            "store": str(tmp_path / "store"),
-            "output": str(tmp_path / "out"),
-            "world": world,
-            "models": [{"source": "zoo", "path": str(tiny_zoo_dir)}],
-            "datasets": [{"world": ["val"]}],
-            "measures": ["accuracy", "clustering"],
-            "measure_options": {"clustering": {"max_samples": 40, "seed": 7}},
-            "engine": {"num_workers": 0},
-        }
+    cfg = _tiny_study(
+        tiny_world,
+        tiny_zoo_dir,
+        tmp_path,
+        measures=["accuracy", "clustering"],
+        measure_options={"clustering": {"max_samples": 40, "seed": 7}},
     )
     result = run_study(cfg)
     params = result.protocols["clustering"]["parameters"]
@@ -49,23 +58,7 @@ def test_a_study_records_the_protocols_it_ran_in_its_plan_and_report(
 
 
 def test_published_tables_named_in_the_study_reach_the_report(tiny_world, tiny_zoo_dir, tmp_path):
-    from robustlens.report import build_report_context
-
-    world = {
-        k: list(v) if isinstance(v, tuple) else v
-        for k, v in dataclasses.asdict(tiny_world.config).items()
-    }
-    cfg = parse_config(
-        {
-            "store": str(tmp_path / "store"),
-            "output": str(tmp_path / "out"),
-            "world": world,
-            "models": [{"source": "zoo", "path": str(tiny_zoo_dir)}],
-            "datasets": [{"world": ["val"]}],
-            "published": ["testbed", {"source": "bvg"}],
-            "engine": {"num_workers": 0},
-        }
-    )
+    cfg = _tiny_study(tiny_world, tiny_zoo_dir, tmp_path, published=["testbed", {"source": "bvg"}])
     run_study(cfg)
     assert read_plan(tmp_path / "out")["published"] == [{"source": "testbed"}, {"source": "bvg"}]
     ctx = build_report_context(tmp_path / "out")
