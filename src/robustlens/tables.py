@@ -102,9 +102,10 @@ class Table:
             body.append(f"<tr>{tds}</tr>")
         title = f"<{heading}>{esc(self.title)}</{heading}>" if self.title else ""
         caption = f"<p class='note'>{esc(self.caption)}</p>" if self.caption else ""
+        # the scroll box keeps a wide table from widening the page
         return (
-            f"{title}<table class='data'{tid}><thead><tr>{head}</tr></thead>"
-            f"<tbody>{''.join(body)}</tbody></table>{caption}"
+            f"{title}<div class='table-scroll'><table class='data'{tid}><thead><tr>{head}"
+            f"</tr></thead><tbody>{''.join(body)}</tbody></table></div>{caption}"
         )
 
     def to_rich(self) -> RichTable:

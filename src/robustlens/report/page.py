@@ -453,6 +453,9 @@ tbody tr:hover td,tbody tr:hover th.sticky{background:#eaf1fb}
 th.asc::after{content:" \\25B2";font-size:10px}th.desc::after{content:" \\25BC";font-size:10px}
 td.na{color:#aab}.hidden{display:none}
 table.compact td,table.compact th{text-align:left}
+.table-scroll{overflow-x:auto;max-width:100%}
+table.data th,table.data td{text-align:left;white-space:normal}
+table.data td.num{text-align:right;white-space:nowrap}
 table.dataframe{border:1px solid var(--line);margin:8px 0}
 table.dataframe td,table.dataframe th{border:0;border-bottom:1px solid var(--line)}
 table.kv td:first-child{color:var(--muted);text-align:left}table.kv td{text-align:left}
