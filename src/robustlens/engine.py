@@ -7,6 +7,24 @@ applied to the decoded batch on tensors, and logits (and, where asked, penultima
 are written to the store shard by shard. It counts images decoded and forward passes run, so
 that "a second identical run runs no forward pass" can be checked, not assumed.
 
+Each model sees an image folder as its own evaluation pipeline would decode it: a model with
+an ``eval_transform`` (timm's ``resolve_data_config``, a torchvision preset) gets the files
+decoded at that transform (resize, crop, interpolation;
+:meth:`~robustlens.data.imagefolder.FileListDataset.with_transform`), a model without one the
+dataset's own decode. The jobs of one dataset are grouped by the pixels they need
+(:func:`decode_groups`): one decode pass per distinct transform, shared by every model and
+view of the group. Arrays are keyed by the model's fingerprint, which covers its transform,
+so arrays decoded differently never mix. In-memory datasets (the synthetic world) are sliced
+as they are, for every model.
+
+Files are decoded by DataLoader worker processes (``num_workers``; by default 2 for a
+file-backed dataset), which decode the next batches while the models run on the current one
+(``prefetch_factor`` batches each, one loader for all the shards of a pass; pinned memory
+on CUDA). On CUDA, JPEG files can be decoded on the device instead (``gpu_decode=True``,
+:func:`torchvision.io.decode_jpeg`): the workers only read the bytes, and the resize and crop
+run on the device; the pixels then differ from PIL's by a few levels, so it is off unless
+asked for.
+
 A model whose outputs are not finite (NaN or infinite logits) on some sample of a dataset is
 *failed* on that dataset: the engine keeps running it to count the samples, stores none of its
 arrays for that dataset (so nothing wrong is cached, and a fixed model is simply computed
@@ -18,19 +36,28 @@ The engine never computes a metric; measures read what it stored.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import math
 import os
 import time
-from collections.abc import Iterator, Sequence
+import warnings
+from collections.abc import Hashable, Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
+import torchvision.io
+from PIL import Image
 
 from robustlens.console import StageProgress
 from robustlens.data.base import ArrayDataset, ClassMapping, Dataset
-from robustlens.errors import ConfigError
+from robustlens.data.derived import ModelClassesDataset
+from robustlens.data.imagefolder import EvalTransform, FileListDataset
+from robustlens.errors import ConfigError, ValidationError
 from robustlens.models.base import ModelAdapter
 from robustlens.store import META_VIEW, ArrayKey, Store
 from robustlens.views import ViewContext, parse_view
@@ -51,7 +78,8 @@ class EngineReport:
 
     dataset: str
     images: int = 0
-    images_decoded: int = 0
+    images_decoded: int = 0  # summed over decode passes: one pass per distinct transform
+    decode_passes: int = 0  # passes over (part of) the files, one per distinct transform
     forward_passes: int = 0  # images x views actually run through a model
     shards_total: int = 0
     shards_computed: int = 0
@@ -130,18 +158,78 @@ def resolve_device(device: str | None = None) -> torch.device:
     return torch.device(text)
 
 
-class _SafeItems(torch.utils.data.Dataset):
-    """Dataset items for a DataLoader; a corrupt file becomes a recorded skip, not a crash."""
+@dataclass
+class DecodeGroup:
+    """The jobs of one run whose models see the same pixels, decoded once for all of them.
 
-    def __init__(self, dataset: Dataset, indices: Sequence[int]) -> None:
+    Attributes:
+        dataset: the dataset as the group's models see it (decoded at their transform).
+        jobs: indices of the group's jobs in the run's job list.
+    """
+
+    dataset: Dataset
+    jobs: list[int]
+
+
+def decode_groups(dataset: Dataset, jobs: Sequence[EngineJob]) -> list[DecodeGroup]:
+    """Group the jobs of one dataset by the pixels their models need.
+
+    A dataset of image files (:class:`~robustlens.data.imagefolder.FileListDataset`, or one
+    that relabels such a dataset and passes the two methods on) is decoded at each model's
+    ``eval_transform`` (``with_transform``); models whose transforms give the same pixels
+    (``decoding``: same resize, crop and interpolation, whatever their mean and std), and
+    models without a transform where it equals the dataset's own decode, share one group.
+    Any other dataset (in-memory arrays, corruptions made on the fly) is one group: every
+    model sees it as it is.
+
+    Returns:
+        The groups in order of their first job; one group (with no jobs) for no jobs.
+    """
+    convert = getattr(dataset, "with_transform", None)
+    decoding = getattr(dataset, "decoding", None)
+    if convert is None or decoding is None:
+        return [DecodeGroup(dataset, list(range(len(jobs))))]
+    groups: dict[Hashable, DecodeGroup] = {}
+    for i, job in enumerate(jobs):
+        transform = getattr(job.model, "eval_transform", None)
+        key = decoding(transform)
+        if key not in groups:
+            groups[key] = DecodeGroup(convert(transform), [])
+        groups[key].jobs.append(i)
+    return list(groups.values()) or [DecodeGroup(dataset, [])]
+
+
+# ------------------------------------------------------------------------------------ loading
+#: how a worker hands a JPEG to the device decoder: its bytes, undecoded
+_RAW = "jpeg"
+
+
+class _SafeItems(torch.utils.data.Dataset):
+    """Dataset items for a DataLoader; a corrupt file becomes a recorded skip, not a crash.
+
+    Items are indexed by dataset index (the loader's batch sampler names them). With
+    ``files`` (the image files behind ``dataset``, see :func:`device_files`), a JPEG file
+    that the device decoder takes (RGB or grey, within the pixel limit) is not decoded: its
+    bytes are returned for :class:`_CudaDecoder`.
+    """
+
+    def __init__(self, dataset: Dataset, files: FileListDataset | None = None) -> None:
         self.dataset = dataset
-        self.indices = list(indices)
+        self.files = files
+        if files is not None:  # labels and ids come from the index, not from a decoded sample
+            self.labels = dataset.labels()
+            self.ids = dataset.sample_ids()
+            self.extras = dataset.extra_labels()
 
     def __len__(self) -> int:
-        return len(self.indices)
+        return len(self.dataset)
 
-    def __getitem__(self, i: int):
-        idx = self.indices[i]
+    def __getitem__(self, idx: int):
+        if self.files is not None:
+            data = _jpeg_bytes(self.files, idx)
+            if data is not None:
+                extras = {k: int(v[idx]) for k, v in self.extras.items()}
+                return (_RAW, idx, data, int(self.labels[idx]), int(self.ids[idx]), extras)
         try:
             s = self.dataset.load(idx)
         except Exception as exc:
@@ -151,21 +239,170 @@ class _SafeItems(torch.utils.data.Dataset):
         return ("ok", idx, s)
 
 
+def _jpeg_bytes(files: FileListDataset, idx: int) -> torch.Tensor | None:
+    """The bytes of sample ``idx`` when the device decoder can take it, else ``None``."""
+    path = files.path(idx)
+    try:
+        with Image.open(path) as img:  # the header only: format, mode, size
+            fmt, mode, (w, h) = img.format, img.mode, img.size
+        limit = files.max_pixels if files.max_pixels is not None else Image.MAX_IMAGE_PIXELS
+        if fmt != "JPEG" or mode not in ("RGB", "L") or (limit and w * h > limit):
+            return None
+        data = Path(path).read_bytes()
+    except Exception:  # unreadable: the CPU decode names the reason
+        return None
+    # a file that does not end with the end-of-image marker may be truncated: PIL's strict
+    # decode says so (the device decoder might fill in the missing rows)
+    if not data.endswith(b"\xff\xd9"):
+        return None
+    return torch.frombuffer(bytearray(data), dtype=torch.uint8)
+
+
 def _collate(items: list) -> dict:
     ok = [it for it in items if it[0] == "ok"]
+    raw = [it for it in items if it[0] == _RAW]
     skipped = [(it[2], it[3]) for it in items if it[0] == "skip"]
-    if not ok:
+    if not ok and not raw:
         return {"images": None, "skipped": skipped}
-    samples = [it[2] for it in ok]
-    extras = {k: torch.tensor([s.extras[k] for s in samples]) for k in samples[0].extras}
+    # samples decoded by the worker first, in dataset order, then the JPEGs still to decode
+    # (:func:`_device_decoded` puts every row back in dataset order)
+    rows = [(it[1], it[2].label, it[2].sample_id, it[2].extras) for it in ok]
+    rows += [(it[1], it[3], it[4], it[5]) for it in raw]
+    keys = list(rows[0][3])
     return {
-        "images": torch.from_numpy(np.stack([s.image for s in samples])),
-        "labels": torch.tensor([s.label for s in samples], dtype=torch.int64),
-        "sample_ids": torch.tensor([s.sample_id for s in samples], dtype=torch.int64),
-        "index": torch.tensor([it[1] for it in ok], dtype=torch.int64),
-        "extras": extras,
+        "images": torch.from_numpy(np.stack([it[2].image for it in ok])) if ok else None,
+        "jpegs": [it[2] for it in raw],
+        "labels": torch.tensor([r[1] for r in rows], dtype=torch.int64),
+        "sample_ids": torch.tensor([r[2] for r in rows], dtype=torch.int64),
+        "index": torch.tensor([r[0] for r in rows], dtype=torch.int64),
+        "extras": {k: torch.tensor([r[3][k] for r in rows]) for k in keys},
         "skipped": skipped,
     }
+
+
+#: interpolations the device resize reproduces (with antialiasing, as PIL resamples)
+_DEVICE_MODES = {"bilinear": "bilinear", "bicubic": "bicubic", "nearest": "nearest-exact"}
+
+
+@lru_cache(maxsize=8)
+def cuda_jpeg_decoding(device: str) -> bool:
+    """Whether :func:`torchvision.io.decode_jpeg` decodes on ``device`` (a CUDA device):
+    tried once on a tiny JPEG."""
+    if not device.startswith("cuda") or not torch.cuda.is_available():
+        return False
+    try:
+        with _quiet():
+            probe = torchvision.io.encode_jpeg(torch.zeros(3, 8, 8, dtype=torch.uint8))
+            out = torchvision.io.decode_jpeg([probe], device=device)
+        return tuple(out[0].shape) == (3, 8, 8)
+    except Exception:
+        return False
+
+
+def device_files(dataset: Dataset) -> FileListDataset | None:
+    """The image files whose decode is ``dataset``'s pixels (the dataset itself, or the base
+    of a relabelled one), when a device decode can reproduce it: a ``crop: center`` decode
+    without a border, with an interpolation the device has. ``None`` otherwise (other
+    datasets, corruptions made on the fly, protocol crops)."""
+    files = dataset.base if isinstance(dataset, ModelClassesDataset) else dataset
+    if not isinstance(files, FileListDataset) or files.crop != "center" or files.border:
+        return None
+    return files if device_transform(files).interpolation in _DEVICE_MODES else None
+
+
+def device_transform(files: FileListDataset) -> EvalTransform:
+    """The transform a file list decodes at (its model's, or its own ``crop: center``)."""
+    return files.transform or EvalTransform.imagenet(files.size, files.interpolation)
+
+
+class _CudaDecoder:
+    """JPEG bytes -> the transform's uint8 (B, size, size, 3) batch, on a CUDA device."""
+
+    def __init__(self, transform: EvalTransform, device: torch.device) -> None:
+        self.t = transform
+        self.device = device
+
+    def resize_and_crop(self, img: torch.Tensor) -> torch.Tensor:
+        """One decoded (3, H, W) uint8 image as the transform's (size, size, 3) input."""
+        t = self.t
+        h, w = img.shape[-2:]
+        nw, nh = t.resized_shape(w, h)
+        if (nw, nh) != (w, h):
+            mode = _DEVICE_MODES[t.interpolation]
+            x = img[None].float()
+            x = F.interpolate(
+                x,
+                size=(nh, nw),
+                mode=mode,
+                **({} if mode == "nearest-exact" else {"align_corners": False, "antialias": True}),
+            )
+            img = x[0].round_().clamp_(0, 255).to(torch.uint8)
+        s = t.size
+        if s > nh or s > nw:  # CenterCrop / CenterCropOrPad padding
+            fill = torch.tensor(t.fill() or (0, 0, 0), dtype=torch.uint8, device=img.device)
+            padded = fill.view(3, 1, 1).expand(3, max(nh, s), max(nw, s)).clone()
+            top, left = max(s - nh, 0) // 2, max(s - nw, 0) // 2
+            padded[:, top : top + nh, left : left + nw] = img
+            img, (nh, nw) = padded, padded.shape[-2:]
+        top, left = round((nh - s) / 2.0), round((nw - s) / 2.0)
+        return img[:, top : top + s, left : left + s].permute(1, 2, 0)
+
+    def __call__(self, jpegs: list[torch.Tensor]) -> torch.Tensor:
+        with _quiet():
+            images = torchvision.io.decode_jpeg(
+                jpegs, mode=torchvision.io.ImageReadMode.RGB, device=self.device
+            )
+        return torch.stack([self.resize_and_crop(img) for img in images])
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """torchvision >= 0.29 warns on every decode that torchcodec will take its place."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        yield
+
+
+def _device_decoded(
+    batch: dict, decoder: _CudaDecoder, device: torch.device, dataset: Dataset
+) -> dict:
+    """A collated batch with its JPEGs decoded on the device, rows back in dataset order.
+
+    A file the device decoder refuses fails the batch's call; the batch is then decoded file
+    by file, and a file refused alone is decoded on the CPU (a skip, with PIL's reason, when
+    that fails too).
+    """
+    cpu = batch["images"]
+    n_cpu = 0 if cpu is None else len(cpu)
+    jpegs, index = batch["jpegs"], batch["index"]
+    skipped = list(batch["skipped"])
+    try:
+        decoded: list[torch.Tensor | None] = list(decoder(jpegs))
+    except Exception:
+        decoded = []
+        for data, idx in zip(jpegs, index[n_cpu:].tolist(), strict=True):
+            try:
+                decoded.append(decoder([data])[0])
+                continue
+            except Exception:
+                item = _SafeItems(dataset)[idx]
+            if item[0] == "ok":
+                decoded.append(torch.from_numpy(item[2].image).to(device))
+            else:
+                decoded.append(None)
+                skipped.append((item[2], item[3]))
+    rows = [*range(n_cpu), *(n_cpu + k for k, d in enumerate(decoded) if d is not None)]
+    images = [*(cpu.to(device) if cpu is not None else []), *(d for d in decoded if d is not None)]
+    if not images:
+        return {"images": None, "skipped": skipped}
+    keep = torch.tensor(rows, dtype=torch.int64)
+    order = keep[torch.argsort(index[keep])]
+    out = dict(batch, jpegs=[], skipped=skipped)
+    out["images"] = torch.stack(images)[torch.argsort(index[keep]).to(device)]
+    for k in ("labels", "sample_ids", "index"):
+        out[k] = batch[k][order]
+    out["extras"] = {k: v[order] for k, v in batch["extras"].items()}
+    return out
 
 
 class Engine:
@@ -175,8 +412,9 @@ class Engine:
         store: where arrays go.
         batch_size: images per forward pass.
         shard_size: images per stored shard (the unit of caching and resuming).
-        num_workers: DataLoader workers for file-backed datasets (``None``: 2 if the machine
-            has more than 2 cores, else 0). In-memory datasets are sliced directly.
+        num_workers: DataLoader worker processes that decode a file-backed dataset while the
+            models run (``None``: 2, or 1 on a single core); 0 decodes in the main process,
+            between forward passes. In-memory datasets are sliced directly.
         device: ``"auto"`` (CUDA when present), ``"cpu"`` or ``"cuda"``.
         amp: autocast in bfloat16 on CUDA (default on CUDA, off on CPU).
         channels_last: feed models channels-last tensors (default on). On CPU this alone makes
@@ -184,6 +422,11 @@ class Engine:
             because oneDNN's convolutions work in NHWC; views such as rotations and filters
             otherwise hand the model whichever layout their last operation produced.
         progress: show a progress bar.
+        prefetch_factor: batches each worker decodes ahead.
+        gpu_decode: on a CUDA device, decode JPEG files on the device
+            (:func:`torchvision.io.decode_jpeg`) and resize them there; files it cannot take
+            (other formats, CMYK, a protocol crop) are decoded by the workers as usual. Off by
+            default: the device's pixels differ from PIL's by a few levels.
     """
 
     def __init__(
@@ -196,6 +439,8 @@ class Engine:
         amp: bool | None = None,
         channels_last: bool | None = None,
         progress: bool = False,
+        prefetch_factor: int = 2,
+        gpu_decode: bool = False,
     ) -> None:
         if batch_size < 1 or shard_size < 1:
             raise ValueError(
@@ -204,42 +449,76 @@ class Engine:
         self.store = store
         self.batch_size = batch_size
         self.shard_size = shard_size
-        self.num_workers = (
-            (2 if (os.cpu_count() or 1) > 2 else 0) if num_workers is None else num_workers
-        )
+        self.num_workers = min(2, os.cpu_count() or 1) if num_workers is None else num_workers
+        self.prefetch_factor = prefetch_factor
         self.device = resolve_device(device)
         cuda = self.device.type == "cuda"
         self.amp = cuda if amp is None else amp
         self.channels_last = True if channels_last is None else channels_last
+        self.gpu_decode = gpu_decode and cuda and cuda_jpeg_decoding(str(self.device))
         self.progress = progress
         #: shards finished (computed or found in the store) by every run of this engine so far
         self.shards_done = 0
 
     # ---------------------------------------------------------------- batching
-    def _batches(self, dataset: Dataset, start: int, stop: int) -> Iterator[dict]:
+    def _ranges(self, shards: Sequence[int], n: int) -> list[tuple[int, int]]:
+        return [(s * self.shard_size, min((s + 1) * self.shard_size, n)) for s in shards]
+
+    def _batches(self, dataset: Dataset, ranges: Sequence[tuple[int, int]]) -> Iterator[dict]:
+        """The batches of every ``[start, stop)`` range in order; no batch spans two ranges.
+
+        A file-backed dataset is read by one DataLoader for all the ranges, so its workers
+        start once and keep decoding ahead across shard boundaries.
+        """
+        bs = self.batch_size
         if isinstance(dataset, ArrayDataset):
             labels, ids, extras = dataset.labels(), dataset.sample_ids(), dataset.extra_labels()
-            for b in range(start, stop, self.batch_size):
-                e = min(b + self.batch_size, stop)
-                yield {
-                    "images": torch.from_numpy(np.array(dataset.images[b:e], copy=True)),
-                    "labels": torch.from_numpy(np.array(labels[b:e])),
-                    "sample_ids": torch.from_numpy(np.array(ids[b:e])),
-                    "index": torch.arange(b, e, dtype=torch.int64),
-                    "extras": {k: torch.from_numpy(np.array(v[b:e])) for k, v in extras.items()},
-                    "skipped": [],
-                }
+            for start, stop in ranges:
+                for b in range(start, stop, bs):
+                    e = min(b + bs, stop)
+                    yield {
+                        "images": torch.from_numpy(np.array(dataset.images[b:e], copy=True)),
+                        "labels": torch.from_numpy(np.array(labels[b:e])),
+                        "sample_ids": torch.from_numpy(np.array(ids[b:e])),
+                        "index": torch.arange(b, e, dtype=torch.int64),
+                        "extras": {
+                            k: torch.from_numpy(np.array(v[b:e])) for k, v in extras.items()
+                        },
+                        "skipped": [],
+                    }
             return
+        files = device_files(dataset) if self.gpu_decode else None
+        batches = [
+            list(range(b, min(b + bs, stop)))
+            for start, stop in ranges
+            for b in range(start, stop, bs)
+        ]
+        workers = self.num_workers
         loader = torch.utils.data.DataLoader(
-            _SafeItems(dataset, range(start, stop)),
-            batch_size=self.batch_size,
-            shuffle=False,
-            num_workers=self.num_workers,
+            _SafeItems(dataset, files),
+            batch_sampler=batches,
+            num_workers=workers,
             collate_fn=_collate,
             pin_memory=self.device.type == "cuda",
+            prefetch_factor=self.prefetch_factor if workers else None,
             persistent_workers=False,
         )
-        yield from loader
+        decoder = None if files is None else _CudaDecoder(device_transform(files), self.device)
+        for batch in loader:
+            if decoder is not None and batch.get("jpegs"):
+                batch = _device_decoded(batch, decoder, self.device, dataset)
+            yield batch
+
+    def _shard_batches(
+        self, dataset: Dataset, shards: Sequence[int]
+    ) -> Iterator[tuple[int, Iterator[dict]]]:
+        """``(shard, its batches)`` for every shard in order, from one stream of batches; each
+        shard's batches must be consumed before the next shard's."""
+        n, bs = len(dataset), self.batch_size
+        ranges = self._ranges(shards, n)
+        stream = self._batches(dataset, ranges)
+        for s, (start, stop) in zip(shards, ranges, strict=True):
+            yield s, itertools.islice(stream, math.ceil((stop - start) / bs))
 
     # ---------------------------------------------------------------- run
     def run(self, dataset: Dataset, jobs: Sequence[EngineJob]) -> EngineReport:
@@ -259,6 +538,8 @@ class Engine:
             for v in job.views:
                 parse_view(v)  # unknown views fail before any work is done
         meta_key = ArrayKey("", dfp, META_VIEW)
+        # the model's fingerprint covers its eval_transform: arrays decoded at different
+        # transforms never share a key, and the dataset part stays the dataset's own
         keys = {
             (i, v): ArrayKey(job.model.fingerprint(), dfp, v)
             for i, job in enumerate(jobs)
@@ -288,6 +569,7 @@ class Engine:
             report.skipped = self.store.skipped(dfp)
             return report
 
+        passes = self._plan(decode_groups(dataset, jobs), jobs, todo_shards, done, keys, meta_key)
         models = self._prepare_models(jobs)
         # in dataset order; each meta shard keeps the rows of the samples it holds
         acceptable = (
@@ -296,20 +578,22 @@ class Engine:
             else None
         )
         bar = self._progress_bar(
-            dataset.name, sum(min(self.shard_size, n - s * self.shard_size) for s in todo_shards)
+            dataset.name,
+            sum(min(self.shard_size, n - s * self.shard_size) for _, work in passes for s in work),
         )
         run = _Run(
             dataset, jobs, models, mappings, keys, meta_key, n_shards, report, bar, acceptable
         )
+        last = {s: p for p, (_, work) in enumerate(passes) for s in work}  # its last pass
         try:
-            for s in todo_shards:
-                needed = {
-                    i: [v for v in job.views if s not in done[keys[(i, v)]]]
-                    for i, job in enumerate(jobs)
-                }
-                self._run_shard(run, s, needed, s not in done[meta_key])
-                report.shards_computed += 1
-                self.shards_done += 1
+            for p, (group, work) in enumerate(passes):
+                report.decode_passes += 1
+                for s, batches in self._shard_batches(group.dataset, list(work)):
+                    needed, need_meta = work[s]
+                    self._run_shard(run, s, needed, need_meta, batches)
+                    if last[s] == p:
+                        report.shards_computed += 1
+                        self.shards_done += 1
         finally:
             if bar is not None:
                 bar.__exit__(None, None, None)
@@ -317,6 +601,47 @@ class Engine:
         report.skipped = self.store.skipped(dfp)
         report.seconds = time.perf_counter() - t0
         return report
+
+    @staticmethod
+    def _plan(
+        groups: list[DecodeGroup],
+        jobs: Sequence[EngineJob],
+        todo_shards: Sequence[int],
+        done: dict[ArrayKey, set[int]],
+        keys: dict[tuple[int, str], ArrayKey],
+        meta_key: ArrayKey,
+    ) -> list[tuple[DecodeGroup, dict[int, tuple[dict[int, list[str]], bool]]]]:
+        """The decode passes of a run: per group, ``{shard: (views needed per job, whether
+        the pass writes the shard's meta)}`` for the shards it must decode.
+
+        A shard's meta (labels, ids) is written by the first pass that decodes the shard
+        anyway, or by the first pass alone when no model needs the shard.
+        """
+        needed = [
+            {
+                s: {
+                    i: vs
+                    for i in g.jobs
+                    if (vs := [v for v in jobs[i].views if s not in done[keys[(i, v)]]])
+                }
+                for s in todo_shards
+            }
+            for g in groups
+        ]
+        meta_by = {}
+        for s in todo_shards:
+            if s not in done[meta_key]:
+                meta_by[s] = next((k for k, ns in enumerate(needed) if ns[s]), 0)
+        passes = []
+        for k, g in enumerate(groups):
+            work = {
+                s: (needed[k][s], meta_by.get(s) == k)
+                for s in todo_shards
+                if needed[k][s] or meta_by.get(s) == k
+            }
+            if work:
+                passes.append((g, work))
+        return passes
 
     def _drop_failed(self, run: _Run) -> None:
         """Forget every array of a failed model on this dataset and describe the failure."""
@@ -361,11 +686,16 @@ class Engine:
         return logits.float(), feats.float()
 
     def _run_shard(
-        self, run: _Run, shard: int, needed: dict[int, list[str]], need_meta: bool
+        self,
+        run: _Run,
+        shard: int,
+        needed: dict[int, list[str]],
+        need_meta: bool,
+        batches: Iterator[dict],
     ) -> None:
-        """Run the ``needed`` views of every model on one shard and store what they give."""
-        dataset, jobs, models, report, bar = run.dataset, run.jobs, run.models, run.report, run.bar
-        start, stop = shard * self.shard_size, min((shard + 1) * self.shard_size, len(dataset))
+        """Run the ``needed`` views of every model on one shard's decoded ``batches`` and
+        store what they give (and the shard's meta when ``need_meta``)."""
+        jobs, models, report, bar = run.jobs, run.models, run.report, run.bar
         outs: dict[tuple[int, str], dict[str, list[np.ndarray]]] = {
             (i, v): {"logits": [], "features": [], "index": []}
             for i, views in needed.items()
@@ -374,7 +704,7 @@ class Engine:
         meta: dict[str, list[np.ndarray]] = {"index": [], "labels": [], "sample_ids": []}
         skipped: list[tuple[str, str]] = []
         non_blocking = self.device.type == "cuda"
-        for batch in self._batches(dataset, start, stop):
+        for batch in batches:
             skipped.extend(batch["skipped"])
             if batch["images"] is None:
                 continue
@@ -405,10 +735,21 @@ class Engine:
                     job, model = jobs[i], models[i]
                     if shared is None:
                         targets = run.mappings[i].targets
+                        if bool((batch["labels"] < 0).any()):
+                            # an unlabelled image has no class to attack or to target: -1
+                            # would silently index the last class
+                            raise ValidationError(
+                                f"view {v!r} needs each image's label, but dataset "
+                                f"{run.dataset.name!r} has unlabelled images; request it only "
+                                "on labelled datasets"
+                            )
                         labels_model = torch.tensor(
                             [targets[int(y)][0] for y in batch["labels"]], device=self.device
                         )
-                        xv = view(x, ViewContext(ids, labels_model, model))
+                        ctx = ViewContext(
+                            ids, labels_model, model, batch["index"], len(run.dataset)
+                        )
+                        xv = view(x, ctx)
                     else:
                         xv = shared
                     if self.channels_last and xv.dim() == 4:

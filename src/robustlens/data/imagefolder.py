@@ -7,6 +7,8 @@ Two classes live here:
   ObjectNet, cue-conflict, ...) ends up as one of these.
 - :class:`ImageFolderDataset` indexes the generic ``root/<class>/<image>.jpg`` layout into a
   :class:`FileListDataset`.
+- :class:`UnlabeledFolderDataset` indexes any folder tree of images, without labels (layout
+  ``unlabeled``): every sample's label is :data:`NO_LABEL` and the class list is empty.
 
 Decoding (:func:`decode_rgb`) turns every PIL mode into 8-bit RGB: grayscale is copied to
 three channels, alpha is composited onto white, palette images are expanded, and 16-bit
@@ -28,40 +30,62 @@ shorter side is resized to ``round(size / 0.875)`` (256 for 224) with PIL biline
 (antialiased) resampling, then a ``size x size`` centre crop is taken, exactly as
 ``torchvision.transforms.Resize(256)`` + ``CenterCrop(224)`` do on PIL images. EXIF
 orientation is not applied (neither does the standard pipeline).
+
+A model's own evaluation transform (:class:`EvalTransform`: timm's ``resolve_data_config`` +
+``create_transform``, or a torchvision preset: resize, crop percentage, crop mode,
+interpolation) replaces that decode for a ``crop: center`` dataset:
+:meth:`FileListDataset.with_transform` gives the same files decoded at the model's
+transform. Datasets whose protocol fixes the decode (``crop: crop`` for ImageNet-C's
+pre-cropped images, ``crop: none``) keep it for every model.
 """
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import hashlib
 import json
+import math
 import os
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import torch
 from PIL import Image, ImageFile
 
 from robustlens.data.base import ClassMapping, Dataset, Sample, stable_id
-from robustlens.errors import DatasetLayoutError, RobustlensError, ValidationError
+from robustlens.errors import ConfigError, DatasetLayoutError, RobustlensError, ValidationError
 
 __all__ = [
     "BOMB",
     "CROP_MODES",
+    "DEFAULT_CROP_PCT",
     "DEFAULT_LAYOUT",
+    "EVAL_CROP_MODES",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
     "IMAGE_EXTENSIONS",
+    "NO_LABEL",
+    "PIL_FILTERS",
+    "UNLABELED_LAYOUT",
     "CorruptImageError",
     "DecompressionBombRefused",
+    "EvalTransform",
     "FileListDataset",
     "FolderIndex",
     "ImageEntry",
     "ImageFolderDataset",
     "TargetMapping",
+    "UnlabeledFolderDataset",
     "decode_rgb",
     "index_image_folders",
+    "index_unlabeled_folder",
     "is_image_file",
     "require_dir",
     "resize_and_crop",
@@ -264,6 +288,192 @@ def resize_and_crop(
     left = round((w - size) / 2.0)
     img = img.crop((left, top, left + size, top + size))
     return np.array(img, dtype=np.uint8)
+
+
+# --------------------------------------------------------------------------------------------
+# a model's evaluation transform
+
+#: the ImageNet mean and std of [0, 1] pixels (torchvision's and timm's defaults)
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+#: PIL resampling filters under the names timm's and torchvision's configs use
+PIL_FILTERS = {
+    "nearest": Image.Resampling.NEAREST,
+    "bilinear": Image.Resampling.BILINEAR,
+    "bicubic": Image.Resampling.BICUBIC,
+    "box": Image.Resampling.BOX,
+    "hamming": Image.Resampling.HAMMING,
+    "lanczos": Image.Resampling.LANCZOS,
+}
+#: crop modes of timm's ``transforms_imagenet_eval`` (torchvision's presets are ``center``)
+EVAL_CROP_MODES = ("center", "squash", "border")
+#: timm's default crop percentage (``timm.data.DEFAULT_CROP_PCT``), 224 / 256
+DEFAULT_CROP_PCT = 0.875
+
+
+@dataclass(frozen=True)
+class EvalTransform:
+    """How a model's evaluation input is made from an image file, as timm and torchvision do.
+
+    Decode to RGB, resize with PIL (``interpolation``), crop to ``size x size``, scale to
+    [0, 1]; the model adapter then normalises with ``mean`` and ``std``. The crop modes are
+    timm's (``timm.data.transforms_factory.transforms_imagenet_eval``):
+
+    * ``center``: keep the aspect ratio, resize the shorter side to ``resize`` (the longer
+      to ``int(resize * long / short)``) and take the centre ``size x size`` crop,
+      zero-padded where the image is smaller: ``transforms.Resize(resize)`` +
+      ``transforms.CenterCrop(size)``, torchvision's presets and timm's default.
+    * ``squash``: resize to ``resize x resize``, then the centre crop.
+    * ``border``: resize the longer side to ``resize`` (``ResizeKeepRatio(longest=1)``),
+      then centre-crop or pad with the mean colour (``CenterCropOrPad``).
+
+    A :class:`FileListDataset` decodes at a model's transform with
+    :meth:`FileListDataset.with_transform`; two transforms with the same :meth:`decode_key`
+    give the same pixels, so the engine decodes a dataset once for both.
+
+    Attributes:
+        size: side of the square model input.
+        resize: the resize target (see the crop modes).
+        crop_mode: one of :data:`EVAL_CROP_MODES`.
+        interpolation: PIL filter name: nearest, bilinear, bicubic, box, hamming, lanczos.
+        crop_pct: ``size / resize`` as the library gives it (timm's ``crop_pct``); used to
+            recompute ``resize`` at another size (:meth:`with_size`).
+        mean, std: per-channel normalisation of [0, 1] pixels.
+
+    Example:
+        >>> t = EvalTransform.from_timm_config(
+        ...     {"input_size": (3, 224, 224), "crop_pct": 0.95, "interpolation": "bicubic",
+        ...      "crop_mode": "center", "mean": (0.5,) * 3, "std": (0.5,) * 3})
+        >>> t.size, t.resize, t.interpolation
+        (224, 235, 'bicubic')
+        >>> t.resize_and_crop(Image.new("RGB", (300, 200))).shape
+        (224, 224, 3)
+        >>> EvalTransform.imagenet(224).decode_key() == EvalTransform(224, 256).decode_key()
+        True
+    """
+
+    size: int
+    resize: int
+    crop_mode: str = "center"
+    interpolation: str = "bilinear"
+    crop_pct: float = DEFAULT_CROP_PCT
+    mean: tuple[float, ...] = IMAGENET_MEAN
+    std: tuple[float, ...] = IMAGENET_STD
+
+    def __post_init__(self) -> None:
+        if self.size < 1 or self.resize < 1:
+            raise ConfigError(f"eval transform: size and resize must be >= 1, got {self}")
+        if self.crop_mode not in EVAL_CROP_MODES:
+            raise ConfigError(
+                f"eval transform: crop_mode {self.crop_mode!r} is not one of {EVAL_CROP_MODES}"
+            )
+        if self.interpolation not in PIL_FILTERS:
+            raise ConfigError(
+                f"eval transform: interpolation {self.interpolation!r} is not one of "
+                f"{list(PIL_FILTERS)}"
+            )
+
+    @classmethod
+    def from_timm_config(cls, cfg: Mapping[str, Any], name: str = "model") -> EvalTransform:
+        """What ``timm.data.create_transform(**cfg)`` does at evaluation, for a data config
+        from ``timm.data.resolve_data_config``: ``resize = floor(size / crop_pct)``.
+
+        Raises:
+            ConfigError: a non-square input size (name it with ``input_size``).
+        """
+        input_size = cfg["input_size"]
+        if isinstance(input_size, int):
+            size = input_size
+        else:
+            h, w = int(input_size[-2]), int(input_size[-1])
+            if h != w:
+                raise ConfigError(
+                    f"model {name!r}: non-square input size {h}x{w}; pass input_size=<side> "
+                    "explicitly"
+                )
+            size = h
+        crop_pct = float(cfg.get("crop_pct") or DEFAULT_CROP_PCT)
+        return cls(
+            size=size,
+            resize=math.floor(size / crop_pct),
+            crop_mode=cfg.get("crop_mode") or "center",
+            interpolation=str(cfg.get("interpolation") or "bilinear"),
+            crop_pct=crop_pct,
+            mean=tuple(float(v) for v in cfg["mean"]),
+            std=tuple(float(v) for v in cfg["std"]),
+        )
+
+    @classmethod
+    def imagenet(cls, size: int, interpolation: str = "bilinear") -> EvalTransform:
+        """A dataset's own ``crop: center`` decode (:func:`resize_and_crop`) as a transform:
+        the shorter side to ``round(size / 0.875)``, the centre crop."""
+        return cls(size, round(size / CROP_RATIO), "center", interpolation, CROP_RATIO)
+
+    def with_size(self, size: int) -> EvalTransform:
+        """The same recipe at another input size (``resize = floor(size / crop_pct)``)."""
+        if size == self.size:
+            return self
+        return replace(self, size=size, resize=math.floor(size / self.crop_pct))
+
+    def describe(self) -> dict[str, Any]:
+        """The resize and crop as JSON values (mean and std are the adapter's own)."""
+        return {
+            "size": self.size,
+            "resize": self.resize,
+            "crop_mode": self.crop_mode,
+            "interpolation": self.interpolation,
+            "crop_pct": self.crop_pct,
+        }
+
+    def fill(self) -> tuple[int, int, int] | None:
+        """The colour padding takes in ``border`` mode (the mean), else ``None`` (zeros)."""
+        if self.crop_mode != "border":
+            return None
+        r, g, b = (round(255 * v) for v in self.mean)
+        return (r, g, b)
+
+    def decode_key(self) -> tuple:
+        """What decides the pixels (not ``crop_pct`` or ``std``): equal keys, equal arrays."""
+        return (self.size, self.resize, self.crop_mode, self.interpolation, self.fill())
+
+    def resized_shape(self, w: int, h: int) -> tuple[int, int]:
+        """``(width, height)`` an image of ``w x h`` is resized to before the crop."""
+        if self.crop_mode == "squash":
+            return (self.resize, self.resize)
+        if self.crop_mode == "border":  # at least 1 px: a sliver of an image stays decodable
+            ratio = max(h / self.resize, w / self.resize)
+            return (max(1, round(w / ratio)), max(1, round(h / ratio)))
+        # torchvision Resize(int): shorter side -> resize, longer side truncated
+        short = self.resize
+        return (short, int(short * h / w)) if w <= h else (int(short * w / h), short)
+
+    def _resized(self, img: Image.Image) -> Image.Image:
+        w, h = img.size
+        new = self.resized_shape(w, h)
+        return img if new == (w, h) else img.resize(new, PIL_FILTERS[self.interpolation])
+
+    def resize_and_crop(self, img: Image.Image) -> np.ndarray:
+        """An RGB PIL image as the model's uint8 input, shape (size, size, 3)."""
+        arr = np.asarray(self._resized(img.convert("RGB")), dtype=np.uint8)
+        h, w = arr.shape[:2]
+        s = self.size
+        if s > h or s > w:  # torchvision's CenterCrop / timm's CenterCropOrPad padding
+            top, left = max(s - h, 0) // 2, max(s - w, 0) // 2
+            padded = np.empty((max(h, s), max(w, s), 3), np.uint8)
+            padded[...] = np.asarray(self.fill() or 0, np.uint8)
+            padded[top : top + h, left : left + w] = arr
+            arr, (h, w) = padded, padded.shape[:2]
+        top, left = round((h - s) / 2.0), round((w - s) / 2.0)
+        return np.ascontiguousarray(arr[top : top + s, left : left + s])
+
+    def load(self, path: str | os.PathLike[str]) -> np.ndarray:
+        """An image file as the model's uint8 input (robustlens's strict RGB decode)."""
+        return self.resize_and_crop(decode_rgb(path))
+
+    def pixels(self, paths: Sequence[str | os.PathLike[str]]) -> torch.Tensor:
+        """Image files as a (B, 3, size, size) float batch in [0, 1]: the adapter's input."""
+        batch = np.stack([self.load(p) for p in paths])
+        return torch.from_numpy(batch).permute(0, 3, 1, 2).float().div(255)
 
 
 # --------------------------------------------------------------------------------------------
@@ -702,6 +912,8 @@ class FileListDataset(Dataset):
         self._ids = [stable_id(e.path) for e in self._entries]
         self._fp_cache: tuple[str, str] | None = None
         self._acceptable: dict[str, tuple[int, ...]] | None = None
+        #: a model's evaluation transform this copy decodes at (:meth:`with_transform`)
+        self.transform: EvalTransform | None = None
 
     # -- acceptable labels -------------------------------------------------------------------
 
@@ -807,6 +1019,42 @@ class FileListDataset(Dataset):
         if all(p != rel for p, _ in self.skipped):
             self.skipped.append((rel, reason))
 
+    def with_transform(self, transform: EvalTransform | None) -> FileListDataset:
+        """The same files decoded at a model's evaluation transform.
+
+        Only a ``crop: center`` dataset (the generic evaluation decode) takes a model's
+        transform; a dataset whose protocol fixes the decode (``crop`` or ``none``), and
+        ``transform=None``, give ``self``. The copy shares the index and the list of
+        skipped files; its fingerprint covers the transform.
+
+        Example:
+            >>> import tempfile, pathlib
+            >>> root = pathlib.Path(tempfile.mkdtemp())
+            >>> (root / "cat").mkdir()
+            >>> Image.new("RGB", (300, 200), "red").save(root / "cat" / "a.png")
+            >>> ds = ImageFolderDataset(root, size=224)
+            >>> small = ds.with_transform(EvalTransform(160, 182, interpolation="bicubic"))
+            >>> small.load(0).image.shape, ds.load(0).image.shape
+            ((160, 160, 3), (224, 224, 3))
+            >>> small.fingerprint() != ds.fingerprint()
+            True
+        """
+        if transform is None or self.crop != "center" or transform == self.transform:
+            return self
+        other = copy.copy(self)
+        other.transform = transform
+        other._fp_cache = None
+        return other
+
+    def decoding(self, transform: EvalTransform | None = None) -> tuple:
+        """What decides the pixels of ``with_transform(transform)``: two transforms with the
+        same value decode to the same arrays (the dataset's own ``crop: center`` decode is
+        :meth:`EvalTransform.imagenet` at its size)."""
+        if self.crop != "center":
+            return ("protocol", self.size, self.crop, self.interpolation, self.border)
+        t = transform or self.transform or EvalTransform.imagenet(self.size, self.interpolation)
+        return ("transform", self.border, *t.decode_key())
+
     def _decode(self, entry: ImageEntry) -> np.ndarray:
         path = self.root / entry.path
         img = decode_rgb(path) if self.max_pixels is None else decode_rgb(path, self.max_pixels)
@@ -819,6 +1067,8 @@ class FileListDataset(Dataset):
                     f"image of {w}x{h} px is too small to remove a {b}-pixel border",
                 )
             img = img.crop((b, b, w - b, h - b))
+        if self.transform is not None:
+            return self.transform.resize_and_crop(img)
         return resize_and_crop(img, self.size, self.crop, self.interpolation)
 
     def load(self, index: int) -> Sample:
@@ -893,7 +1143,8 @@ class FileListDataset(Dataset):
 
         Covers, per file: relative path, label, extra labels, size in bytes and the first and
         last 4 KiB of its bytes (so the fingerprint survives copying, unlike mtimes); plus
-        the class list, ``size``, ``crop``, ``border`` and ``interpolation``. A change in
+        the class list, ``size``, ``crop``, ``border``, ``interpolation`` and the model
+        transform of :meth:`with_transform` (when set). A change in
         the middle of a file larger than 8 KiB that keeps its size is not seen. The digest is
         cached and recomputed when any file's size or mtime changes.
 
@@ -913,6 +1164,8 @@ class FileListDataset(Dataset):
             "interpolation": self.interpolation,
             "extras": list(self.extra_label_names),
         }
+        if self.transform is not None:  # decoded at a model's transform (with_transform)
+            header["transform"] = [*self.transform.decode_key()]
         if self.max_pixels is not None:  # which files are refused (old digests still hold)
             header["max_pixels"] = self.max_pixels
         if self._index_skipped:  # what indexing left out is listed with the dataset's results
@@ -1030,4 +1283,144 @@ class ImageFolderDataset(FileListDataset):
             target_mapping=target_mapping,
             layout=layout,
             max_pixels=max_pixels,
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# unlabelled images
+
+#: the layout :class:`UnlabeledFolderDataset` reads, named in its errors
+UNLABELED_LAYOUT = "root/**/<image>.jpg (any folder tree of images; no labels)"
+#: the label of every sample of an unlabelled dataset: no class (it equals no prediction)
+NO_LABEL = -1
+
+
+def index_unlabeled_folder(
+    root: str | os.PathLike[str],
+    *,
+    extensions: Sequence[str] = IMAGE_EXTENSIONS,
+    follow_symlinks: bool = False,
+) -> FolderIndex:
+    """Index every image under ``root`` (recursively, sorted by path), without labels.
+
+    Folder names mean nothing here. As in :func:`index_image_folders`: non-image files and
+    hidden folders go to ``ignored``; zero-byte files, symlinked directories not followed,
+    directories reached a second time and second paths to a file already indexed go to
+    ``skipped`` with the reason. Every entry has the label :data:`NO_LABEL`; the class list
+    is empty.
+
+    Raises:
+        DatasetLayoutError: the root is missing or holds no image.
+    """
+    exts = _check_extensions(extensions)
+    root = require_dir(root, "unlabelled dataset", UNLABELED_LAYOUT)
+    scan = _Scanner(root, follow_symlinks)
+    scan.visited.add(os.path.realpath(root))
+    files = scan.walk(0, root)
+    pending, scan.links = scan.links, []
+    while pending:
+        for _, link in pending:
+            if scan._enter(link):
+                files += scan.walk(0, link, via_link=True)
+        pending, scan.links = scan.links, []
+    ignored = [h.relative_to(root).as_posix() + "/" for h in sorted(scan.hidden)]
+    skipped = [(p.relative_to(root).as_posix() + "/", why) for p, why in scan.passed]
+    claimed: dict[str, str] = {}  # resolved file -> the entry's relative path
+    kept: list[str] = []
+    # a file reached by a real path is indexed there, a second path to it is a skip
+    for path in sorted(files, key=lambda p: (p.is_symlink() or _through_link(root, p), p)):
+        rel = path.relative_to(root).as_posix()
+        if not is_image_file(path, exts):
+            ignored.append(rel)
+            continue
+        real = os.path.realpath(path)
+        if real in claimed:
+            skipped.append((rel, f"same file as {claimed[real]} (counted once)"))
+            continue
+        reason = skip_reason(path)
+        if reason is not None:
+            skipped.append((rel, reason))
+            continue
+        claimed[real] = rel
+        kept.append(rel)
+    if not kept:
+        raise DatasetLayoutError(
+            f"no images found under {root}; expected the layout {UNLABELED_LAYOUT} "
+            f"({'/'.join(exts)} files); found {len(ignored)} other file(s): {_preview(ignored)}"
+        )
+    entries = [ImageEntry(rel, NO_LABEL) for rel in sorted(kept)]
+    return FolderIndex([], entries, sorted(ignored), skipped)
+
+
+class UnlabeledFolderDataset(FileListDataset):
+    """Any folder tree of images, without labels: the ``unlabeled`` layout.
+
+    The images a model will meet in deployment, whose accuracy robustlens estimates from
+    label-free measures (``robustlens estimate``). Every sample's label is :data:`NO_LABEL`
+    and the class list is empty; its study role is ``unlabeled``, which no measure that needs
+    labels reads. Predictions are in the model's own class space
+    (:meth:`class_mapping` is the identity over the model's classes).
+
+    Args:
+        root: the folder; every image under it (recursively) is a sample, in path order.
+        size, name, crop, extensions, interpolation, follow_symlinks, max_pixels: as for
+            :class:`ImageFolderDataset`.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> from PIL import Image
+        >>> root = pathlib.Path(tempfile.mkdtemp())
+        >>> (root / "day1").mkdir()
+        >>> Image.new("RGB", (20, 10), "red").save(root / "day1" / "a.png")
+        >>> Image.new("RGB", (20, 10), "blue").save(root / "b.png")
+        >>> ds = UnlabeledFolderDataset(root, size=8)
+        >>> ds.classes, len(ds), ds.labels().tolist(), [e.path for e in ds.entries]
+        ([], 2, [-1, -1], ['b.png', 'day1/a.png'])
+        >>> ds.class_mapping(["cat", "dog", "fox"]).n_classes
+        3
+    """
+
+    #: the samples carry no labels (:data:`NO_LABEL`)
+    labelled = False
+
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        size: int = 224,
+        name: str | None = None,
+        crop: str = "center",
+        extensions: Sequence[str] = IMAGE_EXTENSIONS,
+        *,
+        interpolation: str = "bilinear",
+        follow_symlinks: bool = False,
+        max_pixels: int | None = None,
+    ) -> None:
+        index = index_unlabeled_folder(root, extensions=extensions, follow_symlinks=follow_symlinks)
+        super().__init__(
+            root,
+            [],
+            [],
+            name=name or Path(root).resolve().name,
+            size=size,
+            crop=crop,
+            interpolation=interpolation,
+            ignored=index.ignored,
+            skipped=index.skipped,
+            layout=UNLABELED_LAYOUT,
+            max_pixels=max_pixels,
+        )
+        # set after the base class, whose check wants every label among the classes
+        self._entries = list(index.entries)
+        self._ids = [stable_id(e.path) for e in self._entries]
+
+    def published_mapping(self) -> bool:
+        """True: the class space is fixed here (the model's own, :meth:`class_mapping`); with
+        no labels, there is nothing to relabel into the model's classes."""
+        return True
+
+    def class_mapping(self, model_classes: Sequence[str], *args: object, **kwargs: object):
+        """The identity over the model's classes: predictions stay the model's own."""
+        n = len(list(model_classes))
+        return dataclasses.replace(
+            ClassMapping.identity(n), description=f"the model's {n} classes (no labels)"
         )

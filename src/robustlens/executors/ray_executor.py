@@ -93,6 +93,7 @@ class RayExecutor(Executor):
             "device": str(engine.device) if use_gpu else "cpu",
             "amp": engine.amp and use_gpu,
             "channels_last": engine.channels_last,
+            "gpu_decode": engine.gpu_decode and use_gpu,
         }
         pending = {}
         reports: list[EngineReport] = []

@@ -4,6 +4,11 @@ An adapter owns its preprocessing (input size, mean, std), takes float pixels in
 of shape (B, 3, H, W), and returns logits and penultimate features. Its last linear layer is
 exposed for neural PCA, and the adapter itself is a differentiable ``nn.Module`` on pixels,
 so PGD attacks it directly.
+
+An adapter may also say how image files are to be decoded for it (``eval_transform``: the
+resize, crop and interpolation its weights were evaluated with, e.g. timm's
+``resolve_data_config``); the engine then decodes image folders at that transform instead of
+the dataset's own size, and the transform is part of the adapter's fingerprint.
 """
 
 from __future__ import annotations
@@ -19,8 +24,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+from robustlens.data.imagefolder import IMAGENET_MEAN, IMAGENET_STD, EvalTransform
+
+__all__ = [
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "ModelAdapter",
+    "adapter_from_module",
+    "state_dict_digest",
+]
 
 
 def state_dict_digest(module: nn.Module) -> str:
@@ -48,6 +60,10 @@ class ModelAdapter(nn.Module):
             antialiased) inside the adapter.
         config: JSON-serialisable description (architecture, source, training recipe); it is
             part of the fingerprint.
+        eval_transform: how image files are decoded for this model (resize, crop,
+            interpolation; see :class:`~robustlens.data.imagefolder.EvalTransform`); ``None``:
+            at the dataset's own size, resized here to ``input_size`` when it differs. Part
+            of the fingerprint when set.
     """
 
     def __init__(
@@ -60,6 +76,7 @@ class ModelAdapter(nn.Module):
         std: Sequence[float] = IMAGENET_STD,
         input_size: int | None = None,
         config: dict[str, Any] | None = None,
+        eval_transform: EvalTransform | None = None,
     ) -> None:
         super().__init__()
         if head.out_features != len(classes):
@@ -76,7 +93,18 @@ class ModelAdapter(nn.Module):
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1))
         self._fingerprint: str | None = None
+        self._eval_transform = eval_transform
         self.eval()
+
+    @property
+    def eval_transform(self) -> EvalTransform | None:
+        """How image files are decoded for this model (``None``: the dataset's own decode)."""
+        return getattr(self, "_eval_transform", None)  # adapters pickled before it existed
+
+    @eval_transform.setter
+    def eval_transform(self, transform: EvalTransform | None) -> None:
+        self._eval_transform = transform
+        self._fingerprint = None
 
     @property
     def n_classes(self) -> int:
@@ -117,17 +145,16 @@ class ModelAdapter(nn.Module):
     def fingerprint(self) -> str:
         """Hash of the weights and the adapter configuration (cached after the first call)."""
         if self._fingerprint is None:
-            cfg = json.dumps(
-                {
-                    "config": self.config,
-                    "classes": self.classes,
-                    "input_size": self.input_size,
-                    "mean": self.mean.flatten().tolist(),
-                    "std": self.std.flatten().tolist(),
-                },
-                sort_keys=True,
-                default=str,
-            )
+            described: dict[str, Any] = {
+                "config": self.config,
+                "classes": self.classes,
+                "input_size": self.input_size,
+                "mean": self.mean.flatten().tolist(),
+                "std": self.std.flatten().tolist(),
+            }
+            if self.eval_transform is not None:  # absent otherwise: old digests still hold
+                described["decode"] = [*self.eval_transform.decode_key()]
+            cfg = json.dumps(described, sort_keys=True, default=str)
             h = hashlib.sha256(state_dict_digest(self).encode() + cfg.encode())
             self._fingerprint = h.hexdigest()[:32]
         return self._fingerprint

@@ -15,7 +15,9 @@ cfg's interpolation, centre crop, normalise; for torchvision, the default weight
 ``transforms()`` metadata (``Resize(resize_size)``, ``CenterCrop(crop_size)``, normalise).
 :meth:`EvalTransform.load` reproduces that pipeline from a file (robustlens's strict RGB
 decode, then PIL resampling as torchvision does it), and the adapter's ``preprocess``
-normalises with the same mean and std.
+normalises with the same mean and std. The engine decodes an image folder at each model's
+transform (:meth:`robustlens.data.imagefolder.FileListDataset.with_transform`, where the
+class lives; it is re-exported here), once per distinct transform.
 
 EfficientNet-Lite normalization. The weights were converted from the TensorFlow TPU
 checkpoints (``tensorflow/tpu`` ``models/official/efficientnet/lite``), whose builder
@@ -43,7 +45,6 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-import math
 import os
 from collections.abc import Callable, Mapping, Sequence
 from functools import lru_cache
@@ -51,19 +52,17 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-import numpy as np
 import timm
 import torch
 import torchvision
 from efficientnet_lite_pytorch import EfficientNet
 from huggingface_hub import try_to_load_from_cache
-from PIL import Image
 from timm.data import ImageNetInfo, resolve_data_config
 from timm.models import get_pretrained_cfg
 from torch import nn
 from torchvision.models import get_model_weights
 
-from robustlens.data.imagefolder import decode_rgb
+from robustlens.data.imagefolder import EvalTransform
 from robustlens.errors import CheckpointError, ConfigError
 from robustlens.models.base import IMAGENET_MEAN, IMAGENET_STD, ModelAdapter, adapter_from_module
 from robustlens.models.checkpoints import load_into, load_state_dict
@@ -188,17 +187,6 @@ def _replace_submodule(root: nn.Module, target: nn.Module, new: nn.Module) -> st
     raise ValueError("submodule not found in model")
 
 
-def _square_size(input_size: Sequence[int] | int, name: str) -> int:
-    if isinstance(input_size, int):
-        return input_size
-    h, w = int(input_size[-2]), int(input_size[-1])
-    if h != w:
-        raise ConfigError(
-            f"model {name!r}: non-square input size {h}x{w}; pass input_size=<side> explicitly"
-        )
-    return h
-
-
 class _TimmBackbone(nn.Module):
     """``forward_features`` then ``forward_head(pre_logits=True)``: pixels -> (B, D)."""
 
@@ -208,150 +196,6 @@ class _TimmBackbone(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model.forward_head(self.model.forward_features(x), pre_logits=True)
-
-
-# ---------------------------------------------------------------------------------------
-# evaluation preprocessing
-
-#: PIL resampling filters under the names timm's and torchvision's configs use
-_PIL_FILTERS = {
-    "nearest": Image.Resampling.NEAREST,
-    "bilinear": Image.Resampling.BILINEAR,
-    "bicubic": Image.Resampling.BICUBIC,
-    "box": Image.Resampling.BOX,
-    "hamming": Image.Resampling.HAMMING,
-    "lanczos": Image.Resampling.LANCZOS,
-}
-#: crop modes of timm's ``transforms_imagenet_eval`` (torchvision's presets are ``center``)
-EVAL_CROP_MODES = ("center", "squash", "border")
-#: timm's default crop percentage (``timm.data.DEFAULT_CROP_PCT``), 224 / 256
-DEFAULT_CROP_PCT = 0.875
-
-
-@dataclasses.dataclass(frozen=True)
-class EvalTransform:
-    """How a model's evaluation input is made from an image file, as timm and torchvision do.
-
-    Decode to RGB, resize with PIL (``interpolation``), crop to ``size x size``, scale to
-    [0, 1]; the adapter then normalises with ``mean`` and ``std``. The crop modes are
-    timm's (``timm.data.transforms_factory.transforms_imagenet_eval``):
-
-    * ``center``: keep the aspect ratio, resize the shorter side to ``resize`` (the longer
-      to ``int(resize * long / short)``) and take the centre ``size x size`` crop,
-      zero-padded where the image is smaller: ``transforms.Resize(resize)`` +
-      ``transforms.CenterCrop(size)``, torchvision's presets and timm's default.
-    * ``squash``: resize to ``resize x resize``, then the centre crop.
-    * ``border``: resize the longer side to ``resize`` (``ResizeKeepRatio(longest=1)``),
-      then centre-crop or pad with the mean colour (``CenterCropOrPad``).
-
-    Attributes:
-        size: side of the square model input.
-        resize: the resize target (see the crop modes).
-        crop_mode: one of :data:`EVAL_CROP_MODES`.
-        interpolation: PIL filter name: nearest, bilinear, bicubic, box, hamming, lanczos.
-        crop_pct: ``size / resize`` as the library gives it (timm's ``crop_pct``); used to
-            recompute ``resize`` at another size (:meth:`with_size`).
-        mean, std: per-channel normalisation of [0, 1] pixels.
-
-    Example:
-        >>> t = EvalTransform.from_timm_config(
-        ...     {"input_size": (3, 224, 224), "crop_pct": 0.95, "interpolation": "bicubic",
-        ...      "crop_mode": "center", "mean": (0.5,) * 3, "std": (0.5,) * 3})
-        >>> t.size, t.resize, t.interpolation
-        (224, 235, 'bicubic')
-        >>> from PIL import Image
-        >>> t.resize_and_crop(Image.new("RGB", (300, 200))).shape
-        (224, 224, 3)
-    """
-
-    size: int
-    resize: int
-    crop_mode: str = "center"
-    interpolation: str = "bilinear"
-    crop_pct: float = DEFAULT_CROP_PCT
-    mean: tuple[float, ...] = IMAGENET_MEAN
-    std: tuple[float, ...] = IMAGENET_STD
-
-    def __post_init__(self) -> None:
-        if self.size < 1 or self.resize < 1:
-            raise ConfigError(f"eval transform: size and resize must be >= 1, got {self}")
-        if self.crop_mode not in EVAL_CROP_MODES:
-            raise ConfigError(
-                f"eval transform: crop_mode {self.crop_mode!r} is not one of {EVAL_CROP_MODES}"
-            )
-        if self.interpolation not in _PIL_FILTERS:
-            raise ConfigError(
-                f"eval transform: interpolation {self.interpolation!r} is not one of "
-                f"{list(_PIL_FILTERS)}"
-            )
-
-    @classmethod
-    def from_timm_config(cls, cfg: Mapping[str, Any], name: str = "model") -> EvalTransform:
-        """What ``timm.data.create_transform(**cfg)`` does at evaluation, for a data config
-        from ``timm.data.resolve_data_config``: ``resize = floor(size / crop_pct)``."""
-        size = _square_size(cfg["input_size"], name)
-        crop_pct = float(cfg.get("crop_pct") or DEFAULT_CROP_PCT)
-        return cls(
-            size=size,
-            resize=math.floor(size / crop_pct),
-            crop_mode=cfg.get("crop_mode") or "center",
-            interpolation=str(cfg.get("interpolation") or "bilinear"),
-            crop_pct=crop_pct,
-            mean=tuple(float(v) for v in cfg["mean"]),
-            std=tuple(float(v) for v in cfg["std"]),
-        )
-
-    def with_size(self, size: int) -> EvalTransform:
-        """The same recipe at another input size (``resize = floor(size / crop_pct)``)."""
-        if size == self.size:
-            return self
-        return dataclasses.replace(self, size=size, resize=math.floor(size / self.crop_pct))
-
-    def describe(self) -> dict[str, Any]:
-        """The resize and crop as JSON values (mean and std are the adapter's own)."""
-        return {
-            "size": self.size,
-            "resize": self.resize,
-            "crop_mode": self.crop_mode,
-            "interpolation": self.interpolation,
-            "crop_pct": self.crop_pct,
-        }
-
-    def _resized(self, img: Image.Image) -> Image.Image:
-        w, h = img.size
-        if self.crop_mode == "squash":
-            new = (self.resize, self.resize)
-        elif self.crop_mode == "border":
-            ratio = max(h / self.resize, w / self.resize)
-            new = (round(w / ratio), round(h / ratio))
-        else:  # torchvision Resize(int): shorter side -> resize, longer side truncated
-            short = self.resize
-            new = (short, int(short * h / w)) if w <= h else (int(short * w / h), short)
-        return img if new == (w, h) else img.resize(new, _PIL_FILTERS[self.interpolation])
-
-    def resize_and_crop(self, img: Image.Image) -> np.ndarray:
-        """An RGB PIL image as the model's uint8 input, shape (size, size, 3)."""
-        arr = np.asarray(self._resized(img.convert("RGB")), dtype=np.uint8)
-        h, w = arr.shape[:2]
-        s = self.size
-        if s > h or s > w:  # torchvision's CenterCrop / timm's CenterCropOrPad padding
-            fill = [round(255 * v) for v in self.mean] if self.crop_mode == "border" else 0
-            top, left = max(s - h, 0) // 2, max(s - w, 0) // 2
-            padded = np.empty((max(h, s), max(w, s), 3), np.uint8)
-            padded[...] = np.asarray(fill, np.uint8)
-            padded[top : top + h, left : left + w] = arr
-            arr, (h, w) = padded, padded.shape[:2]
-        top, left = round((h - s) / 2.0), round((w - s) / 2.0)
-        return np.ascontiguousarray(arr[top : top + s, left : left + s])
-
-    def load(self, path: str | os.PathLike[str]) -> np.ndarray:
-        """An image file as the model's uint8 input (robustlens's strict RGB decode)."""
-        return self.resize_and_crop(decode_rgb(path))
-
-    def pixels(self, paths: Sequence[str | os.PathLike[str]]) -> torch.Tensor:
-        """Image files as a (B, 3, size, size) float batch in [0, 1]: the adapter's input."""
-        batch = np.stack([self.load(p) for p in paths])
-        return torch.from_numpy(batch).permute(0, 3, 1, 2).float().div(255)
 
 
 # ---------------------------------------------------------------------------------------
@@ -649,8 +493,8 @@ def arch_adapter(
             "eval_transform": transform.describe(),
             "model_kwargs": kwargs,
         },
+        eval_transform=transform,
     )
-    adapter.eval_transform = transform
     _record_weights(adapter, weights, weights_path)
     return adapter
 
