@@ -286,6 +286,7 @@ def test_the_study_saves_its_plan_and_the_report_reads_only_that(study, report, 
     assert plan["datasets"]["world/corrupt/contrast/3"] == {
         "role": "corrupt",
         "tags": {"corruption": "contrast", "severity": 3, "image_size": 32},
+        "class_space": "4 classes",
     }
     # an output directory alone (no config, no earlier report) re-renders from the plan; a
     # role changed in the plan is the role the report shows: nothing is resolved again

@@ -7,7 +7,11 @@ stable 63-bit sample id that seeds every random view of that sample.
 
 How dataset classes relate to a model's classes is always explicit (:class:`ClassMapping`):
 identity when the class names agree, a mask for ImageNet-R/-A, a many-to-one mapping for
-ObjectNet and the 16 cue-conflict categories. Nothing is masked silently.
+ObjectNet and the 16 cue-conflict categories. Nothing is masked silently: a study scores a
+folder whose classes are some of the model's over the model's whole class space
+(:class:`robustlens.data.derived.ModelClassesDataset`), and restricts to the dataset's classes
+(:data:`RESTRICTED`) only where the study file asks (``restrict_classes: true``). Each
+mapping states the class space it scores in (:attr:`ClassMapping.summary`).
 """
 
 from __future__ import annotations
@@ -47,6 +51,10 @@ class Sample:
     extras: dict[str, int] = field(default_factory=dict)
 
 
+#: how a mapping onto a subset of a model's classes, matched by name, describes itself
+RESTRICTED = "restricted to the dataset's classes"
+
+
 @dataclass(frozen=True)
 class ClassMapping:
     """How the classes of a dataset map onto a model's output indices.
@@ -76,6 +84,60 @@ class ClassMapping:
     @classmethod
     def from_indices(cls, indices: Sequence[int], description: str) -> ClassMapping:
         return cls(tuple((int(i),) for i in indices), "max", description)
+
+    @property
+    def one_output_per_class(self) -> bool:
+        """Whether each dataset class is one model output (identity or a mask), so that a
+        dataset class index has one model class index (:meth:`model_indices`)."""
+        return all(len(t) == 1 for t in self.targets)
+
+    @property
+    def restricted_by_name(self) -> bool:
+        """Whether this is the mask onto the dataset's own classes, matched by name (not a
+        published protocol)."""
+        return self.description.startswith(RESTRICTED)
+
+    @property
+    def summary(self) -> str:
+        """The class space in a few words: ``"200 classes: ImageNet-R mask"``.
+
+        A published mapping is named by the part of its description before the first colon.
+
+        >>> ClassMapping.identity(1000).summary
+        '1000 classes'
+        >>> ClassMapping.from_indices([1, 5], "ImageNet-R: 2-class mask onto ...").summary
+        '2 classes: ImageNet-R mask'
+        >>> ClassMapping(((1, 2), (3,)), "max", "ObjectNet: 2 classes -> 3 indices").summary
+        '2 classes: ObjectNet mapping'
+        >>> ClassMapping(((1, 2), (3,)), "mean", "cue-conflict: 2 categories, ...").summary
+        '2 categories: cue-conflict'
+        >>> ClassMapping.from_indices([4, 9], RESTRICTED + " (by name)").summary
+        "2 classes: restricted to the dataset's classes"
+        """
+        n = self.n_classes
+        if self.is_identity:
+            return f"{n} classes"
+        if self.restricted_by_name:
+            return f"{n} classes: {RESTRICTED}"
+        source = self.description.split(":", 1)[0].strip() if ":" in self.description else ""
+        if self.reduce == "mean":
+            return f"{n} categories: {source or 'mean probability over model classes'}"
+        if not source:
+            return f"{n} classes: {self.description}"
+        kind = "mask" if self.one_output_per_class else "mapping"
+        return f"{n} classes: {source} {kind}"
+
+    def model_indices(self, dataset_indices: np.ndarray) -> np.ndarray:
+        """The model output index of each dataset class index; -1 where a class maps to
+        several outputs (ObjectNet, the cue-conflict categories) or the index is -1.
+
+        >>> m = ClassMapping(((7,), (2, 3)), "max", "x")
+        >>> m.model_indices(np.array([0, 1, -1])).tolist()
+        [7, -1, -1]
+        """
+        single = np.array([t[0] if len(t) == 1 else -1 for t in self.targets], dtype=np.int64)
+        idx = np.asarray(dataset_indices, dtype=np.int64)
+        return np.where(idx >= 0, single[np.clip(idx, 0, None)], -1)
 
     def dataset_scores(self, logits: np.ndarray) -> np.ndarray:
         """Scores per dataset class, shape (N, n_classes): logits for masks, probs for means."""
@@ -137,8 +199,20 @@ class Dataset(ABC):
         """
         return None
 
+    def published_mapping(self) -> bool:
+        """Whether the dataset brings its own published class protocol (ImageNet-R/-A mask,
+        ObjectNet mapping, cue-conflict categories: a ``target_mapping``); such a dataset is
+        scored over its own classes, never over the model's whole class space."""
+        return getattr(self, "target_mapping", None) is not None
+
     def class_mapping(self, model_classes: Sequence[str]) -> ClassMapping:
         """Map this dataset's classes onto a model's classes (identity by name by default).
+
+        Classes that are some of the model's (by name) give the mask onto them
+        (:data:`RESTRICTED`: the argmax is taken over the dataset's classes only). A study
+        uses it only where asked (``restrict_classes: true``) or where the dataset has a
+        published protocol; otherwise it scores such a dataset over the model's whole class
+        space (:class:`robustlens.data.derived.ModelClassesDataset`).
 
         Raises :class:`ClassMismatchError` naming both class counts when the names differ.
         """
@@ -159,7 +233,8 @@ class Dataset(ABC):
         index = {c: i for i, c in enumerate(model_classes)}
         if all(c in index for c in self.classes):
             return ClassMapping.from_indices(
-                [index[c] for c in self.classes], f"subset of {len(model_classes)} model classes"
+                [index[c] for c in self.classes],
+                f"{RESTRICTED}: {len(self.classes)} of the model's {len(model_classes)}, by name",
             )
         missing = [c for c in self.classes if c not in index][:5]
         raise ClassMismatchError(

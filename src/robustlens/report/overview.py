@@ -19,6 +19,7 @@ dataset, measure and name), so it works for any set of measures:
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -32,10 +33,12 @@ from robustlens.formatting import esc, is_number, p_eq, p_value, short, signed
 from robustlens.report.context import ReportContext, annotate_points, figure_html
 from robustlens.report.exports import wide_table
 from robustlens.roles import corrupt_group
+from robustlens.tables import Table
 
 __all__ = [
     "LABEL_FREE_FAMILIES",
     "MIN_MODELS",
+    "class_space_table",
     "correlations",
     "generalization_overview",
     "ood_targets",
@@ -493,6 +496,53 @@ def _per_sample_html(ctx: ReportContext) -> str | None:
     )
 
 
+# ----------------------------------------------------------------------------- datasets
+#: datasets named per row of the class-space table (the rest are counted)
+_SHOWN_DATASETS = 8
+
+
+def class_space_table(datasets: Mapping[str, Mapping[str, Any]]) -> Table | None:
+    """The class space each dataset was scored in, one row per class space (report and CLI).
+
+    Args:
+        datasets: ``{name: {"role": ..., "class_space": ...}}`` as the study's plan records
+            them (``ReportContext.datasets``).
+
+    Returns:
+        The table, or ``None`` when no dataset has a recorded class space (an older plan).
+
+    Example:
+        >>> t = class_space_table({"world/val": {"class_space": "10 classes"},
+        ...                        "imagenet_r": {"class_space": "200 classes: ImageNet-R mask"},
+        ...                        "world/v2": {"class_space": "10 classes"}})
+        >>> t.cells()
+        [['10 classes', '2', 'val, v2'], ['200 classes: ImageNet-R mask', '1', 'imagenet_r']]
+    """
+    groups: dict[str, list[str]] = {}
+    for name, info in datasets.items():
+        space = (info or {}).get("class_space")
+        if space:
+            groups.setdefault(str(space), []).append(name)
+    if not groups:
+        return None
+    rows = []
+    for space, names in groups.items():
+        shown = ", ".join(short(n) for n in names[:_SHOWN_DATASETS])
+        more = f", ... ({len(names)} in all)" if len(names) > _SHOWN_DATASETS else ""
+        rows.append([space, len(names), shown + more])
+    return Table(
+        "Class space",
+        ["class space", "datasets", "names"],
+        rows,
+        caption=(
+            "The classes each prediction is an argmax over. By default a dataset is scored "
+            "over all of the model's classes (1000-way for ImageNet models); published "
+            "protocols restrict (ImageNet-R/-A mask, ObjectNet mapping, cue-conflict "
+            "categories), and so does restrict_classes: true in the study file."
+        ),
+    )
+
+
 # ----------------------------------------------------------------------------- section
 def generalization_overview(ctx: ReportContext) -> str | None:
     """Accuracy across datasets by role, corruption accuracy vs severity, generic heatmap."""
@@ -507,6 +557,9 @@ def generalization_overview(ctx: ReportContext) -> str | None:
             img = fn(ctx, acc)
             if img:
                 parts.append(img)
+    spaces = class_space_table(ctx.datasets)
+    if spaces is not None:
+        parts.append(spaces.to_html(table_id="class-space"))
     parts.append(_heatmap_html(ctx))
     ps = _per_sample_html(ctx)
     if ps:
