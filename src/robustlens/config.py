@@ -24,7 +24,7 @@ from robustlens.measure import available_measures, validate_measure_options
 from robustlens.models.sources import available_sources, entry_problems, source_entries
 from robustlens.models.zoo import ZooMember
 from robustlens.published import SOURCES
-from robustlens.roles import check_role
+from robustlens.roles import check_role, is_labelled
 from robustlens.transforms.corruptions import CORRUPTIONS
 
 __all__ = [
@@ -98,6 +98,11 @@ class DatasetEntry(_Strict):
     # resolved path); images above max_pixels are refused undecoded (None: PIL's limit)
     follow_symlinks: bool = False
     max_pixels: int | None = Field(None, ge=0)
+    # class space: by default a folder whose classes are some of the model's (ImageNet wnid
+    # folders) is scored over all of the model's classes (1000-way); true restricts the argmax
+    # to the dataset's own classes. Published protocols (ImageNet-R/-A mask, ObjectNet
+    # mapping, cue-conflict categories) restrict either way.
+    restrict_classes: bool = False
 
     @field_validator("layout")
     @classmethod
@@ -119,12 +124,21 @@ class DatasetEntry(_Strict):
         if (self.world is None) == (self.layout is None):
             raise ValueError("a dataset entry needs exactly one of 'world' or 'layout'")
         if self.layout is None:
+            if self.restrict_classes:
+                raise ValueError(
+                    "restrict_classes applies to on-disk datasets (layout:); the world's "
+                    "splits always have the world's classes"
+                )
             return self
         layout = get_layout(self.layout)
-        if self.layout != "imagefolder" and (self.follow_symlinks or self.max_pixels is not None):
+        folders = ("imagefolder", "unlabeled")
+        if self.layout not in folders and (self.follow_symlinks or self.max_pixels is not None):
             raise ValueError(
-                f"follow_symlinks and max_pixels apply to layout 'imagefolder', not {self.layout!r}"
+                f"follow_symlinks and max_pixels apply to layouts {' and '.join(folders)}, "
+                f"not {self.layout!r}"
             )
+        if not is_labelled(layout.role):
+            _check_unlabeled(self)
         for key in layout.needs:
             if not getattr(self, key):
                 raise ValueError(f"dataset layout {self.layout!r} needs {key!r}")
@@ -141,6 +155,21 @@ class DatasetEntry(_Strict):
         return self
 
 
+def _check_unlabeled(entry: DatasetEntry) -> None:
+    """An unlabelled layout's datasets stay unlabelled: no labelled role, no label options."""
+    if entry.role is not None and is_labelled(entry.role):
+        raise ValueError(
+            f"layout {entry.layout!r} has no labels, so its role cannot be {entry.role!r} "
+            "(a labelled role would score predictions against labels that do not exist); "
+            "leave role unset"
+        )
+    for key in ("acceptable_labels", "mapping_file", "corruptions"):
+        if getattr(entry, key):
+            raise ValueError(
+                f"{key} does not apply to layout {entry.layout!r}: its images have no labels"
+            )
+
+
 class EngineSection(_Strict):
     batch_size: int = Field(256, ge=1)
     shard_size: int = Field(2048, ge=1)
@@ -151,6 +180,9 @@ class EngineSection(_Strict):
     amp: bool | None = None
     #: channels-last inputs and weights (None: on; faster for convolutions on CPU and GPU)
     channels_last: bool | None = None
+    #: on CUDA, decode JPEG files on the device (pixels differ from PIL's by about one level,
+    #: so off by default; a file the device refuses falls back to PIL)
+    gpu_decode: bool = False
 
 
 class PublishedEntry(_Strict):

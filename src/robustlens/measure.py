@@ -31,7 +31,7 @@ import pydantic
 
 from robustlens.data.base import ClassMapping
 from robustlens.errors import ConfigError, RobustlensError
-from robustlens.roles import ROLES
+from robustlens.roles import ROLES, is_labelled
 from robustlens.store import StoredArrays
 
 __all__ = [
@@ -68,6 +68,8 @@ class DatasetInfo:
     role: str
     classes: tuple[str, ...]
     tags: Mapping[str, Any] = field(default_factory=dict)  # e.g. corruption, severity
+    #: number of samples (``None`` where not known, e.g. a hand-built info)
+    size: int | None = None
 
     @property
     def chance(self) -> float:
@@ -128,6 +130,10 @@ class Measure(ABC):
     description: ClassVar[str] = ""
     #: the paper whose protocol the measure follows (recorded with its results)
     paper: ClassVar[str] = ""
+    #: whether the measure needs no labels, and so may read an unlabelled dataset (role
+    #: ``unlabeled``); every other measure is kept off such datasets by :meth:`reads`, so a
+    #: measure cannot score predictions against labels that do not exist
+    label_free: ClassVar[bool] = False
 
     @abstractmethod
     def requests(self, dataset: DatasetInfo) -> dict[str, bool]:
@@ -135,6 +141,13 @@ class Measure(ABC):
 
         An empty dict means the measure does not use this dataset.
         """
+
+    def reads(self, dataset: DatasetInfo) -> dict[str, bool]:
+        """What the study gives the measure on ``dataset``: :meth:`requests`, except nothing on
+        an unlabelled dataset unless the measure is :attr:`label_free`."""
+        if not self.label_free and not is_labelled(dataset.role):
+            return {}
+        return self.requests(dataset)
 
     def options(self) -> dict[str, Any] | None:
         """The measure's settings as plain JSON values, or ``None`` if some are not plain."""
@@ -175,7 +188,7 @@ class Measure(ABC):
         data = {
             name: DatasetContext(model, info, arrays[name], mappings[name])
             for name, info in datasets.items()
-            if self.requests(info)
+            if self.reads(info)
         }
         self.compute_datasets(data, out)
         return out
@@ -241,6 +254,8 @@ class Line:
         sections: report sections.
         commands: ``register(app)`` callables that add typer commands to the CLI.
         papers: the papers the line implements, for the report and the exports.
+        summaries: ``summary(ctx) -> Table | None`` callables (``ctx`` a report context) whose
+            tables end the demo's printed summary.
     """
 
     name: str
@@ -249,6 +264,7 @@ class Line:
     sections: Sequence[Section] = ()
     commands: Sequence[Callable[[Any], None]] = ()
     papers: Sequence[str] = ()
+    summaries: Sequence[Callable[[Any], Any]] = ()
 
 
 class LineLoadError(RobustlensError, ImportError):

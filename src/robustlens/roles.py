@@ -17,13 +17,17 @@ from robustlens.errors import ConfigError
 
 __all__ = [
     "NATURAL_SHIFT_ROLES",
+    "NEEDS_LABELS",
     "ROLES",
     "SHIFTED_ROLES",
+    "UNLABELED",
     "check_role",
     "corrupt_group",
     "dataset_roles",
+    "is_labelled",
     "layout_role",
     "role_from_name",
+    "unlabeled_skips",
     "world_role",
 ]
 
@@ -42,7 +46,14 @@ ROLES = (
     "adversarial",
     "natural",
     "other",
+    "unlabeled",
 )
+
+#: the role of a dataset without labels (layout ``unlabeled``, or any dataset given
+#: ``role: unlabeled``): only label-free measures read it, and no accuracy is computed on it
+UNLABELED = "unlabeled"
+#: why a measure that needs labels does not read an unlabelled dataset
+NEEDS_LABELS = "needs labels; the dataset is unlabelled"
 
 #: roles of datasets that are a distribution shift from ``id``, in report order
 #: (``corrupt_bar``: ImageNet-C-bar's corruptions; ``stylized``: Stylized-ImageNet)
@@ -170,3 +181,52 @@ def corrupt_group(dataset: str, tags: Mapping[str, Any] | None = None) -> str:
     if c is not None and s is not None and dataset.endswith(suffix):
         return dataset[: -len(suffix)]
     return dataset.rsplit("/", 2)[0] if dataset.count("/") >= 2 else "corrupt"
+
+
+def is_labelled(role: str) -> bool:
+    """Whether a dataset of ``role`` has labels that a measure may score predictions against.
+
+    Example:
+        >>> is_labelled("corrupt"), is_labelled("unlabeled")
+        (True, False)
+    """
+    return role != UNLABELED
+
+
+def unlabeled_skips(measures: Iterable[Any], datasets: Mapping[str, Any]) -> list[dict[str, str]]:
+    """Which measures leave out which unlabelled datasets, and why (a study records them).
+
+    A measure reads a dataset when its ``reads(info)`` (``requests(info)`` where it has no
+    ``reads``) is not empty. Every measure that does
+    not read an unlabelled dataset (role :data:`UNLABELED`) is listed with it, with the reason
+    the measure gives in its ``unlabeled_reason`` attribute, else :data:`NEEDS_LABELS`.
+
+    Args:
+        measures: the study's measures (objects with ``name`` and ``requests(info)``).
+        datasets: ``{name: info}``, each ``info`` with a ``role``
+            (:class:`robustlens.measure.DatasetInfo`), in study order.
+
+    Returns:
+        ``[{"measure": ..., "dataset": ..., "reason": ...}, ...]``, datasets in study order.
+
+    Example:
+        >>> from types import SimpleNamespace as NS
+        >>> def accuracy_requests(info):
+        ...     return {"clean": False} if is_labelled(info.role) else {}
+        >>> acc = NS(name="accuracy", requests=accuracy_requests)
+        >>> ei = NS(name="invariance", requests=lambda i: {"clean": False})
+        >>> skips = unlabeled_skips([acc, ei], {"val": NS(role="id"), "u": NS(role="unlabeled")})
+        >>> [(s["measure"], s["dataset"], s["reason"]) for s in skips]
+        [('accuracy', 'u', 'needs labels; the dataset is unlabelled')]
+    """
+    measures = list(measures)
+    out = []
+    for name, info in datasets.items():
+        if is_labelled(str(info.role)):
+            continue
+        for m in measures:
+            # ``reads`` (robustlens.measure.Measure) keeps label-needing measures off
+            if not getattr(m, "reads", m.requests)(info):
+                reason = getattr(m, "unlabeled_reason", None) or NEEDS_LABELS
+                out.append({"measure": str(m.name), "dataset": str(name), "reason": str(reason)})
+    return out

@@ -2,10 +2,11 @@
 
 Data flows one way: config -> plan -> engine (decode once, all views) -> store -> measures
 -> results table and per-sample files -> analysis and report. When the run finishes, the
-study writes what it ran (datasets with role and tags, models with their configs, measures,
-the fingerprints of both, the files each dataset skipped and why, the models that failed and
-the store repairs) to ``plan.json`` in its output directory; the report and the commands read
-that file (:func:`read_plan`) and never resolve the study file a second time.
+study writes what it ran (datasets with role, tags and class space, models with their
+configs, measures, the fingerprints of both, the files each dataset skipped and why, the
+models that failed and the store repairs) to ``plan.json`` in its output directory; the
+report and the commands read that file (:func:`read_plan`) and never resolve the study file
+a second time.
 
 Results are stored under the models' and datasets' fingerprints; a study reads back only its
 own (:meth:`robustlens.store.Store.scoped`), so studies that share a store and name a model
@@ -41,7 +42,17 @@ from robustlens.errors import ConfigError, RobustlensError
 from robustlens.executors import get_executor
 from robustlens.measure import DatasetInfo, Measure, ModelInfo, get_measure
 from robustlens.models.base import ModelAdapter
-from robustlens.plan import DatasetSpec, plan_jobs, plan_views, resolve_datasets, resolve_models
+from robustlens.plan import (
+    DatasetSpec,
+    apply_class_spaces,
+    class_space,
+    load_model_classes,
+    plan_jobs,
+    plan_views,
+    resolve_datasets,
+    resolve_models,
+)
+from robustlens.roles import unlabeled_skips
 from robustlens.store import ENGINE_VERSION, Store, StoredArrays
 
 
@@ -88,6 +99,22 @@ class StudyResult:
     failures: list[dict[str, Any]] = field(default_factory=list)
     #: damaged arrays found in the store (quarantined and recomputed), one line each
     incidents: list[str] = field(default_factory=list)
+    #: ``{dataset: {class space: [models]}}``: the class space each model was scored in
+    #: ("1000 classes", "200 classes: ImageNet-R mask"); see :meth:`class_spaces`
+    class_space_models: dict[str, dict[str, list[str]]] = field(default_factory=dict)
+    #: measures that leave an unlabelled dataset out: ``{"measure", "dataset", "reason"}``
+    label_skips: list[dict[str, str]] = field(default_factory=list)
+
+    def class_spaces(self) -> dict[str, str]:
+        """``{dataset: class space}`` in a few words; where models differ, each with its
+        models (``"1000 classes (a, b); 10 classes (c)"``)."""
+        out = {}
+        for d, spaces in self.class_space_models.items():
+            if len(spaces) == 1:
+                out[d] = next(iter(spaces))
+            else:
+                out[d] = "; ".join(f"{s} ({', '.join(ms)})" for s, ms in spaces.items())
+        return out
 
     @property
     def images_decoded(self) -> int:
@@ -145,6 +172,11 @@ def run_study(
         raise ConfigError("the study names no datasets")
     if not mspecs:
         raise ConfigError("the study names no models")
+    preloaded: dict[str, ModelAdapter] = {}
+    if any(d.needs_model_classes() for d in dspecs):
+        # which class space each on-disk dataset is scored in depends on the models' classes
+        model_classes, preloaded = load_model_classes(mspecs, cfg.engine.models_per_pass)
+        apply_class_spaces(dspecs, model_classes)
     result = StudyResult(
         store,
         out_dir,
@@ -163,6 +195,7 @@ def run_study(
         device=cfg.engine.device,
         amp=cfg.engine.amp,
         channels_last=cfg.engine.channels_last,
+        gpu_decode=cfg.engine.gpu_decode,
         progress=progress,
     )
     total = 0
@@ -171,14 +204,20 @@ def run_study(
         for ds in dspecs:
             dataset = ds.dataset()
             infos[ds.name] = DatasetInfo(
-                ds.name, dataset.fingerprint(), ds.role, tuple(dataset.classes), ds.tags
+                ds.name,
+                dataset.fingerprint(),
+                ds.role,
+                tuple(dataset.classes),
+                ds.tags,
+                size=len(dataset),
             )
             if plan_views(measures, infos[ds.name])[0]:
                 total += math.ceil(len(dataset) / cfg.engine.shard_size)
         result.dataset_fps = {n: i.fingerprint for n, i in infos.items()}
         result.dataset_fps["*"] = datasets_fingerprint(infos)
+        result.label_skips = unlabeled_skips(measures, infos)
         total *= math.ceil(len(mspecs) / cfg.engine.models_per_pass)
-        _run_chunks(cfg, result, engine, dspecs, mspecs, measures, infos, log)
+        _run_chunks(cfg, result, engine, dspecs, mspecs, measures, infos, log, preloaded)
     except KeyboardInterrupt:
         raise StudyInterrupted(engine.shards_done, total) from None
     finally:
@@ -199,14 +238,17 @@ def _run_chunks(
     measures: Sequence[Measure],
     infos: dict[str, DatasetInfo],
     log: Callable[[str], None],
+    preloaded: dict[str, ModelAdapter] | None = None,
 ) -> None:
-    """The engine, then the measures, for each chunk of ``models_per_pass`` models."""
+    """The engine, then the measures, for each chunk of ``models_per_pass`` models
+    (``preloaded``: models already loaded, by name, used instead of loading them again)."""
     store = engine.store
     t_engine = t_measure = 0.0
     executor = get_executor(cfg)
     by_name = {d.name: d for d in dspecs}
+    preloaded = preloaded if preloaded is not None else {}
     for chunk in _chunks(mspecs, cfg.engine.models_per_pass):
-        models = [m.load() for m in chunk]
+        models = [preloaded.pop(m.name, None) or m.load() for m in chunk]
         for m, spec in zip(models, chunk, strict=True):
             m.name = spec.name
             result.model_configs[spec.name] = dict(m.config)
@@ -252,7 +294,9 @@ PLAN_FILE = "plan.json"
 def study_plan(result: StudyResult) -> dict[str, Any]:
     """What the study ran: its name and store, the datasets with their role and tags, the
     models with their configs, the measures and their protocols, the published tables to
-    compare with (as JSON values)."""
+    compare with (as JSON values). Each dataset's entry holds its ``class_space``
+    ("1000 classes", "200 classes: ImageNet-R mask", ...) once a model was scored on it."""
+    spaces = result.class_spaces()
     return _jsonable(
         {
             "name": result.config.name if result.config is not None else "study",
@@ -264,13 +308,21 @@ def study_plan(result: StudyResult) -> dict[str, Any]:
                 for p in (result.config.published if result.config is not None else [])
             ],
             "models": {m: result.model_configs.get(m, {}) for m in result.models},
-            "datasets": {d: result.dataset_roles.get(d, {}) for d in result.datasets},
+            "datasets": {
+                d: {**result.dataset_roles.get(d, {}), **_class_space_entry(spaces, d)}
+                for d in result.datasets
+            },
             "fingerprints": {"models": result.model_fps, "datasets": result.dataset_fps},
             "skipped": {d: [list(x) for x in items] for d, items in result.skipped.items()},
             "failures": result.failures,
+            "label_skips": result.label_skips,
             "incidents": result.incidents,
         }
     )
+
+
+def _class_space_entry(spaces: Mapping[str, str], dataset: str) -> dict[str, str]:
+    return {"class_space": spaces[dataset]} if dataset in spaces else {}
 
 
 def write_plan(result: StudyResult) -> Path:
@@ -345,12 +397,17 @@ def _compute_measures(
         for d in dspecs
     }
     mappings = {d.name: d.dataset().class_mapping(model.classes) for d in dspecs}
+    for d in dspecs:  # the class space this model is scored in on each dataset
+        space = class_space(mappings[d.name], d.restrict_classes)
+        scored = result.class_space_models.setdefault(d.name, {}).setdefault(space, [])
+        if model.name not in scored:
+            scored.append(model.name)
     star = result.dataset_fps.get("*") or datasets_fingerprint(infos)
     rows: list[dict[str, Any]] = []
     per_sample: dict[str, dict[str, np.ndarray]] = {}
     ran: list[tuple[str, Measure, dict[str, Any]]] = []
     for measure in measures:
-        used = {n: i for n, i in infos.items() if measure.requests(i)}
+        used = {n: i for n, i in infos.items() if measure.reads(i)}
         bad = sorted(n for n in used if n in failed)
         if bad:
             partial = _per_dataset(measure) and len(bad) < len(used)

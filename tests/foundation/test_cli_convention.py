@@ -56,6 +56,8 @@ CASES: dict[str, tuple[str, str]] = {
     ),
     "biases": ("biases", "--n-boot 20"),
     "spurious": ("spurious", "--n-boot 20 --no-grids"),
+    "estimate": ("estimate", ""),
+    "validity": ("validity", "--n-boot 20"),
 }
 #: commands of research lines that have not adopted ``StudyArg``/``ConfigOpt`` yet (owned
 #: elsewhere); strict: the mark fails as soon as they have, so it is removed then

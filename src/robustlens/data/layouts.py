@@ -13,6 +13,8 @@ Example:
     ('corrupt_bar', 'stylized')
     >>> available_layouts()[:3]
     ['imagefolder', 'imagenet_val', 'imagenet_c']
+    >>> get_layout("unlabeled").role  # any folder tree of images, no labels
+    'unlabeled'
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from typing import Any
 
 from robustlens.data import imagenet
 from robustlens.data.base import Dataset
-from robustlens.data.imagefolder import ImageFolderDataset
+from robustlens.data.imagefolder import ImageFolderDataset, UnlabeledFolderDataset
 from robustlens.errors import ConfigError
 
 __all__ = [
@@ -183,3 +185,15 @@ def _imagenet_cbar(a: LayoutArgs) -> list[tuple[Dataset, dict[str, Any]]]:
 @register_layout("stylized_imagenet", role="stylized")
 def _stylized_imagenet(a: LayoutArgs) -> Dataset:
     return imagenet.stylized_imagenet(a.root, size=a.size, name=a.name)
+
+
+@register_layout("unlabeled", role="unlabeled")
+def _unlabeled(a: LayoutArgs) -> Dataset:
+    # any folder tree of images without labels: only label-free measures read it
+    return UnlabeledFolderDataset(
+        a.root,
+        size=a.size,
+        name=a.name,
+        follow_symlinks=a.follow_symlinks,
+        max_pixels=a.max_pixels,
+    )

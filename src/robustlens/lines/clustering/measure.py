@@ -21,6 +21,7 @@ import numpy as np
 from robustlens.errors import ConfigError, RobustlensError
 from robustlens.measure import DatasetContext, DatasetInfo, Measure, MeasureOutput
 from robustlens.metrics.clustering import FeatureClusters, kmeans_clusters, partition_scores
+from robustlens.roles import is_labelled
 
 __all__ = ["PROJECTION_POINTS", "ClusteringMeasure", "pca_projection"]
 
@@ -60,6 +61,10 @@ class ClusteringMeasure(Measure):
     ``purity``, ``cluster_accuracy`` — plus the clustered sample: ``n_samples`` (rows
     clustered), ``n_clusters`` (k) and ``n_classes_sampled`` (classes present in those rows;
     k is that number).
+
+    On an unlabelled dataset (``datasets="all"``) only the label-free indicators are computed:
+    the sample is uniform and k = the model's number of classes, at most
+    ``min(n, max_samples) // min_per_class`` (and at least 2).
 
     The sample (:func:`~robustlens.metrics.clustering.sample_rows`): all rows when there are at
     most ``max_samples``; otherwise stratified by class, every class keeping at least
@@ -112,6 +117,7 @@ class ClusteringMeasure(Measure):
     """
 
     name = "clustering"
+    label_free = True  # reads unlabelled datasets
     description = "k-means clustering indicators of clean penultimate features"
     paper = (
         "Ho, Pfreundt, Keuper, Keuper, Estimating the Robustness of Classification "
@@ -141,7 +147,18 @@ class ClusteringMeasure(Measure):
     def requests(self, dataset: DatasetInfo) -> dict[str, bool]:
         if self.datasets == "id":
             return {"clean": True} if dataset.role == "id" else {}
+        # unlabelled datasets included: only the label-free indicators are computed there
         return {} if dataset.role in _ALL_EXCLUDED else {"clean": True}
+
+    @property
+    def unlabeled_reason(self) -> str | None:
+        """Why an unlabelled dataset is not clustered (recorded by the study), or ``None``."""
+        if self.datasets == "id":
+            return (
+                "clusters the id set only; measure_options.clustering.datasets: all computes "
+                "the label-free indicators on unlabelled datasets too"
+            )
+        return None
 
     def compute_dataset(self, data: DatasetContext, out: MeasureOutput) -> None:
         a = data.arrays
@@ -152,9 +169,12 @@ class ClusteringMeasure(Measure):
                 "for features). Run the study with the clustering measure on a fresh store, "
                 "or delete that model's cached clean view of this dataset"
             )
+        labelled = is_labelled(data.info.role)
         fc = kmeans_clusters(
             a.features("clean"),
-            a.labels(),
+            a.labels() if labelled else None,
+            # without labels, k = the classes a labelled sample of this size would hold
+            n_clusters=None if labelled else self._unlabeled_k(data),
             seed=self.seed,
             max_samples=self.max_samples,
             n_init=self.n_init,
@@ -166,6 +186,12 @@ class ClusteringMeasure(Measure):
         out.artifacts.setdefault("samples", {})[data.name] = _sample_record(fc, ids, data.info)
         if data.info.role == "id" and "projection" not in out.artifacts:
             out.artifacts["projection"] = self._projection(fc, ids, data.name)
+
+    def _unlabeled_k(self, data: DatasetContext) -> int:
+        """k on an unlabelled dataset: the model's classes (in the dataset's class space),
+        at most ``min(n, max_samples) // min_per_class`` and at least 2, as on labelled sets."""
+        n = min(len(data.arrays.sample_ids()), self.max_samples)
+        return max(2, min(data.mapping.n_classes, n // self.min_per_class))
 
     def _projection(self, fc: FeatureClusters, ids: np.ndarray, dataset: str) -> dict[str, Any]:
         """PCA scatter of the clustered rows with the indicators' own k-means partition."""

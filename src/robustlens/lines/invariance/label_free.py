@@ -22,6 +22,7 @@ from robustlens.metrics.label_free import (
     difference_of_confidence,
     nuclear_norm,
 )
+from robustlens.roles import is_labelled
 
 __all__ = ["ATC_SCORES", "SOURCE_ROLE", "LabelFreeMeasure"]
 
@@ -53,6 +54,7 @@ class LabelFreeMeasure(Measure):
     """
 
     name = "label_free"
+    label_free = True  # reads unlabelled datasets
     description = "label-free accuracy predictors: confidence, nuclear norm, DoC, ATC"
     paper = (
         "Guillory et al., ICCV 2021 (DoC); Garg et al., ICLR 2022 (ATC); Deng et al., "
@@ -72,6 +74,11 @@ class LabelFreeMeasure(Measure):
                     f"label_free: source dataset {self.source!r} is not among the evaluated "
                     f"datasets {sorted(datasets)}; set measure_options.label_free.source to one "
                     "of them"
+                )
+            if not is_labelled(datasets[self.source].role):
+                raise ConfigError(
+                    f"label_free: source dataset {self.source!r} is unlabelled; DoC and ATC "
+                    "calibrate on a labelled source (e.g. the validation split)"
                 )
             return self.source
         ids = [n for n, i in datasets.items() if i.role == SOURCE_ROLE]

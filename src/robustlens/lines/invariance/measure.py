@@ -52,6 +52,7 @@ class InvarianceMeasure(Measure):
     """
 
     name = "invariance"
+    label_free = True  # reads unlabelled datasets
     description = "effective invariance (EI) and agreement under rotation and grayscale"
     paper = (
         "Deng, Gould, Zheng, On the Strong Correlation Between Model Invariance and "
