@@ -11,7 +11,12 @@ import torch
 from torch import nn
 
 from robustlens.errors import ValidationError
-from robustlens.transforms.adversarial import pgd_attack
+from robustlens.transforms.adversarial import (
+    AUTOATTACK_VERSIONS,
+    autoattack,
+    pgd_attack,
+    spread_mask,
+)
 from robustlens.transforms.corruptions import CORRUPTIONS, corrupt
 from robustlens.transforms.frequency import N_BANDS, band_noise, fft_filter, luma
 
@@ -20,11 +25,14 @@ ViewFn = Callable[[torch.Tensor, "ViewContext"], torch.Tensor]
 
 @dataclass
 class ViewContext:
-    """What a view may use besides the pixels: sample ids always, labels and model for PGD."""
+    """What a view may use besides the pixels: sample ids always, labels and model for PGD
+    and AutoAttack, and (from the engine) the samples' positions in a dataset of ``total``."""
 
     sample_ids: torch.Tensor  # int64 (B,)
     labels: torch.Tensor | None = None  # int64 (B,), in the model's output space
     model: nn.Module | None = None
+    index: torch.Tensor | None = None  # int64 (B,), positions in the dataset
+    total: int | None = None  # the dataset's length
 
 
 @dataclass(frozen=True)
@@ -174,5 +182,67 @@ def _pgd(spec: str, args: list[str]) -> View:
             raise ValidationError(f"view {spec!r} needs the model and the labels")
         seeds = sample_seeds(spec, ctx.sample_ids).tolist()  # per-sample random starts
         return pgd_attack(ctx.model, x, ctx.labels, eps=eps, step=step, steps=steps, seed=seeds)
+
+    return View(spec, fn, needs_model=True, random=True)
+
+
+def _int_or_default(text: str, what: str) -> int | None:
+    if text in ("default", "all"):
+        return None
+    value = int(text)
+    if value < 1:
+        raise ValueError(f"{what} must be >= 1, 'all' or 'default', got {value}")
+    return value
+
+
+@register_view(
+    "autoattack",
+    "autoattack:linf:EPS[:N[:VERSION[:SEED[:TARGETS[:STEPS]]]]] (EPS in pixel units of [0, 1]; "
+    "N images evenly spaced over the dataset or 'all'; VERSION standard, plus or rand; "
+    "TARGETS and STEPS an integer or 'default', torchattacks' own)",
+)
+def _autoattack(spec: str, args: list[str]) -> View:
+    """AutoAttack (``robustlens.transforms.adversarial.autoattack``) on the ``N`` samples of
+    the dataset that ``spread_mask`` chooses; the others pass through unchanged. Defaults:
+    all images, ``standard``, seed 0, 9 target classes, torchattacks' steps."""
+    norm, eps = args[0], float(args[1])
+    if norm != "linf":
+        raise ValueError(f"only the linf norm is supported, got {norm!r}")
+    if not eps >= 0:
+        raise ValueError(f"eps must be >= 0, got {eps}")
+    n = _int_or_default(args[2], "N") if len(args) > 2 else None
+    version = args[3] if len(args) > 3 else "standard"
+    if version not in AUTOATTACK_VERSIONS:
+        raise ValueError(
+            f"version must be one of {', '.join(AUTOATTACK_VERSIONS)}, got {version!r}"
+        )
+    seed = int(args[4]) if len(args) > 4 else 0
+    targets = _int_or_default(args[5], "TARGETS") if len(args) > 5 else 9
+    steps = _int_or_default(args[6], "STEPS") if len(args) > 6 else None
+    if len(args) > 7:
+        raise ValueError(f"too many arguments: {args}")
+
+    def fn(x: torch.Tensor, ctx: ViewContext) -> torch.Tensor:
+        if ctx.model is None or ctx.labels is None:
+            raise ValidationError(f"view {spec!r} needs the model and the labels")
+        if ctx.index is None or ctx.total is None:
+            chosen = torch.ones(len(x), dtype=torch.bool, device=x.device)
+        else:
+            mask = spread_mask(ctx.index.cpu().numpy(), ctx.total, n)
+            chosen = torch.from_numpy(mask).to(x.device)
+        if not bool(chosen.any()):
+            return x
+        out = x.clone()
+        out[chosen] = autoattack(
+            ctx.model,
+            x[chosen],
+            ctx.labels[chosen],
+            eps=eps,
+            version=version,
+            seed=seed,
+            target_classes=targets,
+            steps=steps,
+        )
+        return out
 
     return View(spec, fn, needs_model=True, random=True)

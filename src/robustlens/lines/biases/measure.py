@@ -31,9 +31,22 @@ Views requested, by dataset role:
   noise-free accuracy is not above the criterion, when it is not at least
   ``cb_min_margin_se`` (3) binomial standard errors ``sqrt(chance (1 - chance) / n)`` above
   chance, or when the Gaussian fit does not converge.
-* ``adversarial``: ``clean`` and ``pgd:linf:EPS:STEPS:STEP`` (floats written with ``repr``, so
-  the spec, and therefore the store key, is stable). Values ``pgd_accuracy``,
-  ``clean_accuracy``.
+* ``adversarial``: ``clean`` and, with ``attack="pgd"`` (the default, seed 002's PGD-40),
+  ``pgd:linf:EPS:STEPS:STEP`` (floats written with ``repr``, so the spec, and therefore the
+  store key, is stable). Values ``pgd_accuracy``, ``clean_accuracy``; per sample
+  ``pgd_prediction``, ``pgd_correct``. With ``attack="autoattack"`` (or both,
+  ``attack=["pgd", "autoattack"]``), ``autoattack:linf:EPS:N:VERSION:SEED:TARGETS:STEPS``:
+  AutoAttack through ``torchattacks`` (:func:`~robustlens.transforms.adversarial.autoattack`;
+  RobustBench's ImageNet threat model by default, L-inf eps 4/255, ``standard`` version) on
+  ``aa_images`` images evenly spaced over the dataset
+  (:func:`~robustlens.transforms.adversarial.spread_mask`, so a dataset stored class by class
+  gives every class its share). Values ``autoattack_accuracy`` (robust accuracy over those
+  images), ``autoattack_clean_accuracy`` (clean accuracy over the same images) and
+  ``autoattack_n``; per sample ``autoattack_attacked``, ``autoattack_prediction`` (-1 where
+  not attacked) and ``autoattack_correct`` (1.0 or 0.0, NaN where not attacked); the attack,
+  eps, images, version, seed and the ``torchattacks`` version in the artifacts and in
+  :meth:`BiasesMeasure.protocol`. The engine still runs the model once on every image of the
+  dataset for this view (the images not attacked pass through unchanged).
 
 Bands and image size. Band b is level ``6 - b`` of the Laplacian pyramid of the noise (as in the
 reference, whose pyramid of a 224 px image has exactly 7 levels), a fixed number of cycles per
@@ -65,7 +78,15 @@ from robustlens.metrics.classification import accuracy
 from robustlens.metrics.critical_band import CRITERIA, critical_band_or_none
 from robustlens.metrics.shape_bias import shape_bias, shape_bias_per_category
 from robustlens.metrics.spectral import BIAS_CUTOFFS, spectral_bias
-from robustlens.transforms.adversarial import SEED002_PGD
+from robustlens.transforms.adversarial import (
+    AUTOATTACK,
+    AUTOATTACK_ATTACKS,
+    AUTOATTACK_VERSIONS,
+    SEED002_PGD,
+    load_torchattacks,
+    spread_mask,
+    torchattacks_version,
+)
 from robustlens.transforms.frequency import (
     CB_CONTRAST,
     CB_EPSILON,
@@ -76,10 +97,13 @@ from robustlens.transforms.frequency import (
     valid_bands,
 )
 
-__all__ = ["PARTS", "BiasesMeasure"]
+__all__ = ["ATTACKS", "PARTS", "BiasesMeasure"]
 
-#: the four parts of the measure; ``parts=`` selects a subset
+#: the four parts of the measure; ``parts=`` selects a subset (``"pgd"``: the adversarial part,
+#: whichever ``attack`` it runs)
 PARTS = ("shape", "spectral", "critical_band", "pgd")
+#: the attacks of the adversarial part (``attack=``)
+ATTACKS = ("pgd", "autoattack")
 _FALLBACK_SIZE = 32  # bands valid here are valid at every size >= 20 px
 _REFERENCE_SIDE = 224  # the side at which band b is centred at 1.75 * 2**b cycles per image
 #: the definitions the numbers follow (recorded by :meth:`BiasesMeasure.protocol`)
@@ -157,6 +181,20 @@ class BiasesMeasure(Measure):
             low-contrast grayscale accuracy exceeds chance by at least this many binomial
             standard errors ``sqrt(chance (1 - chance) / n)`` (a criterion near chance is noise,
             which matters for the relative criterion). 0 disables the check.
+        attack: the attack of the adversarial part: ``"pgd"`` (default, seed 002's PGD-40),
+            ``"autoattack"`` (AutoAttack through ``torchattacks``, ``pip install
+            "robustlens[attacks]"``) or a list of both.
+        aa_eps: AutoAttack's L-inf radius in pixel units of [0, 1] (RobustBench's ImageNet:
+            4/255).
+        aa_images: images attacked, evenly spaced over the dataset (RobustBench evaluates 5000
+            ImageNet val images); ``None``: all.
+        aa_version: ``torchattacks.AutoAttack``'s version: ``"standard"`` (APGD-CE, APGD-T,
+            FAB-T, Square), ``"plus"`` or ``"rand"``.
+        aa_seed: the attacks' random seed.
+        aa_target_classes: target classes of APGD-T and FAB-T (the reference AutoAttack: 9;
+            ``None``: ``torchattacks``' ``n_classes - 1``, about 100 times the work on ImageNet).
+        aa_steps: iterations of APGD and FAB (``None``: ``torchattacks``' 10; the reference
+            AutoAttack runs 100).
     """
 
     name = "biases"
@@ -181,6 +219,13 @@ class BiasesMeasure(Measure):
         cb_criterion: str = "absolute",
         cb_level: float = 0.5,
         cb_min_margin_se: float = 3.0,
+        attack: str | Sequence[str] = "pgd",
+        aa_eps: float = AUTOATTACK["eps"],
+        aa_images: int | None = AUTOATTACK["n_images"],
+        aa_version: str = AUTOATTACK["version"],
+        aa_seed: int = AUTOATTACK["seed"],
+        aa_target_classes: int | None = AUTOATTACK["target_classes"],
+        aa_steps: int | None = None,
     ) -> None:
         self.pgd_eps = _number(pgd_eps, "pgd_eps")
         self.pgd_steps = int(_number(pgd_steps, "pgd_steps", integer=True))
@@ -227,16 +272,94 @@ class BiasesMeasure(Measure):
         if not 0 <= self.cb_level <= 1:
             raise ConfigError(f"biases.cb_level: expected an accuracy in [0, 1], got {cb_level!r}")
         self.cb_min_margin_se = _number(cb_min_margin_se, "cb_min_margin_se")
+        attacks = [attack] if isinstance(attack, str) else list(attack)
+        if not attacks or any(a not in ATTACKS for a in attacks):
+            raise ConfigError(
+                f"biases.attack: expected one of {list(ATTACKS)} or a list of them, got {attack!r}"
+            )
+        self.attack = tuple(dict.fromkeys(attacks))
+        self.aa_eps = _number(aa_eps, "aa_eps")
+        self.aa_images = _count(aa_images, "aa_images")
+        if aa_version not in AUTOATTACK_VERSIONS:
+            raise ConfigError(
+                f"biases.aa_version: expected one of {list(AUTOATTACK_VERSIONS)}, got "
+                f"{aa_version!r}"
+            )
+        self.aa_version = aa_version
+        self.aa_seed = int(_number(aa_seed, "aa_seed", integer=True))
+        self.aa_target_classes = _count(aa_target_classes, "aa_target_classes")
+        self.aa_steps = _count(aa_steps, "aa_steps")
+        if "autoattack" in self.attack and "pgd" in self.parts:
+            try:
+                load_torchattacks()
+            except ImportError as exc:
+                raise ConfigError(f"biases.attack: autoattack: {exc}") from exc
 
     def protocol(self) -> dict[str, Any]:
-        """Name, paper, every parameter, and the definitions the numbers follow."""
-        return {**super().protocol(), "definitions": dict(DEFINITIONS)}
+        """Name, paper, every parameter, the definitions the numbers follow and, for the
+        adversarial part, each attack with its threat model."""
+        return {
+            **super().protocol(),
+            "definitions": dict(DEFINITIONS),
+            "attacks": self.attack_protocol(),
+        }
+
+    def attack_protocol(self) -> dict[str, dict[str, Any]]:
+        """The attacks of the adversarial part: what each runs, at which threat model."""
+        out: dict[str, dict[str, Any]] = {}
+        if "pgd" in self.attack:
+            out["pgd"] = {
+                "attack": "pgd",
+                "norm": "linf",
+                "eps": self.pgd_eps,
+                "steps": self.pgd_steps,
+                "step": self.pgd_step,
+                "random_start": True,
+                "view": self.pgd_spec,
+                "reference": "seed 002 eval_imagenet_adv.py (foolbox LinfPGD)",
+            }
+        if "autoattack" in self.attack:
+            out["autoattack"] = {
+                "attack": "autoattack",
+                "implementation": "torchattacks.AutoAttack",
+                "torchattacks": torchattacks_version(),
+                "norm": "linf",
+                "eps": self.aa_eps,
+                "n_images": self.aa_images,
+                "selection": "n images evenly spaced over the dataset (spread_mask)",
+                "version": self.aa_version,
+                "attacks": list(AUTOATTACK_ATTACKS[self.aa_version]),
+                "seed": self.aa_seed,
+                "target_classes": self.aa_target_classes or "n_classes - 1 (torchattacks)",
+                "steps": self.aa_steps or "torchattacks' default (10 in 3.5)",
+                "view": self.autoattack_spec,
+                "reference": "Croce and Hein, ICML 2020; RobustBench ImageNet: L-inf 4/255, "
+                "5000 val images, standard version (9 target classes, 100 steps)",
+            }
+        return out
 
     # ------------------------------------------------------------------ view specs
     @property
     def pgd_spec(self) -> str:
         """The PGD view spec, e.g. ``pgd:linf:0.00196078431372549:40:0.00784313725490196``."""
         return f"pgd:linf:{self.pgd_eps!r}:{self.pgd_steps}:{self.pgd_step!r}"
+
+    @property
+    def autoattack_spec(self) -> str:
+        """The AutoAttack view spec, e.g.
+        ``autoattack:linf:0.01568627450980392:5000:standard:0:9:default``."""
+        n = "all" if self.aa_images is None else self.aa_images
+        targets = "all" if self.aa_target_classes is None else self.aa_target_classes
+        steps = "default" if self.aa_steps is None else self.aa_steps
+        return (
+            f"autoattack:linf:{self.aa_eps!r}:{n}:{self.aa_version}:{self.aa_seed}:{targets}:"
+            f"{steps}"
+        )
+
+    def attack_specs(self) -> dict[str, str]:
+        """``{attack: view spec}`` of the adversarial part."""
+        specs = {"pgd": self.pgd_spec, "autoattack": self.autoattack_spec}
+        return {a: specs[a] for a in self.attack}
 
     def spectral_specs(self) -> dict[str, tuple[str, ...]]:
         """``{"low": lowpass specs, "high": highpass specs}`` in cutoff order."""
@@ -286,7 +409,7 @@ class BiasesMeasure(Measure):
                     views.update(dict.fromkeys(row, False))
             return views
         if role == "adversarial" and "pgd" in self.parts:
-            return {"clean": False, self.pgd_spec: False}
+            return {"clean": False, **dict.fromkeys(self.attack_specs().values(), False)}
         return {}
 
     # ------------------------------------------------------------------ compute
@@ -300,7 +423,10 @@ class BiasesMeasure(Measure):
             if "critical_band" in self.parts:
                 self._critical_band(data, out)
         elif role == "adversarial":
-            self._pgd(data, out)
+            if "pgd" in self.attack:
+                self._pgd(data, out)
+            if "autoattack" in self.attack:
+                self._autoattack(data, out)
 
     @staticmethod
     def _accuracy(data: DatasetContext, view: str) -> float:
@@ -443,6 +569,7 @@ class BiasesMeasure(Measure):
             "steps": self.pgd_steps,
             "step": self.pgd_step,
             "norm": "linf",
+            "attack": "pgd",
             "clean_accuracy": clean,
             "pgd_accuracy": robust,
         }
@@ -453,3 +580,63 @@ class BiasesMeasure(Measure):
                 "pgd_prediction": pred.astype(np.int64),
                 "pgd_correct": pred == labels,
             }
+
+    def _autoattack(self, data: DatasetContext, out: MeasureOutput) -> None:
+        spec = self.autoattack_spec
+        labels = data.arrays.labels()
+        n_rows = len(labels)
+        index = data.arrays.index() if n_rows else np.zeros(0, np.int64)
+        total = _dataset_length(data.info, index)
+        attacked = spread_mask(index, total, self.aa_images) if n_rows else np.zeros(0, bool)
+        n = int(attacked.sum())
+        if n:
+            _, clean_pred = data.predictions("clean")
+            _, pred = data.predictions(spec)
+            hit = pred == labels
+            robust = float(hit[attacked].mean())
+            clean = float((clean_pred == labels)[attacked].mean())
+        else:
+            pred, hit = np.full(n_rows, -1), np.zeros(n_rows, bool)
+            robust = clean = _NAN
+        out.values[(data.name, "autoattack_accuracy")] = robust
+        out.values[(data.name, "autoattack_clean_accuracy")] = clean
+        out.values[(data.name, "autoattack_n")] = float(n)
+        out.artifacts.setdefault("autoattack", {})[data.name] = {
+            **self.attack_protocol()["autoattack"],
+            "n_images": n,
+            "n_requested": self.aa_images,
+            "dataset_size": total,
+            "clean_accuracy": clean,
+            "autoattack_accuracy": robust,
+            "indices": index[attacked].astype(int).tolist(),
+        }
+        if n_rows:
+            out.per_sample.setdefault(data.name, {}).update(
+                {
+                    "autoattack_attacked": attacked,
+                    "autoattack_prediction": np.where(attacked, pred, -1).astype(np.int64),
+                    "autoattack_correct": np.where(attacked, hit.astype(np.float64), _NAN),
+                }
+            )
+
+
+def _count(value: Any, name: str) -> int | None:
+    """A positive whole number option, or ``None``."""
+    if value is None:
+        return None
+    v = int(_number(value, name, integer=True))
+    if v < 1:
+        raise ConfigError(f"biases.{name}: expected a positive integer or null, got {value!r}")
+    return v
+
+
+def _dataset_length(info: DatasetInfo, index: np.ndarray) -> int:
+    """The dataset's length, which the AutoAttack view spread its images over.
+
+    ``DatasetInfo.size`` where the study records it; else one past the last stored sample
+    (the same unless the dataset's last images failed to decode).
+    """
+    size = getattr(info, "size", None)
+    if isinstance(size, int | np.integer) and size > 0:
+        return int(size)
+    return int(index.max()) + 1 if len(index) else 0

@@ -120,9 +120,19 @@ def _tags(ctx: ReportContext, name: str) -> Mapping[str, Any]:
 
 def user_datasets(ctx: ReportContext, key: str) -> list[str]:
     """The study's datasets standing for the published dataset ``key`` (e.g. ``imagenet_r``):
-    those named ``key`` or opened with the layout ``key``, in study order."""
+    those named ``key`` or opened with the layout ``key`` (except copies with the
+    ``adversarial`` role), in study order."""
     names = list(ctx.datasets) or sorted(ctx.results["dataset"].dropna().unique())
-    return [n for n in names if n == key or _tags(ctx, n).get("layout") == key]
+    return [
+        n
+        for n in names
+        if n == key
+        or (
+            _tags(ctx, n).get("layout") == key
+            # a copy of val for the attacks is not the study's val
+            and (ctx.datasets.get(n) or {}).get("role") != "adversarial"
+        )
+    ]
 
 
 def _is_imagenet(ctx: ReportContext, name: str) -> bool:
@@ -292,7 +302,9 @@ def _seed002_results(ctx: ReportContext, notes: list[str]) -> pd.DataFrame:
     res = ctx.results
     drop = []
     for idx, row in res[res["name"] == "pgd_accuracy"].iterrows():
-        rec = _attack(ctx, str(row["model"]), str(row["measure"]), str(row["dataset"]))
+        rec = _attack(
+            ctx, str(row["model"]), str(row["measure"]), str(row["dataset"]), "pgd_accuracy"
+        )
         if not rec:
             continue
         norm = str(rec.get("norm", "linf")).lower()
@@ -485,14 +497,30 @@ class RobustPoints:
     notes: list[str] = field(default_factory=list)
 
 
-def _attack(ctx: ReportContext, model: str, measure: str, dataset: str) -> dict[str, Any]:
-    """The attack a measure recorded for a dataset in its artifacts (``{}`` if none)."""
+def _attack(
+    ctx: ReportContext, model: str, measure: str, dataset: str, value: str = ""
+) -> dict[str, Any]:
+    """The attack a measure recorded for a dataset in its artifacts (``{}`` if none); the
+    record named after the value (``pgd`` for ``pgd_accuracy``, ``autoattack`` for
+    ``autoattack_accuracy``) first, where a measure ran both attacks."""
     arts = (ctx.artifacts.get(model) or {}).get(measure) or {}
-    for key in _ATTACK_ARTIFACTS:
+    own = value.removesuffix("_accuracy")
+    for key in sorted(_ATTACK_ARTIFACTS, key=lambda k: k != own):
         rec = (arts.get(key) or {}).get(dataset) if isinstance(arts.get(key), Mapping) else None
         if isinstance(rec, Mapping) and "eps" in rec:
             return {"kind": key, **rec}
     return {}
+
+
+def _weaker_than_reference(rec: Mapping[str, Any]) -> str:
+    """How an AutoAttack record's budget falls short of the reference's ("" if it does not):
+    fewer than 100 APGD/FAB steps (``torchattacks``' default is 10)."""
+    steps = rec.get("steps")
+    if steps is None:
+        return ""
+    if not isinstance(steps, int | float):
+        return f"with {steps} APGD/FAB steps"
+    return f"with {int(steps)} APGD/FAB steps" if steps < 100 else ""
 
 
 def eps_text(eps: float) -> str:
@@ -533,7 +561,7 @@ def robust_points(ctx: ReportContext, table: pd.DataFrame) -> RobustPoints:
             if (model, dataset) in seen or not np.isfinite(v):
                 continue
             seen.add((model, dataset))
-            rec = _attack(ctx, model, measure, dataset)
+            rec = _attack(ctx, model, measure, dataset, name)
             attack = str(rec.get("attack") or ("autoattack" if "autoattack" in name else "pgd"))
             if not rec:
                 notes.append(
@@ -562,6 +590,13 @@ def robust_points(ctx: ReportContext, table: pd.DataFrame) -> RobustPoints:
                 c = _values(ctx, measure, "clean_accuracy", dataset)
                 clean = c.get(model, np.nan)
             rows.append((model, dataset, attack, eps, float(clean), float(v)))
+            weaker = _weaker_than_reference(rec)
+            if attack == "autoattack" and weaker:
+                notes.append(
+                    f"{model}: AutoAttack on {dataset} ran {weaker}; RobustBench runs the "
+                    "reference AutoAttack (100 steps, 9 target classes), so this robust accuracy "
+                    "may lie slightly above it (set aa_steps: 100 for the same budget)."
+                )
     user = pd.DataFrame(rows, columns=["model", "dataset", "attack", "eps", "clean", "robust"])
     user["rank"] = [rank_text(v, published["robust"].to_numpy()) for v in user["robust"]]
     if not rows and not notes:
