@@ -9,11 +9,19 @@ Files written by :func:`export_results` into ``out_dir``:
     One row per model: column ``model`` then one column per ``dataset|measure.name``
     (e.g. ``world/val|accuracy.accuracy``), sorted by name. Model-level numbers use the
     dataset name ``*`` (their ``dataset_fp`` is empty, which ``pandas.read_csv`` reads as NaN).
+``datasets.csv``
+    One row per dataset of the study (from its ``plan.json``): ``dataset, role,
+    class_space, tags`` (``class_space``: the classes its predictions are an argmax over,
+    e.g. ``1000 classes`` or ``200 classes: ImageNet-R mask``; ``tags`` as JSON).
+Files research lines register with :func:`register_export` (e.g. ``validity.csv``)
+    Written for a study with a plan, when the line has something to export.
 
 Per-sample outputs are written by the study itself, one Parquet file per model, at
 ``out_dir/per_sample/{model}.parquet`` (a ``/`` in a model name becomes ``_``). Each file has
 one row per (dataset, sample) with columns ``model, dataset, sample_id`` and the columns the
-measures add: ``label, prediction, confidence, correct`` (accuracy) and, depending on the
+measures add: ``label, prediction, label_name, prediction_name, confidence, correct``
+(accuracy; labels and predictions in the model's class indices, see
+:class:`robustlens.lines.accuracy.measure.AccuracyMeasure`) and, depending on the
 measures run, per-view agreement, effective invariance and so on. Read them with
 :func:`read_per_sample` (one model, or all models concatenated) or stream them with
 :func:`iter_per_sample` (one model at a time, so a zoo of hundreds of models never sits in
@@ -27,7 +35,8 @@ memory at once). Everything here is plain pandas/pyarrow::
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping, Sequence
+import warnings
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -35,15 +44,19 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from robustlens.analysis.corruption_error import corruption_errors_by_group, mce_table
+from robustlens.errors import RobustlensError
+from robustlens.measure import lines
 from robustlens.store import Store
 from robustlens.study import read_plan, study_store
 
 __all__ = [
+    "LINE_EXPORTS",
     "export_results",
     "iter_per_sample",
     "per_sample_files",
     "per_sample_path",
     "read_per_sample",
+    "register_export",
     "wide_table",
 ]
 
@@ -137,7 +150,69 @@ def export_results(
         paths[csv.name], paths[parquet.name] = csv, parquet
     if plan:
         paths.update(_protocol_exports(long, plan, out))
+        paths.update(_datasets_export(plan, out))
+        paths.update(_line_exports(long, plan, out))
     return paths
+
+
+#: exports research lines add: file name -> ``build(long results, plan) -> DataFrame | None``
+LINE_EXPORTS: dict[str, Callable[[pd.DataFrame, Mapping[str, Any]], pd.DataFrame | None]] = {}
+
+
+def register_export(
+    filename: str, build: Callable[[pd.DataFrame, Mapping[str, Any]], pd.DataFrame | None]
+) -> None:
+    """Have :func:`export_results` write ``filename`` (a CSV) from ``build(long, plan)``.
+
+    A research line calls this when it is imported (its ``__init__``); ``build`` gets the
+    study's long results and its ``plan.json`` (models with their configs, datasets with
+    their roles) and returns the table to write, or ``None`` when it has nothing to export.
+    """
+    LINE_EXPORTS[filename] = build
+
+
+def _line_exports(long: pd.DataFrame, plan: Mapping[str, Any], out: Path) -> dict[str, Path]:
+    """The CSV files research lines registered with :func:`register_export`.
+
+    A build that fails is left out with a warning naming it; the other exports are written.
+    """
+    lines()  # importing the lines registers their exports
+    paths: dict[str, Path] = {}
+    for filename, build in sorted(LINE_EXPORTS.items()):
+        try:
+            table = build(long, plan)
+        except (RobustlensError, ValueError, KeyError) as exc:
+            warnings.warn(f"export {filename} not written: {exc!r}", stacklevel=2)
+            continue
+        if table is None:
+            continue
+        path = out / filename
+        _atomic(path, lambda p, t=table: t.to_csv(p, index=False))
+        paths[path.name] = path
+    return paths
+
+
+def _datasets_export(plan: Mapping[str, Any], out: Path) -> dict[str, Path]:
+    """``datasets.csv``: each dataset's role, class space and tags (when the plan records
+    class spaces)."""
+    datasets = plan.get("datasets") or {}
+    if not any("class_space" in (info or {}) for info in datasets.values()):
+        return {}
+    table = pd.DataFrame(
+        [
+            {
+                "dataset": name,
+                "role": (info or {}).get("role", ""),
+                "class_space": (info or {}).get("class_space", ""),
+                "tags": json.dumps((info or {}).get("tags") or {}, sort_keys=True),
+            }
+            for name, info in datasets.items()
+        ],
+        columns=["dataset", "role", "class_space", "tags"],
+    )
+    path = out / "datasets.csv"
+    _atomic(path, lambda p: table.to_csv(p, index=False))
+    return {path.name: path}
 
 
 def _protocol_exports(long: pd.DataFrame, plan: Mapping[str, Any], out: Path) -> dict[str, Path]:
