@@ -1,29 +1,26 @@
-"""The ``robustlens`` command line (typer + rich)."""
+"""The ``robustlens`` command line (typer + rich).
+
+Start-up is kept short: this module, the runner and the core commands import only typer,
+rich and the light core modules; what a command runs (the study, torch, the report) is
+imported by the command itself when it runs ("lazy:" imports). The research lines' commands
+are listed from an index and imported when one of them runs
+(:mod:`robustlens.commands.lazy`), so ``robustlens --help`` imports no line.
+"""
 
 from __future__ import annotations
 
 import json
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-import yaml
-from rich.table import Table
 
 from robustlens.commands import pretrained, report
 from robustlens.commands import store as store_commands
-from robustlens.config import GeneratedSection, parse_config
+from robustlens.commands.lazy import LazyGroup
 from robustlens.console import StageProgress, console, fail, stdout_console
-from robustlens.demo import demo_config_dict
 from robustlens.errors import RobustlensError
-from robustlens.generate import (
-    generated_zoo_members,
-    sample_world_generator,
-    train_world_generator,
-)
-from robustlens.measure import available_measures, lines
-from robustlens.models.zoo import ZooMember, default_zoo, train_zoo
 from robustlens.runner import (
     ConfigOpt,
     RequiredStudyArg,
@@ -36,7 +33,10 @@ from robustlens.runner import (
     world_of,
     write_report_command,
 )
-from robustlens.views import available_views
+
+if TYPE_CHECKING:
+    from robustlens.config import GeneratedSection
+    from robustlens.models.zoo import ZooMember
 
 app = typer.Typer(
     name="robustlens",
@@ -44,6 +44,7 @@ app = typer.Typer(
     "correlations across models, per-sample outputs and an HTML report.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    cls=LazyGroup,
 )
 zoo_app = typer.Typer(help="Train and list the synthetic model zoo.", no_args_is_help=True)
 world_app = typer.Typer(help="Build and export the synthetic world.", no_args_is_help=True)
@@ -106,6 +107,8 @@ def zoo_train(
 ) -> None:
     """Train the study's synthetic zoo (its `zoo` section; resumable: finished members are
     kept)."""
+    from robustlens.models.zoo import default_zoo, train_zoo  # lazy: imports torch
+
     try:
         cfg = load_study_config(study_path(study, config))
         zoo = cfg.zoo
@@ -135,6 +138,13 @@ def _generated_twins(
     world, members: list[ZooMember], section: GeneratedSection, zoo_dir: Path
 ) -> list[ZooMember]:
     """Train the world generator and sample its images once (both cached), return the twins."""
+    # lazy: the generator imports torch (and diffusers where installed)
+    from robustlens.generate import (
+        generated_zoo_members,
+        sample_world_generator,
+        train_world_generator,
+    )
+
     root = zoo_dir / section.dir
     gen_dir, img_dir = root / "generator", root / "images"
     by_name = {m.name: m for m in members}
@@ -165,6 +175,8 @@ def _generated_twins(
 @zoo_app.command("list")
 def zoo_list(zoo_dir: Annotated[Path, typer.Argument(help="Zoo directory.")]) -> None:
     """List zoo members and their recipes."""
+    from rich.table import Table  # lazy: only this command draws a rich table here
+
     table = Table("name", "arch", "width", "augment", "epochs", "mark_rate", "train s")
     for p in sorted(zoo_dir.glob("*.json")):
         meta = json.loads(p.read_text())
@@ -231,6 +243,11 @@ def demo_cmd(
     quick: Annotated[bool, typer.Option(help="A smaller world and zoo (a few minutes).")] = False,
 ) -> None:
     """The demo study: synthetic world -> trained zoo -> every measure -> report."""
+    import yaml  # lazy: only the demo writes a study file
+
+    from robustlens.config import parse_config  # lazy: imports the model registry
+    from robustlens.demo import demo_config_dict  # lazy: imports the measure registry
+
     try:
         workdir.mkdir(parents=True, exist_ok=True)
         data = demo_config_dict(quick=quick)
@@ -261,17 +278,18 @@ def demo_cmd(
 @app.command("views")
 def views_cmd() -> None:
     """List the registered views and measures."""
+    from robustlens.measure import available_measures  # lazy: imports every line
+    from robustlens.views import available_views  # lazy: imports torch
+
     console.print("views: " + ", ".join(available_views().values()))
     console.print("measures: " + ", ".join(available_measures()))
 
 
 def _register_commands() -> None:
-    """The core commands, then every research line's (found through the line registry)."""
+    """The core commands; every research line's come through the group (:class:`LazyGroup`,
+    from the line registry)."""
     for module in (report, pretrained, store_commands):
         module.register(app)
-    for line in lines():
-        for register in line.commands:
-            register(app)
 
 
 _register_commands()

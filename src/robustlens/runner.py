@@ -10,22 +10,24 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import pandas as pd
 import typer
 from rich.table import Table
 
-from robustlens.config import StudyConfig, parse_config, read_config_data
 from robustlens.console import console, fail, stdout_console
-from robustlens.demo import demo_config_path
 from robustlens.errors import ConfigError, RobustlensError
 from robustlens.formatting import number, short
-from robustlens.plan import world_from_config
-from robustlens.report import write_report
-from robustlens.roles import role_from_name
-from robustlens.store import Store
-from robustlens.study import StudyResult, run_study
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from robustlens.config import StudyConfig
+    from robustlens.study import StudyResult
+
+# Every command imports this module, and `robustlens --help` imports every command: the
+# study, the report and the data layer below them (torch, pandas, matplotlib) are imported
+# by the functions that use them, on first use ("lazy:" imports).
 
 __all__ = [
     "SHOWN_SKIPS",
@@ -38,6 +40,7 @@ __all__ = [
     "exit_for",
     "fail",
     "load_study_config",
+    "print_class_spaces",
     "print_faults",
     "print_results",
     "run_study_command",
@@ -122,6 +125,10 @@ def load_study_config(config: Path | None, **overrides: Any) -> StudyConfig:
     ``measures`` keeps only the ``measure_options`` of those measures (a command that runs
     some measures of a study ignores the options of the others).
     """
+    # lazy: the config and demo modules import the model and data registries
+    from robustlens.config import parse_config, read_config_data
+    from robustlens.demo import demo_config_path  # lazy: see above
+
     path = config or demo_config_path()
     data = read_config_data(path)
     update = {k: v for k, v in overrides.items() if v is not None}
@@ -138,7 +145,25 @@ def load_study_config(config: Path | None, **overrides: Any) -> StudyConfig:
 
 def world_of(cfg: StudyConfig) -> Any:
     """The synthetic world of a study (built on first use, cached in its store)."""
+    from robustlens.plan import world_from_config  # lazy: imports the data layer (torch)
+    from robustlens.store import Store  # lazy: imports pandas
+
     return world_from_config(cfg, Store(cfg.store))
+
+
+def role_from_name(name: str) -> str:
+    """:func:`robustlens.roles.role_from_name` (imported on first use)."""
+    from robustlens.roles import role_from_name as role  # lazy: roles imports the data layer
+
+    return role(name)
+
+
+def class_space_table(datasets: Mapping[str, Mapping[str, Any]]) -> Any:
+    """:func:`robustlens.report.overview.class_space_table` (imported on first use)."""
+    # lazy: the report imports matplotlib, scipy and the study
+    from robustlens.report.overview import class_space_table as table
+
+    return table(datasets)
 
 
 # ------------------------------------------------------------------------------ eval / study
@@ -187,6 +212,18 @@ def print_results(
             cells.append(number(row[corrupt].mean()))
         table.add_row(str(model), *cells)
     out.print(table)
+
+
+def print_class_spaces(result: StudyResult) -> None:
+    """The class space each dataset was scored in ("1000 classes", "200 classes: ImageNet-R
+    mask", "3 classes: restricted to the dataset's classes (restrict_classes: true)"), the
+    table the report shows."""
+    spaces = result.class_spaces()
+    table = class_space_table(
+        {d: {"class_space": spaces[d]} for d in result.datasets if d in spaces}
+    )
+    if table is not None:
+        stdout_console().print(table.to_rich())
 
 
 #: skipped files printed per dataset (the rest are counted; all are in plan.json and the report)
@@ -250,10 +287,13 @@ def run_study_command(
             ray_address=address,
         )
         t0 = time.perf_counter()
+        from robustlens.study import run_study  # lazy: the study imports torch
+
         result = run_study(cfg, progress=True, log=lambda s: console.print(f"  {s}"))
         print_results(result.store, result.models, result.datasets)
         # only where some dataset lists several correct labels per image
         print_results(result.store, result.models, result.datasets, name="accuracy_real")
+        print_class_spaces(result)
         print_faults(result)
         # one report per dataset and chunk of models: count each dataset's images once
         n_img = max(1, sum({r.dataset: r.images for r in result.engine_reports}.values()))
@@ -299,6 +339,8 @@ def write_report_command(result: StudyResult) -> Path:
     Nothing is swallowed: a section that fails shows as an error box in the page (and a
     warning), any other error stops the command.
     """
+    from robustlens.report import write_report  # lazy: imports matplotlib and the study
+
     try:
         path = write_report(result)
     except RobustlensError as exc:

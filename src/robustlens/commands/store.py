@@ -14,15 +14,21 @@ about to index.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from robustlens.config import StudyConfig
 from robustlens.console import StageProgress, console, fail
 from robustlens.errors import RobustlensError, StoreError
 from robustlens.runner import load_study_config, run_study_command
-from robustlens.store import GC_GRACE_S, Store
+
+if TYPE_CHECKING:
+    from robustlens.config import StudyConfig
+    from robustlens.store import Store
+
+#: ``robustlens.store.GC_GRACE_S``, written out: the store imports pandas, which ``--help``
+#: does not need (a test checks that the two agree)
+GC_GRACE_S = 3600.0
 
 #: STORE_OR_STUDY: a store directory, or a study file (its ``store``)
 Target = Annotated[
@@ -37,6 +43,8 @@ Target = Annotated[
 
 def _open(target: Path) -> tuple[Store, StudyConfig | None]:
     """The store a command names, and the study config when it names a study file."""
+    from robustlens.store import Store  # lazy: imports pandas (keeps --help fast)
+
     if target.is_file():
         cfg = load_study_config(target)
         return Store(cfg.store), cfg

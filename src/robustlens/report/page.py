@@ -10,14 +10,22 @@ Data is read from the store (``store.results``), the study's saved plan (``plan.
 datasets with their roles and tags, models with their configs, measures), the artifacts JSON
 files and the per-sample Parquet files (streamed one model at a time); the report never runs
 a model and never resolves the study file's datasets or models again.
+
+The report is cached like everything else (:mod:`robustlens.report.fragments`): each part of
+the page (the per-model tables, each section, the summary) is kept in the study's store under
+the digest of the code that draws it and the data it reads, and read back, not drawn again,
+while neither changed; the parts that must be drawn are drawn in parallel worker processes.
+The CSV/Parquet exports are written again only when their results, plan or code changed (or
+a file was changed or removed since).
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
+import hashlib
 import json
 import os
-import traceback
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -27,11 +35,20 @@ from typing import Any
 import pandas as pd
 
 from robustlens import __version__
-from robustlens.errors import RobustlensError
+from robustlens.errors import RobustlensError, StoreError
 from robustlens.formatting import duration, esc, is_number, short
 from robustlens.measure import Section, lines
+from robustlens.report import exports as _exports
 from robustlens.report.context import ReportContext
 from robustlens.report.exports import export_results, wide_table
+from robustlens.report.fragments import (
+    Drawn,
+    FragmentCache,
+    Part,
+    code_digest,
+    package_digest,
+    results_digest,
+)
 from robustlens.report.overview import generalization_overview, what_predicts_html
 from robustlens.roles import corrupt_group, role_from_name
 from robustlens.store import Store
@@ -660,68 +677,102 @@ def _summary_html(ctx: ReportContext, links: dict[str, str]) -> str:
     return "".join(out)
 
 
+def _model_results_html(ctx: ReportContext) -> str:
+    """The per-model results: the collapsed table, and the full one when it differs."""
+    coll, full = model_tables(ctx)
+    n_corrupt = sum(1 for d in ctx.datasets.values() if d.get("role") == "corrupt")
+    tbl = (
+        "<p>One row per model, one column per <code>dataset | measure.name</code>. Click "
+        "a header to sort; type in the box to show only matching columns (all words "
+        "must match)."
+    )
+    if n_corrupt:
+        tbl += (
+            f" The {n_corrupt} corruption datasets are collapsed to their mean per "
+            "measure; the full table is below."
+        )
+    tbl += "</p>" + table_html(coll, "t-models")
+    if full.shape[1] != coll.shape[1]:
+        tbl += (
+            f"<details><summary>Full table: all {full.shape[1]} columns</summary>"
+            f"{table_html(full, 't-full')}</details>"
+        )
+    return tbl
+
+
+def _protocols_html(ctx: ReportContext) -> str | None:
+    protocols = protocols_table(ctx)
+    if protocols is None:
+        return None
+    return (
+        "<p>What each measure's numbers mean: the paper whose protocol it follows and "
+        "every parameter that moves its numbers (also in <code>plan.json</code>).</p>"
+        + protocols.to_html()
+    )
+
+
+def _qualified(fn: Any) -> str:
+    return f"{getattr(fn, '__module__', '')}.{getattr(fn, '__qualname__', repr(fn))}"
+
+
 def render_report(
-    ctx: ReportContext, title: str | None = None, links: dict[str, str] | None = None
+    ctx: ReportContext,
+    title: str | None = None,
+    links: dict[str, str] | None = None,
+    *,
+    cache: Store | None = None,
+    skip: Sequence[Path] = (),
+    parallel: bool | None = None,
+    stats: dict[str, int] | None = None,
 ) -> tuple[str, list[SectionError]]:
-    """Render the whole page; returns (html, errors of the sections that failed)."""
+    """Render the whole page; returns (html, errors of the sections that failed).
+
+    Args:
+        ctx: what the sections read.
+        title: the page title (default from the study name).
+        links: ``{name: href}`` of the exports, listed in the summary.
+        cache: the store that keeps each part's HTML by its code and inputs
+            (:mod:`robustlens.report.fragments`): an unchanged part is read back, not drawn
+            again. ``None``: every part is drawn.
+        skip: files of the output directory that are not inputs of any part.
+        parallel: draw missing parts in worker processes when several are missing
+            (default: when ``cache`` is given, as :func:`write_report` does).
+        stats: filled with ``{"drawn": n, "reused": n}``, the parts drawn and read back.
+    """
     errors: list[SectionError] = []
     title = title or f"robustlens report: {ctx.study.get('name') or 'study'}"
-    parts: list[tuple[str, str, str]] = []  # (id, title, html)
-    try:
-        coll, full = model_tables(ctx)
-        n_corrupt = sum(1 for d in ctx.datasets.values() if d.get("role") == "corrupt")
-        tbl = (
-            "<p>One row per model, one column per <code>dataset | measure.name</code>. Click "
-            "a header to sort; type in the box to show only matching columns (all words "
-            "must match)."
-        )
-        if n_corrupt:
-            tbl += (
-                f" The {n_corrupt} corruption datasets are collapsed to their mean per "
-                "measure; the full table is below."
-            )
-        tbl += "</p>" + table_html(coll, "t-models")
-        if full.shape[1] != coll.shape[1]:
-            tbl += (
-                f"<details><summary>Full table: all {full.shape[1]} columns</summary>"
-                f"{table_html(full, 't-full')}</details>"
-            )
-        parts.append(("per-model-results", "Per-model results", tbl))
-    except Exception as exc:
-        err = SectionError("Per-model results", repr(exc), traceback.format_exc())
+    sections = report_sections()
+    drawable = [Part("per-model-results", "Per-model results", _model_results_html)]
+    drawable += [Part(_slug(s.title), s.title, s.render) for s in sections]
+    drawable.append(Part("what-predicts", "What predicts robustness here", what_predicts_html))
+    registry = [[s.title, s.order, _qualified(s.render)] for s in sections]
+    parallel = cache is not None if parallel is None else parallel
+    fragments = FragmentCache(cache, ctx, skip=skip, parallel=parallel)
+    drawn = fragments.draw_all(drawable, registry)
+    if stats is not None:
+        stats.update(drawn=fragments.drawn, reused=fragments.reused)
+
+    def html_of(d: Drawn) -> str | None:
+        if d.error is None:
+            return d.html
+        err = SectionError(d.part.title, *d.error)
         errors.append(err)
-        parts.append(("per-model-results", "Per-model results", _error_box(err)))
+        return _error_box(err)
+
+    parts: list[tuple[str, str, str]] = []  # (id, title, html)
+    first, *by_section, last = drawn
+    parts.append((first.part.id, first.part.title, html_of(first) or ""))
     faults = faults_html(ctx)
     if faults:
         parts.append(("skipped-files", "Skipped files and failures", faults))
-    protocols = protocols_table(ctx)
+    protocols = _protocols_html(ctx)
     if protocols is not None:
-        parts.append(
-            (
-                "protocols",
-                "Protocols",
-                "<p>What each measure's numbers mean: the paper whose protocol it follows and "
-                "every parameter that moves its numbers (also in <code>plan.json</code>).</p>"
-                + protocols.to_html(),
-            )
-        )
-    for section in report_sections():
-        stitle = section.title
-        try:
-            frag = section.render(ctx)
-        except Exception as exc:
-            err = SectionError(stitle, repr(exc), traceback.format_exc())
-            errors.append(err)
-            frag = _error_box(err)
+        parts.append(("protocols", "Protocols", protocols))
+    for d in by_section:
+        frag = html_of(d)
         if frag:
-            parts.append((_slug(stitle), stitle, frag))
-    try:
-        frag = what_predicts_html(ctx)
-    except Exception as exc:
-        err = SectionError("What predicts robustness here", repr(exc), traceback.format_exc())
-        errors.append(err)
-        frag = _error_box(err)
-    parts.append(("what-predicts", "What predicts robustness here", frag))
+            parts.append((d.part.id, d.part.title, frag))
+    parts.append((last.part.id, last.part.title, html_of(last) or ""))
     toc = "".join(f"<a href='#{i}'>{esc(t)}</a>" for i, t, _ in parts)
     body = "".join(f"<section id='{i}'><h2>{esc(t)}</h2>{h}</section>" for i, t, h in parts)
     when = _dt.datetime.now().strftime("%Y-%m-%d %H:%M")
@@ -742,6 +793,53 @@ def render_report(
     return page, errors
 
 
+def _fragment_store(ctx: ReportContext) -> Store | None:
+    """The study's store, which keeps the report's fragments (``None`` if it cannot open)."""
+    try:
+        return Store(ctx.study["store"])
+    except (KeyError, StoreError):
+        return None
+
+
+def _export(store: Store, out_dir: Path, models: list[str], cache: Store | None) -> dict[str, Path]:
+    """:func:`export_results`, unless the files it wrote last time for the same results,
+    plan and code are all still there, byte for byte (then their paths)."""
+    builds = list(_exports.LINE_EXPORTS.items())
+    if cache is None or any(code_digest(b) is None for _, b in builds):
+        return export_results(store, out_dir, models)
+    plan = Path(out_dir) / "plan.json"
+    key = hashlib.sha256(
+        json.dumps(
+            [
+                package_digest(cache),
+                [[n, _qualified(b)] for n, b in builds],
+                results_digest(store.results(models=models)),
+                cache.file_digest(plan) if plan.is_file() else None,
+                str(Path(out_dir).resolve()),
+                models,
+                store.scope,
+            ],
+            default=str,
+        ).encode()
+    ).hexdigest()
+    with contextlib.suppress(ValueError, TypeError, OSError):
+        kept = json.loads(cache.memo("report-exports", key) or "null")
+        if kept:
+            paths = {name: Path(p) for name, (p, _) in kept.items()}
+            digests = cache.file_digests(list(paths.values()))
+            if digests == [d for _, d in kept.values()]:
+                return paths
+    paths = export_results(store, out_dir, models)
+    with contextlib.suppress(OSError, StoreError):
+        digests = cache.file_digests(list(paths.values()))
+        cache.put_memo(
+            "report-exports",
+            key,
+            json.dumps({n: [str(p), d] for (n, p), d in zip(paths.items(), digests, strict=True)}),
+        )
+    return paths
+
+
 def write_report(
     result_or_dir: Any,
     out_path: str | os.PathLike[str] | None = None,
@@ -753,6 +851,8 @@ def write_report(
     stages: dict[str, float] | None = None,
     export: bool = True,
     strict: bool = False,
+    cache: bool = True,
+    stats: dict[str, int] | None = None,
 ) -> Path:
     """Write the HTML report of a study and return its path.
 
@@ -768,6 +868,10 @@ def write_report(
         stages: extra stage timings in seconds to show (e.g. world, zoo, report).
         export: also write the CSV/Parquet exports next to the report.
         strict: raise :class:`RobustlensError` (after writing the file) when a section failed.
+        cache: keep each part of the page in the study's store, keyed by the code that draws
+            it and the data it reads, and read back the unchanged ones instead of drawing
+            them again (:mod:`robustlens.report.fragments`).
+        stats: filled with ``{"drawn": n, "reused": n}`` (parts drawn, parts read back).
     """
     ctx = build_report_context(result_or_dir, store=store, config=config, models=models)
     if stages:
@@ -777,14 +881,17 @@ def write_report(
     path = Path(out_path) if out_path is not None else out_dir / REPORT_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
     links: dict[str, str] = {}
+    fragments = _fragment_store(ctx) if cache else None
     if export:
         st = study_store(ctx.study["store"], ctx.study)
-        for name, p in export_results(st, out_dir, list(ctx.models)).items():
+        for name, p in _export(st, out_dir, list(ctx.models), fragments).items():
             if name.endswith(".csv"):
                 links[name] = os.path.relpath(p, path.parent)
     summary = {k: v for k, v in ctx.study.items()}
     (out_dir / SUMMARY_FILE).write_text(json.dumps(summary, indent=1, default=str))
-    page, errors = render_report(ctx, title, links)
+    page, errors = render_report(
+        ctx, title, links, cache=fragments, skip=[out_dir / SUMMARY_FILE, path], stats=stats
+    )
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(page, encoding="utf-8")
     tmp.replace(path)
