@@ -28,6 +28,7 @@ from robustlens.runner import (
     StudyArg,
     exit_code_of,
     load_study_config,
+    print_line_summaries,
     run_study_command,
     study_path,
     world_of,
@@ -269,6 +270,9 @@ def demo_cmd(
             write_report_command(result)
             stages["report"] = time.perf_counter() - t
         console.print("stage seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in stages.items()))
+        if result is not None:
+            # the summary ends with the lines' short tables: the validity table last
+            print_line_summaries(result)
     except RobustlensError as exc:
         fail(exc)
     if exit_code_of(result):

@@ -347,3 +347,17 @@ def write_report_command(result: StudyResult) -> Path:
         fail(exc)
     console.print(f"[bold green]report:[/] {path}")
     return path
+
+
+def print_line_summaries(result: StudyResult) -> None:
+    """Print the research lines' short tables (``Line.summaries``, e.g. the validity table)."""
+    from robustlens.measure import lines  # lazy: imports every research line
+    from robustlens.report.page import build_report_context  # lazy: imports the report
+
+    ctx = build_report_context(result)
+    out = stdout_console()
+    for line in lines():
+        for summary in line.summaries:
+            table = summary(ctx)
+            if table is not None:
+                out.print(table.to_rich())
