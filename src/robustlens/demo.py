@@ -19,6 +19,9 @@ DEMO_MEASURES = [
     "biases",
     "spurious",
     "robustness",
+    # the validity line's measured ground truth of the world's planted causes (its views are
+    # the invariance line's: no extra forward pass)
+    "ground_truth",
 ]
 
 

