@@ -12,6 +12,7 @@ import pytest
 from robustlens.config import parse_config
 from robustlens.lines.validity.section import SECTION_TITLE
 from robustlens.report import read_per_sample, write_report
+from robustlens.runner import print_line_summaries
 from robustlens.study import run_study
 
 SPLITS = ["val", "spurious", "cue_conflict", "corrupt/contrast/3", "corrupt/gaussian_noise/1"]
@@ -76,3 +77,10 @@ def test_the_report_has_the_section_and_the_export(study):
     assert {"000", "001", "002", "003", "004"} <= set(exported["seed"].str.zfill(3))
     ei = exported[exported["check"].str.startswith("EI grayscale vs accuracy under")].iloc[0]
     assert ei["n"] == 3  # three tiny models
+
+
+def test_the_demo_summary_ends_with_the_validity_table(study, capsys):
+    print_line_summaries(study)
+    out = capsys.readouterr().out
+    assert "Validity (short)" in out
+    assert "EI grayscale vs accuracy under grayscale" in out
