@@ -362,7 +362,8 @@ def sample_world_generator(
 
     Deterministic DDIM (Song et al. 2021, eta = 0) from the saved DDPM schedule. The initial
     noise of image ``i`` of class ``c`` depends only on ``(seed, c, i)``, so the images do
-    not depend on ``batch_size`` and a larger ``n_per_class`` only adds images. With
+    not depend on ``batch_size`` (up to float summation order: a pixel may move by one 8-bit
+    level) and a larger ``n_per_class`` only adds images. With
     ``guidance_scale`` w != 1 the noise estimate is
     ``eps = eps(x, null) + w * (eps(x, y) - eps(x, null))`` (classifier-free guidance, Ho &
     Salimans 2022; doubles the cost).

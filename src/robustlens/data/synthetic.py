@@ -2,24 +2,34 @@
 
 K classes are defined by object *shape*. In training, each class is also correlated with a
 *texture* (pattern + colour pair, at ``texture_correlation``) and with a small *spurious mark*
-(a class-specific 5x5 code stamped in the bottom-right corner, at ``mark_rate``), so that a
-model can take shortcuts a robustness audit should reveal. Every split and shift has known
-ground truth:
+(a class-specific 6x6 logo: a frame in the class's own hue around a black-and-white code,
+stamped in the bottom-right corner, at ``mark_rate``), so that a model can take shortcuts a
+robustness audit should reveal. The training photos vary as photographs do: backgrounds of
+varied brightness and clutter, half of the objects with a dark contour where they meet the
+background, and the scene's lighting (contrast between :data:`LIGHT_CONTRAST` and 1). The
+concept shifts change the medium and keep the shapes (as ImageNet-Sketch and -R do); no
+training image is drawn in those media. Every split and shift has known ground truth:
 
 =================  ========================================================================
 split              content
 =================  ========================================================================
-train              training images (marks applied at ``mark_rate``; masks kept for
-                   texture-randomization augmentation)
+train              training images (marks applied at ``mark_rate``; object masks and each
+                   photo's lighting kept for texture-randomization augmentation)
 val                fresh images from the training distribution
 v2                 a second fresh sample of the same distribution (like ImageNet-V2)
-corrupt/T/S        ``val`` images under corruption T at severity S (1..5)
-sketch             dark outlines of the shape on a light background: no texture, no mark
+corrupt/T/S        the first ``n_corrupt_per_class * K`` images of ``val`` (default
+                   ``n_shift_per_class``) under corruption T at severity S (1..5)
+sketch             pencil drawings: outlines of the shape on paper of varied tone, half of
+                   them shaded inside with graphite; gray, no texture, no mark
 cue_conflict       the shape of class i filled with the texture of class j != i
                    (``label`` = shape, ``texture_label`` = j)
-spurious           background plus the mark of class k, and no object of class k
-                   (``label`` = k, also stored as ``spurious_label``)
-rendition          flat colours and outlines in other styles (like ImageNet-R)
+spurious           the mark of class k on a ``val``-like photo of an object of another class
+                   (``label`` = k, also stored as ``spurious_label``; the object's class is
+                   ``object_label``): a model that follows the mark predicts k
+rendition          the shapes in other media (like ImageNet-R), :data:`RENDITION_STYLES`:
+                   cartoons (flat fill, dark outline), flat graphics, paintings (smooth
+                   two-colour blends) and shaded toys, in colours tied to no class
+                   (``style_labels``)
 adversarial        the first ``n_shift_per_class * K`` images of ``val``, for costly views
                    such as PGD
 cbar/T/S           the first ``n_cbar_per_class * K`` images of ``val`` (default
@@ -35,9 +45,10 @@ natural            fresh images from the ``val`` distribution that a held-out re
 The last three kinds are off by default (options ``cbar_corruptions``, ``stylized``,
 ``natural``): they only add splits, so a world without them has the splits, pixels and
 fingerprint it had before they existed; turning one on changes the fingerprint (these options
-and ``n_cbar_per_class`` enter it only when set). The C-bar splits, like the ``corrupt`` ones,
-sit on the ``val`` images (so accuracy drops are paired with the clean ones); each corruption's
-per-image seeds come from its name, shared by its severities.
+and ``n_cbar_per_class`` enter it only when set, as does ``n_corrupt_per_class``, the size of
+the ``corrupt`` splits when it differs from ``n_shift_per_class``). The C-bar splits, like the
+``corrupt`` ones, sit on the ``val`` images (so accuracy drops are paired with the clean
+ones); each corruption's per-image seeds come from its name, shared by its severities.
 
 ``natural`` follows Hendrycks et al. 2021 ("Natural Adversarial Examples"): ImageNet-A keeps
 the images of a fresh collection that a fixed ResNet-50 misclassifies. Here the fixed model is
@@ -88,7 +99,7 @@ DEFAULT_CORRUPTIONS = (
     "pixelate",
 )
 
-GENERATOR_VERSION = "2"
+GENERATOR_VERSION = "3"
 
 SHAPES = (
     "disk",
@@ -130,11 +141,21 @@ _PALETTE = np.array(
     ],
     dtype=np.float32,
 )
-MARK_SIZE = 5
+MARK_SIZE = 6
+#: lowest contrast of a photo's lighting (each photo's contrast is uniform in [this, 1])
+LIGHT_CONTRAST = 0.3
+#: fraction of photographed objects that show a dark contour
+CONTOUR_RATE = 0.5
 #: texture families of the ``stylized`` split: none of them is a training texture
 STYLES = ("marble", "blotches", "zigzag", "spiral", "cells")
-#: world options that only add splits: in the fingerprint only when set (see the module)
-_SPLIT_OPTIONS = ("cbar_corruptions", "n_cbar_per_class", "stylized", "natural")
+#: world options that only add or size splits: in the fingerprint only when set (see the module)
+_SPLIT_OPTIONS = (
+    "cbar_corruptions",
+    "n_cbar_per_class",
+    "stylized",
+    "natural",
+    "n_corrupt_per_class",
+)
 _NATURAL_ROUNDS = 50  # most rounds of candidates drawn for the ``natural`` split
 
 
@@ -154,6 +175,7 @@ class WorldConfig:
     severities: tuple[int, ...] = (1, 2, 3, 4, 5)
     cbar_corruptions: tuple[str, ...] = ()  # ImageNet-C-bar splits cbar/T/S (empty -> none)
     n_cbar_per_class: int | None = None  # images per class of a cbar split (n_shift_per_class)
+    n_corrupt_per_class: int | None = None  # images per class of a corrupt split (same)
     stylized: bool = False  # the ``stylized`` split
     natural: bool = False  # the adversarially filtered ``natural`` split
 
@@ -166,8 +188,10 @@ class WorldConfig:
             v = getattr(self, name)
             if not 0.0 <= v <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {v}")
-        if self.n_cbar_per_class is not None and self.n_cbar_per_class < 1:
-            raise ValueError(f"n_cbar_per_class must be >= 1, got {self.n_cbar_per_class}")
+        for name in ("n_cbar_per_class", "n_corrupt_per_class"):
+            v = getattr(self, name)
+            if v is not None and v < 1:
+                raise ValueError(f"{name} must be >= 1, got {v}")
         unknown = [c for c in self.cbar_corruptions if c not in CBAR_CORRUPTIONS]
         if unknown:
             raise ValueError(
@@ -292,12 +316,15 @@ def _texture(
 
 
 def _background(n: int, size: int, rng: np.random.Generator) -> np.ndarray:
-    """Smooth, muted, low-frequency colour noise around mid-gray."""
+    """Smooth, muted, low-frequency colour noise; scenes vary in brightness and clutter."""
     coarse = rng.normal(0.5, 0.12, size=(n, 4, 4, 3)).astype(np.float32)
     coarse = 0.5 + (coarse - 0.5) * 0.8 + (coarse.mean(-1, keepdims=True) - 0.5) * 0.2
     t = torch.from_numpy(coarse).permute(0, 3, 1, 2)
     up = F.interpolate(t, size=(size, size), mode="bicubic", align_corners=False)
-    return np.clip(up.permute(0, 2, 3, 1).numpy(), 0, 1)
+    up = up.permute(0, 2, 3, 1).numpy()
+    level = rng.uniform(-0.1, 0.1, size=(n, 1, 1, 1)).astype(np.float32)
+    amp = rng.uniform(0.6, 1.2, size=(n, 1, 1, 1)).astype(np.float32)
+    return np.clip(0.5 + level + (up - 0.5) * amp, 0, 1)
 
 
 def _smooth_noise(n: int, size: int, cells: int, rng: np.random.Generator) -> np.ndarray:
@@ -377,28 +404,42 @@ def _nearest_class_mean(
 
 
 def mark_codes(n_classes: int, seed: int = 1234) -> np.ndarray:
-    """Distinct binary 5x5 codes, one per class (fixed seed: part of the world's definition)."""
+    """One mark per class: (K, MARK_SIZE, MARK_SIZE, 3) RGB in [0, 1].
+
+    A mark is a frame in the class's own saturated hue around a black-and-white code that is
+    symmetric left to right (so a horizontal flip keeps the code), codes differing in at least
+    two mirrored pairs. The colour makes the mark a salient shortcut, like a watermark or a
+    logo (fixed seed: part of the world's definition).
+    """
     rng = np.random.default_rng(seed)
+    inner = MARK_SIZE - 2
+    half = inner // 2
     codes: list[np.ndarray] = []
     while len(codes) < n_classes:
-        c = rng.random((MARK_SIZE, MARK_SIZE)) > 0.5
-        c[0, :] = c[-1, :] = c[:, 0] = c[:, -1] = True  # a frame makes the mark salient
-        if all((c != o).sum() >= 4 for o in codes):
+        c = rng.random((inner, half)) > 0.5
+        if all((c != o).sum() >= 2 for o in codes):
             codes.append(c)
-    return np.stack(codes).astype(np.float32)
+    out = np.zeros((n_classes, MARK_SIZE, MARK_SIZE, 3), np.float32)
+    for k, c in enumerate(codes):
+        hue = np.array([k / n_classes + j / 3 for j in range(3)])
+        frame = 0.5 + 0.5 * np.cos(2 * np.pi * hue)  # a saturated colour on the hue wheel
+        out[k] = frame
+        code = np.concatenate([c, c[:, ::-1]], axis=1).astype(np.float32)
+        out[k, 1:-1, 1:-1] = code[..., None]
+    return out
 
 
 def apply_marks(
     images: np.ndarray, classes: np.ndarray, present: np.ndarray, codes: np.ndarray
 ) -> np.ndarray:
-    """Stamp the mark of ``classes[i]`` on image i where ``present[i]`` (uint8 images)."""
+    """Stamp the mark of ``classes[i]`` on image i where ``present[i]`` (uint8 images), one
+    pixel from the bottom-right corner."""
     out = images.copy()
     size = images.shape[1]
     y0 = x0 = size - MARK_SIZE - 1
     idx = np.flatnonzero(present)
     if len(idx):
-        patch = codes[classes[idx]]  # (m, 5, 5), 1 -> white, 0 -> black
-        rgb = (patch[..., None] * 255).astype(np.uint8).repeat(3, axis=-1)
+        rgb = np.round(codes[classes[idx]] * 255).astype(np.uint8)
         out[idx, y0 : y0 + MARK_SIZE, x0 : x0 + MARK_SIZE] = rgb
     return out
 
@@ -407,16 +448,57 @@ def _to_uint8(x: np.ndarray) -> np.ndarray:
     return np.clip(np.round(x * 255), 0, 255).astype(np.uint8)
 
 
+def _outer_rim(mask_hi: np.ndarray, steps: int = 2) -> np.ndarray:
+    """Pixels just outside binary masks (dilation by ``steps`` 4-neighbour steps, minus the
+    mask): an object's contour line, outside the object so that a refill keeps it."""
+    m = mask_hi > 0.5
+    dil = m.copy()
+    for _ in range(steps):
+        p = np.pad(dil, ((0, 0), (1, 1), (1, 1)))
+        dil = p[:, 1:-1, 1:-1] | p[:, :-2, 1:-1] | p[:, 2:, 1:-1] | p[:, 1:-1, :-2] | p[:, 1:-1, 2:]
+    return (dil & ~m).astype(np.float32)
+
+
+def _lighting(img: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Scene lighting: contrast scaled by c in [LIGHT_CONTRAST, 1] around the image mean.
+
+    Returns the lit images and ``light`` (n, 2) = (c, mean), so that a texture refill of the
+    object (texture randomization) can be lit the same way (:func:`relight`).
+    """
+    n = len(img)
+    c = rng.uniform(LIGHT_CONTRAST, 1.0, size=n).astype(np.float32)
+    m = img.reshape(n, -1).mean(axis=1).astype(np.float32)
+    light = np.stack([c, m], axis=1)
+    return relight(img, light), light
+
+
+def relight(img: np.ndarray, light: np.ndarray) -> np.ndarray:
+    """``mean + (img - mean) * c`` per image, ``light`` = (c, mean) rows (float images)."""
+    c, m = light[:, 0, None, None, None], light[:, 1, None, None, None]
+    return m + (img - m) * c
+
+
 def _render_objects(
     shapes: np.ndarray, textures: np.ndarray, size: int, rng: np.random.Generator
-) -> tuple[np.ndarray, np.ndarray]:
-    """Textured shapes on muted backgrounds: (uint8 images, float masks)."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Photos of textured objects: (uint8 images, float masks, light (n, 2)).
+
+    A textured shape on a background of varied brightness; half of the objects show a dark
+    contour just outside the silhouette (as objects in photographs do where they meet their
+    background); then the scene's lighting (:func:`_lighting`).
+    """
     n = len(shapes)
-    mask = _downsample(_shape_masks(shapes, size * 2, rng))
+    hi = _shape_masks(shapes, size * 2, rng)
+    mask = _downsample(hi)
     tex = _texture(textures, size, rng)
     bg = _background(n, size, rng)
     img = bg * (1 - mask[..., None]) + tex * mask[..., None]
-    return _to_uint8(img), mask
+    outlined = rng.random(n) < CONTOUR_RATE
+    rim = _downsample(_outer_rim(hi)) * outlined[:, None, None]
+    ink = rng.uniform(0.03, 0.25, size=(n, 1, 1, 1)).astype(np.float32)
+    img = img * (1 - rim[..., None]) + ink * rim[..., None]
+    img, light = _lighting(img, rng)
+    return _to_uint8(img), mask, light
 
 
 def _sample_textures(
@@ -472,10 +554,11 @@ class SyntheticWorld:
         rng = self._rng(split)
         if split in ("train", "val", "v2"):
             per = cfg.n_train_per_class if split == "train" else cfg.n_val_per_class
-            out, img, mask = self._objects(per, rng)
+            out, img, mask, light = self._objects(per, rng)
             if split == "train":
                 out["images_unmarked"] = img
                 out["masks"] = _to_uint8(mask)
+                out["light"] = light
             return out
         if split.startswith("cbar/"):
             _, name, sev = split.split("/")
@@ -500,7 +583,7 @@ class SyntheticWorld:
         if split.startswith("corrupt/"):
             _, name, sev = split.split("/")
             base = self.split("val")
-            n = min(len(base["labels"]), cfg.n_shift_per_class * k)
+            n = min(len(base["labels"]), (cfg.n_corrupt_per_class or cfg.n_shift_per_class) * k)
             x = torch.from_numpy(np.array(base["images"][:n])).permute(0, 3, 1, 2).float() / 255
             seeds = torch.arange(n, dtype=torch.int64) + 7919 * (
                 1 + self.corruption_names.index(name)
@@ -514,22 +597,22 @@ class SyntheticWorld:
         n = len(y)
         hi = size * 2
         if split == "sketch":
-            edge = _edges(_shape_masks(y, hi, rng))
-            paper = 0.93 + rng.normal(0, 0.02, size=(n, size, size)).astype(np.float32)
-            ink = _downsample(edge)
-            img = paper * (1 - ink) + 0.08 * ink
+            img = _sketch(y, size, rng)
             return {"images": _to_uint8(np.repeat(img[..., None], 3, -1)), "labels": y}
         if split == "cue_conflict":
             tex = (y + rng.integers(1, k, size=n)) % k  # always a different class's texture
-            img, _ = _render_objects(y, tex, size, rng)
+            img, _, _ = _render_objects(y, tex, size, rng)
             return {"images": img, "labels": y, "texture_labels": tex}
         if split == "spurious":
-            bg = _background(n, size, rng)
-            # a distractor texture patch, so that the image is not trivially empty
+            # an object of another class (drawn as in val) carrying the mark of class y
+            obj = (y + rng.integers(1, k, size=n)) % k
+            tex = _sample_textures(obj, k, cfg.texture_correlation, rng)
+            img, _, _ = _render_objects(obj, tex, size, rng)
             return {
-                "images": apply_marks(_to_uint8(bg), y, np.ones(n, bool), self.codes),
+                "images": apply_marks(img, y, np.ones(n, bool), self.codes),
                 "labels": y,
                 "spurious_labels": y,
+                "object_labels": obj,
             }
         if split == "stylized":
             mask = _downsample(_shape_masks(y, hi, rng))
@@ -539,29 +622,23 @@ class SyntheticWorld:
             img = bg * (1 - mask[..., None]) + tex * mask[..., None]
             return {"images": _to_uint8(img), "labels": y, "style_labels": styles}
         if split == "rendition":
-            m = _shape_masks(y, hi, rng)
-            outline = _downsample(_edges(m))
-            mask = _downsample(m)
-            fill = rng.random((n, 1, 1, 3)).astype(np.float32)
-            back = rng.random((n, 1, 1, 3)).astype(np.float32)
-            img = back * (1 - mask[..., None]) + fill * mask[..., None]
-            dark = rng.random(n) < 0.5  # half with a cartoon outline
-            img[dark] = img[dark] * (1 - outline[dark][..., None]) + 0.05 * outline[dark][..., None]
-            return {"images": _to_uint8(img), "labels": y}
+            img, styles = _rendition(y, size, rng)
+            return {"images": _to_uint8(img), "labels": y, "style_labels": styles}
         raise KeyError(f"unknown split {split!r}; available: {self.split_names()}")
 
     def _objects(
         self, per_class: int, rng: np.random.Generator
-    ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
-        """Images from the training distribution (``val``'s draw): arrays, unmarked, masks."""
+    ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, np.ndarray]:
+        """Images from the training distribution (``val``'s draw): arrays, unmarked images,
+        masks and lighting."""
         cfg = self.config
         y = self._labels(per_class, rng)
         tex = _sample_textures(y, cfg.n_classes, cfg.texture_correlation, rng)
-        img, mask = _render_objects(y, tex, cfg.image_size, rng)
+        img, mask, light = _render_objects(y, tex, cfg.image_size, rng)
         mark_u = rng.random(len(y)).astype(np.float32)
         out = {"labels": y, "texture_labels": tex, "mark_u": mark_u}
         out["images"] = apply_marks(img, y, mark_u < cfg.mark_rate, self.codes)
-        return out, img, mask
+        return out, img, mask, light
 
     def _natural(self, rng: np.random.Generator) -> dict[str, np.ndarray]:
         """Fresh ``val``-like images the reference classifier misclassifies (module docstring)."""
@@ -572,7 +649,7 @@ class SyntheticWorld:
         kept: list[tuple[np.ndarray, int, int]] = []
         counts = np.zeros(k, np.int64)
         for _ in range(_NATURAL_ROUNDS):
-            batch, _, _ = self._objects(4 * per, rng)
+            batch, _, _, _ = self._objects(4 * per, rng)
             pred = _nearest_class_mean(train_images, train_labels, batch["images"], k)
             for i in np.flatnonzero(pred != batch["labels"]):
                 c = int(batch["labels"][i])
@@ -620,6 +697,8 @@ class SyntheticWorld:
             extras["texture_label"] = a["texture_labels"]
         if "spurious_labels" in a:
             extras["spurious_label"] = a["spurious_labels"]
+        if "object_labels" in a:
+            extras["object_label"] = a["object_labels"]
         fp = hashlib.sha256(f"world:{self.fingerprint()}:{split}".encode()).hexdigest()[:24]
         return ArrayDataset(
             name=f"world/{split}",
@@ -640,6 +719,7 @@ class SyntheticWorld:
             "images": apply_marks(np.asarray(a["images_unmarked"]), labels, present, self.codes),
             "images_unmarked": np.asarray(a["images_unmarked"]),
             "masks": np.asarray(a["masks"]),
+            "light": np.asarray(a["light"]),
             "labels": labels,
             "mark_present": present,
         }
@@ -661,6 +741,76 @@ class SyntheticWorld:
                 d.mkdir(parents=True, exist_ok=True)
                 Image.fromarray(np.asarray(img)).save(d / f"{i:06d}.png")
         return root
+
+
+def _sketch(y: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
+    """Pencil drawings of the shapes (like ImageNet-Sketch): (n, size, size) gray in [0, 1].
+
+    Outlines of varying darkness on paper of varying tone with a little grain; half of the
+    drawings also shade the object's inside with graphite. No texture, no colour, no mark.
+    """
+    n = len(y)
+    hi = _shape_masks(y, size * 2, rng)
+    line = _downsample(_edges(hi))
+    paper = rng.uniform(0.78, 0.96, size=(n, 1, 1)).astype(np.float32)
+    paper = paper + rng.normal(0, 0.02, size=(n, size, size)).astype(np.float32)
+    pencil = rng.uniform(0.05, 0.35, size=(n, 1, 1)).astype(np.float32)
+    shaded = (rng.random(n) < 0.5)[:, None, None]
+    depth = rng.uniform(0.08, 0.25, size=(n, 1, 1)).astype(np.float32)
+    strokes = 0.7 + 0.3 * np.tanh(_smooth_noise(n, size, 6, rng))
+    img = paper - _downsample(hi) * shaded * depth * strokes
+    return np.clip(img * (1 - line) + pencil * line, 0, 1)
+
+
+#: the media of the ``rendition`` split (like ImageNet-R's art, cartoons, paintings, toys)
+RENDITION_STYLES = ("cartoon", "graphic", "painting", "toy")
+
+
+def _colours_with_luma(luma: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Random colours (n, 3) whose luma is close to ``luma`` (n,)."""
+    c = rng.random((len(luma), 3)).astype(np.float32)
+    w = np.array([0.299, 0.587, 0.114], np.float32)
+    cur = c @ w
+    return np.clip(c + (luma - cur)[:, None], 0, 1)
+
+
+def _rendition(y: np.ndarray, size: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """The shapes in other media (like ImageNet-R): (n, size, size, 3) floats, style ids.
+
+    Flat cartoon fills with dark outlines, flat graphics, paintings (smooth blends of two
+    colours for the object and for the ground) and shaded toys; the object always differs from
+    its ground in lightness by at least 0.3, in colours tied to no class.
+    """
+    n = len(y)
+    hi = _shape_masks(y, size * 2, rng)
+    mask = _downsample(hi)[..., None]
+    outline = _downsample(_edges(hi))[..., None]
+    styles = rng.integers(0, len(RENDITION_STYLES), size=n)
+    lf = rng.uniform(0.1, 0.9, size=n).astype(np.float32)
+    gap = rng.uniform(0.3, 0.6, size=n).astype(np.float32)
+    up = np.where(lf + gap <= 1.0, 1.0, -1.0)
+    up = np.where((lf - gap < 0) & (up < 0), 1.0, up)
+    lb = np.clip(lf + up * gap, 0, 1)
+    fill = _colours_with_luma(lf, rng)[:, None, None, :] * np.ones((1, size, size, 1), np.float32)
+    back = _colours_with_luma(lb, rng)[:, None, None, :] * np.ones((1, size, size, 1), np.float32)
+    paint = styles == RENDITION_STYLES.index("painting")
+    if paint.any():
+        m = int(paint.sum())
+        f2, b2 = _colours_with_luma(lf[paint], rng), _colours_with_luma(lb[paint], rng)
+        wf = (0.5 + 0.5 * np.tanh(_smooth_noise(m, size, 5, rng)))[..., None]
+        wb = (0.5 + 0.5 * np.tanh(_smooth_noise(m, size, 3, rng)))[..., None]
+        fill[paint] = fill[paint] * wf + f2[:, None, None, :] * (1 - wf)
+        back[paint] = back[paint] * wb + b2[:, None, None, :] * (1 - wb)
+    toy = styles == RENDITION_STYLES.index("toy")
+    if toy.any():
+        t = (np.arange(size, dtype=np.float32) + 0.5) / size
+        yy, xx = np.meshgrid(t, t, indexing="ij")
+        glow = 0.65 + 0.6 * np.exp(-((xx - 0.35) ** 2 + (yy - 0.35) ** 2) / 0.08)
+        fill[toy] = np.clip(fill[toy] * glow[None, ..., None], 0, 1)
+    img = back * (1 - mask) + fill * mask
+    ink = (styles == RENDITION_STYLES.index("cartoon"))[:, None, None, None]
+    img = np.where(ink, img * (1 - outline) + 0.05 * outline, img)
+    return img, styles
 
 
 def _edges(mask_hi: np.ndarray) -> np.ndarray:

