@@ -104,7 +104,10 @@ def validity(quick_demo: Path) -> pd.DataFrame:
 
 
 def _row(frame: pd.DataFrame, check: str) -> pd.Series:
-    rows = frame[frame["check"].astype(str).str.startswith(check)]
+    checks = frame["check"].astype(str)
+    rows = frame[checks == check]
+    if rows.empty:
+        rows = frame[checks.str.startswith(check)]
     assert len(rows) == 1, f"check {check!r}: {len(rows)} rows in {frame['check'].tolist()}"
     return rows.iloc[0]
 

@@ -12,6 +12,7 @@ from robustlens.lines.validity.analysis import (
     baseline_models,
     dataset_centric_rhos,
     evidence,
+    sweep_models,
     validity_frame,
 )
 from robustlens.lines.validity.causes import cause_table, planted_causes
@@ -303,3 +304,88 @@ def test_no_causes_and_no_ground_truth_means_no_section(tmp_path):
 def test_evidence_line():
     row = {"statistic": "R²", "value": 0.2, "p_value": float("nan"), "ci_low": None, "n": 4}
     assert evidence(row) == "R² +0.20, n = 4"
+
+
+# a zoo of one-factor sweeps: a base recipe per architecture, each cause moved alone on some
+# architectures, and a smaller model with base causes (not in any sweep: other capacity)
+BASE = {"mark_rate": 0.0, "texture_randomization": 0.0, "corruption_augmentation": "none"}
+ARCH_LEVEL = {"cnn": 0.6, "resnet": 0.2, "mixer": 0.4}  # each architecture's own baseline
+SWEEP_ZOO = {
+    "cnn-base": ("cnn", {}),
+    "resnet-base": ("resnet", {}),
+    "mixer-base": ("mixer", {}),
+    "mixer-mark0.25": ("mixer", {"mark_rate": 0.25}),
+    "cnn-mark0.5": ("cnn", {"mark_rate": 0.5}),
+    "resnet-mark1.0": ("resnet", {"mark_rate": 1.0}),
+    "cnn-tex0.5": ("cnn", {"texture_randomization": 0.5}),
+    "resnet-tex1.0": ("resnet", {"texture_randomization": 1.0}),
+    "cnn-noise": ("cnn", {"corruption_augmentation": "noise"}),
+    "cnn-small": ("cnn", {"width": 8}),
+}
+
+
+def _sweep_configs() -> dict:
+    out = {}
+    for name, (arch, moved) in SWEEP_ZOO.items():
+        planted = {**_planted(0), **BASE, "arch": arch, "width": 16, "epochs": 4, **moved}
+        planted["generated_fraction"] = 0.0
+        out[name] = {"source": "zoo", "planted": planted}
+    return out
+
+
+def _sweep_results() -> pd.DataFrame:
+    """A spurious score that falls with the mark rate within each architecture but sits at
+    the architecture's own level, so that the zoo-wide ranking is confounded."""
+    rows = []
+    for name, cfg in _sweep_configs().items():
+        p = cfg["planted"]
+        score = ARCH_LEVEL[p["arch"]] - 0.15 * p["mark_rate"]
+        rows.append((name, "world/spurious", "spurious", "spurious_score", score))
+        shape = ARCH_LEVEL[p["arch"]] / 2 + 0.4 * p["texture_randomization"]
+        rows.append((name, "world/cue_conflict", "biases", "shape_bias", shape))
+    return pd.DataFrame(rows, columns=["model", "dataset", "measure", "name", "value"])
+
+
+def test_a_sweep_holds_the_other_causes_and_the_capacity_at_the_base():
+    causes = cause_table(_sweep_configs())
+    assert sweep_models(causes, "mark_rate") == [
+        "cnn-base",
+        "resnet-base",
+        "mixer-base",
+        "mixer-mark0.25",
+        "cnn-mark0.5",
+        "resnet-mark1.0",
+    ]
+    assert sweep_models(causes, "corruption_level") == [
+        "cnn-base",
+        "resnet-base",
+        "mixer-base",
+        "cnn-noise",
+    ]
+
+
+def test_the_sweep_row_controls_what_the_zoo_wide_row_confounds():
+    rows = _by_check(validity_frame(_sweep_results(), _sweep_configs(), ROLES, OPTS))
+    zoo = rows["spurious score vs mark rate (planted cause)"]
+    sweep = rows["spurious score vs mark rate (planted cause), one-factor sweep"]
+    assert zoo["recovered"] == "no" and zoo["n"] == len(SWEEP_ZOO)
+    assert sweep["n"] == 6 and "base recipe" in sweep["cause"]
+    # within each architecture the score falls by 0.15 per unit of mark rate
+    assert "cnn-mark0.5 -0.075" in sweep["note"] and "resnet-mark1.0 -0.150" in sweep["note"]
+    assert "3 of 3 in the expected direction" in sweep["note"]
+    tex = rows["shape bias vs texture randomisation (planted cause), one-factor sweep"]
+    assert tex["n"] == 5 and "resnet-tex1.0 +0.400" in tex["note"]
+
+
+def test_a_cause_the_zoo_does_not_sweep_says_so():
+    configs = _sweep_configs()
+    for cfg in configs.values():
+        cfg["planted"]["corruption_augmentation"] = "none"
+    res = _sweep_results()
+    res = pd.concat(
+        [res, res.assign(measure="biases", name="spectral_bias", dataset="world/val")]
+    ).drop_duplicates()
+    row = _by_check(validity_frame(res, configs, ROLES, OPTS))[
+        "spectral bias vs corruption augmentation, one-factor sweep"
+    ]
+    assert row["recovered"] == "n/a" and "no one-factor sweep" in row["note"]

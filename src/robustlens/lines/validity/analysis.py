@@ -28,6 +28,13 @@ seed   rows
        the generated-data models with a bootstrap interval
 =====  ==================================================================================
 
+Each check against a planted cause (texture randomisation, corruption augmentation, mark rate)
+comes twice: across the whole zoo, where the other causes and the architectures vary too, and
+over the cause's *one-factor sweep* (:func:`sweep_models`): the models whose other planted
+causes sit at the zoo's base recipe, as in a controlled experiment. The sweep row's note gives
+each swept model's change from its own architecture's base model (a paired comparison that
+architecture cannot confound).
+
 The rule (issue 18): a check where a monotone relation is expected is *recovered* when
 Spearman's rho has the expected sign, ``|rho| >= threshold`` (0.7) and ``p < alpha`` (0.05).
 The other checks state their own rule in ``expected``. A check that cannot be computed
@@ -44,8 +51,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats
-from scipy.special import expit
 
 from robustlens.analysis.correlation import correlate
 from robustlens.analysis.generalization import DIMENSIONS, generalization_table
@@ -71,6 +76,7 @@ __all__ = [
     "ei_family_frame",
     "evidence",
     "model_values",
+    "sweep_models",
     "validity_frame",
 ]
 
@@ -104,6 +110,15 @@ CLUSTERING_SIGNS = {
     "cluster_accuracy": 1,
 }
 _CORRUPT_FAMILIES = ("corrupt", "corrupt_bar")
+#: the planted treatments a one-factor sweep holds at the base recipe (capacity aside)
+TREATMENTS = (
+    "mark_rate",
+    "texture_randomization",
+    "rotation_augmentation",
+    "grayscale_augmentation",
+    "corruption_level",
+    "generated_fraction",
+)
 _NAN = float("nan")
 _SPEARMAN = "Spearman rho"
 
@@ -180,6 +195,88 @@ def baseline_models(causes: pd.DataFrame) -> list[str]:
     return [str(m) for m in causes.index[ok]]
 
 
+def _mode(values: pd.Series) -> Any:
+    counts = values.value_counts(dropna=False)
+    return counts.index[0] if len(counts) else None
+
+
+def sweep_models(causes: pd.DataFrame, cause: str) -> list[str]:
+    """The one-factor sweep of ``cause``: the models whose every other planted treatment
+    (:data:`TREATMENTS`) is at the zoo's base value (its most common one) and whose capacity
+    (width, epochs) is their architecture's most common one. ``cause`` itself varies freely.
+
+    Example:
+        >>> t = pd.DataFrame({"mark_rate": [0, 0, .5, 1, 0], "texture_randomization": [0, 0,
+        ...     0, 0, 1], "rotation_augmentation": 0, "grayscale_augmentation": 0,
+        ...     "corruption_level": 0, "generated_fraction": 0, "arch": "cnn", "width": [8, 8,
+        ...     8, 8, 8], "epochs": [4, 4, 4, 4, 4]}, index=list("abcde"))
+        >>> sweep_models(t, "mark_rate"), sweep_models(t, "texture_randomization")
+        (['a', 'b', 'c', 'd'], ['a', 'b', 'e'])
+    """
+    if causes.empty or cause not in causes:
+        return []
+    keep = pd.Series(True, index=causes.index)
+    for other in TREATMENTS:
+        if other != cause and other in causes:
+            col = causes[other]
+            base = _mode(col)
+            keep &= col.isna() if pd.isna(base) else (col == base)
+    if {"arch", "width", "epochs"} <= set(causes.columns):
+        cap = causes[["width", "epochs"]].astype(float).apply(tuple, axis=1)
+        modal = cap.groupby(causes["arch"]).agg(_mode)
+        keep &= cap == causes["arch"].map(modal)
+    return [str(m) for m in causes.index[keep.to_numpy()]]
+
+
+def _paired_changes(values: pd.Series, causes: pd.DataFrame, sweep: Sequence[str], cause: str):
+    """``{model: value - value of its architecture's base model}`` for the swept models (the
+    base: the same architecture in the sweep with the cause at its base value)."""
+    if "arch" not in causes:
+        return {}
+    sub = causes.loc[[m for m in sweep if m in values.index and np.isfinite(values[m])]]
+    base_value = _mode(causes[cause])
+    out = {}
+    for _, group in sub.groupby("arch"):
+        bases = group.index[group[cause] == base_value]
+        if not len(bases):
+            continue
+        ref = float(values[bases].mean())
+        for m in group.index[group[cause] != base_value]:
+            out[str(m)] = float(values[m]) - ref
+    return out
+
+
+def _sweep_row(
+    base: dict[str, Any],
+    x: pd.Series | None,
+    causes: pd.DataFrame,
+    cause: str,
+    sign: int,
+    o: ValidityOptions,
+    cause_column: str | None = None,
+) -> dict[str, Any]:
+    """``base``'s check over the one-factor sweep of ``cause``, with the paired changes."""
+    column = cause_column or cause
+    sweep = sweep_models(causes, column)
+    base = {**base, "check": f"{base['check']}, one-factor sweep"}
+    base["cause"] = f"{base['cause']} (other causes at the base recipe)"
+    if x is not None and len(sweep) and causes.loc[sweep, column].nunique() < 2:
+        return {**base, "n": len(sweep), "note": f"the zoo has no one-factor sweep of {cause}"}
+    y = causes.loc[sweep, column] if sweep else None
+    xs = x[x.index.isin(sweep)] if x is not None else None
+    row = _spearman_row(base, xs, y, sign, o)
+    changes = _paired_changes(x, causes, sweep, column) if x is not None else {}
+    if changes:
+        same = sum(np.sign(v) == sign for v in changes.values())
+        text = ", ".join(f"{m} {signed(v, 3)}" for m, v in changes.items())
+        paired = (
+            f"change from the same architecture's base: {text} "
+            f"({same} of {len(changes)} in the expected direction)"
+        )
+        row["note"] = f"{row['note']}; {paired}" if row["note"] else paired
+    return row
+
+
 # ----------------------------------------------------------------------------- rows
 def _row(seed: str, line: str, check: str, cause: str, measure: str, expected: str, **kw: Any):
     """A check's row: its description, no numbers yet, ``n/a`` until a verdict is given."""
@@ -209,6 +306,8 @@ def attainable_rho(cause: Any) -> float:
         >>> round(attainable_rho([0] * 17 + [1] * 3), 2), attainable_rho([1, 2, 3, 4])
         (0.62, 1.0)
     """
+    from scipy import stats  # lazy: scipy costs ~1 s to import
+
     y = np.asarray(cause, dtype=np.float64)
     y = y[np.isfinite(y)]
     if len(y) < 3 or np.ptp(y) == 0:
@@ -448,21 +547,17 @@ def _bias_rows(
     shape = model_values(results, "biases", "shape_bias")
     tex = causes["texture_randomization"] if len(causes) else None
     level = causes["corruption_level"] if len(causes) else None
+    tex_check = _row(
+        "002",
+        "biases",
+        "shape bias vs texture randomisation (planted cause)",
+        "planted texture randomisation probability",
+        "biases.shape_bias",
+        "rho > 0",
+    )
     rows = [
-        _spearman_row(
-            _row(
-                "002",
-                "biases",
-                "shape bias vs texture randomisation (planted cause)",
-                "planted texture randomisation probability",
-                "biases.shape_bias",
-                "rho > 0",
-            ),
-            shape,
-            tex,
-            1,
-            o,
-        ),
+        _spearman_row(tex_check, shape, tex, 1, o),
+        _sweep_row(tex_check, shape, causes, "texture_randomization", 1, o),
     ]
     same = _spearman_row(
         _row(
@@ -498,22 +593,21 @@ def _bias_rows(
             "augmented models tolerate more band noise: a lower threshold peak 2^(A - 4)",
         ),
     ):
-        row = _spearman_row(
-            _row(
-                "002",
-                "biases",
-                f"{label} vs corruption augmentation",
-                ordinal,
-                f"biases.{name}",
-                "rho < 0",
-            ),
-            model_values(results, "biases", name),
-            level,
-            -1,
-            o,
+        check = _row(
+            "002",
+            "biases",
+            f"{label} vs corruption augmentation",
+            ordinal,
+            f"biases.{name}",
+            "rho < 0",
         )
-        row["note"] = f"{row['note']}; {why}" if row["note"] else why
-        rows.append(row)
+        values = model_values(results, "biases", name)
+        for row in (
+            _spearman_row(check, values, level, -1, o),
+            _sweep_row(check, values, causes, "corruption_augmentation", -1, o, "corruption_level"),
+        ):
+            row["note"] = f"{row['note']}; {why}" if row["note"] else why
+            rows.append(row)
     rows += _dimension_rows(results, roles, o)
     return rows
 
@@ -579,21 +673,17 @@ def _spurious_rows(
             -1,
             o,
         ),
-        _spearman_row(
-            _row(
-                "003",
-                "spurious",
-                "spurious score vs mark rate (planted cause)",
-                "planted training mark rate",
-                "spurious.spurious_score",
-                "rho < 0",
-            ),
-            score,
-            rate,
-            -1,
-            o,
-        ),
     ]
+    rate_check = _row(
+        "003",
+        "spurious",
+        "spurious score vs mark rate (planted cause)",
+        "planted training mark rate",
+        "spurious.spurious_score",
+        "rho < 0",
+    )
+    rows.append(_spearman_row(rate_check, score, rate, -1, o))
+    rows.append(_sweep_row(rate_check, score, causes, "mark_rate", -1, o))
     rows.append(_flagged_row(results, causes))
     rows.append(_spufix_row(results, causes, o))
     return rows
@@ -688,6 +778,8 @@ def _spufix_row(results: pd.DataFrame, causes: pd.DataFrame, o: ValidityOptions)
 
 
 def _wilcoxon_less(d: np.ndarray) -> float:
+    from scipy import stats  # lazy: scipy costs ~1 s to import
+
     if not np.any(d != 0):
         return 1.0
     try:
@@ -715,6 +807,8 @@ def _fit(points: pd.DataFrame) -> Baseline | None:
 
 
 def _slope_p(points: pd.DataFrame) -> float:
+    from scipy import stats  # lazy: scipy costs ~1 s to import
+
     x = np.asarray(logit(points["acc_id"].to_numpy()), dtype=np.float64)
     y = np.asarray(logit(points["acc_ood"].to_numpy()), dtype=np.float64)
     if len(x) < 3 or np.ptp(x) == 0:
@@ -880,6 +974,8 @@ def _quantiles(values: np.ndarray, o: ValidityOptions) -> tuple[float, float]:
 def _er_interval(base_pts: pd.DataFrame, g: pd.DataFrame, o: ValidityOptions):
     """Interval of the generated-data models' mean ER: each resample refits the baseline on
     resampled baseline models and averages ER over resampled generated-data models."""
+    from scipy.special import expit  # lazy: scipy costs ~1 s to import
+
     slope, intercept, _ = _boot_lines(base_pts, o)
     if not slope.size:
         return _NAN, _NAN
