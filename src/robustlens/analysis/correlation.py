@@ -14,7 +14,6 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from robustlens._validation import check_consistent_length, check_frame, check_int, to_numpy
 from robustlens.errors import ValidationError
@@ -92,6 +91,8 @@ def _as_vector(v: Any, name: str) -> np.ndarray:
 
 
 def _coefficient_and_p(x: np.ndarray, y: np.ndarray, method: str) -> tuple[float, float]:
+    from scipy import stats  # lazy: scipy costs ~1 s to import
+
     with warnings.catch_warnings():
         # a constant input gives NaN, which is what we report; silence scipy's warning
         warnings.simplefilter("ignore", stats.ConstantInputWarning)
@@ -114,6 +115,8 @@ _EXACT_SPEARMAN_MAX_N = 8
 
 def _exact_spearman_p(x: np.ndarray, y: np.ndarray, rho: float) -> float:
     """Two-sided exact p-value of Spearman's rho over all permutations of y's ranks."""
+    from scipy import stats  # lazy: scipy costs ~1 s to import
+
     rx, ry = stats.rankdata(x), stats.rankdata(y)
     perms = np.array(list(itertools.permutations(ry)))
     a = rx - rx.mean()
@@ -139,6 +142,8 @@ def _bootstrap(
     x: np.ndarray, y: np.ndarray, method: str, n_boot: int, rng: np.random.Generator
 ) -> np.ndarray:
     """Coefficients of ``n_boot`` resamples of the (x, y) pairs, drawn with replacement."""
+    from scipy import stats  # lazy: scipy costs ~1 s to import
+
     n = x.size
     out = np.empty(n_boot, dtype=np.float64)
     chunk = max(1, _BOOT_CHUNK_ELEMENTS // n)

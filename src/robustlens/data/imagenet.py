@@ -29,8 +29,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from scipy.io import loadmat
-
 from robustlens.data.base import ClassMapping
 from robustlens.data.imagefolder import (
     IMAGE_EXTENSIONS,
@@ -206,6 +204,8 @@ def _parse_label(token: str, where: str, index: dict[str, int]) -> int:
 
 def _devkit_wnids(meta: Path) -> dict[int, str]:
     """ILSVRC2012 devkit ID (1..1000, *not* the standard index) -> wnid, from ``meta.mat``."""
+    from scipy.io import loadmat  # lazy: scipy costs ~1 s and only the devkit meta.mat needs it
+
     try:
         synsets = loadmat(str(meta), squeeze_me=True)["synsets"]
         ids = [int(x) for x in synsets["ILSVRC2012_ID"]]

@@ -28,16 +28,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
-from sklearn.cluster import KMeans
-from sklearn.metrics import (
-    adjusted_rand_score,
-    calinski_harabasz_score,
-    davies_bouldin_score,
-    normalized_mutual_info_score,
-    silhouette_score,
-)
-from sklearn.metrics.cluster import contingency_matrix
 
 from robustlens._validation import check_array, check_consistent_length, check_int, check_labels
 from robustlens.errors import ValidationError
@@ -240,6 +230,8 @@ def kmeans_clusters(
             f"n_clusters: expected 2 <= k <= n_samples - 1 = {n - 1}, got k={k} "
             f"({'given' if n_clusters is not None else 'distinct classes in the sampled labels'})"
         )
+    from sklearn.cluster import KMeans  # lazy: scikit-learn costs ~0.5 s to import
+
     x = l2_normalize(x)
     pred = KMeans(n_clusters=k, n_init=n_init, random_state=seed).fit_predict(x)
     return FeatureClusters(sample, x, y, pred, k)
@@ -247,6 +239,15 @@ def kmeans_clusters(
 
 def partition_scores(fc: FeatureClusters) -> dict[str, float | int]:
     """The indicators of a k-means partition (see :func:`cluster_indicators`)."""
+    # lazy: scikit-learn costs ~0.5 s to import
+    from sklearn.metrics import (
+        adjusted_rand_score,
+        calinski_harabasz_score,
+        davies_bouldin_score,
+        normalized_mutual_info_score,
+        silhouette_score,
+    )
+
     x, pred, y = fc.features, fc.clusters, fc.labels
     out: dict[str, float | int] = {"n_samples": fc.sample.n_samples, "n_clusters": fc.n_clusters}
     if fc.sample.n_classes_sampled is not None:
@@ -267,12 +268,17 @@ def partition_scores(fc: FeatureClusters) -> dict[str, float | int]:
 
 def _purity(labels: np.ndarray, clusters: np.ndarray) -> float:
     """``(1/N) sum_c max_k |cluster c ∩ class k|``."""
+    from sklearn.metrics.cluster import contingency_matrix  # lazy: scikit-learn is slow to import
+
     c = contingency_matrix(labels, clusters)  # rows: classes, columns: clusters
     return float(c.max(axis=0).sum() / c.sum())
 
 
 def _cluster_accuracy(labels: np.ndarray, clusters: np.ndarray) -> float:
     """Accuracy under the best one-to-one cluster-to-class assignment (Hungarian matching)."""
+    from scipy.optimize import linear_sum_assignment  # lazy: scipy costs ~1 s to import
+    from sklearn.metrics.cluster import contingency_matrix  # lazy: scikit-learn is slow to import
+
     c = contingency_matrix(labels, clusters)
     rows, cols = linear_sum_assignment(c, maximize=True)
     return float(c[rows, cols].sum() / c.sum())

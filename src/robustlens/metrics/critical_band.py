@@ -60,7 +60,6 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
-from scipy import optimize
 
 from robustlens._validation import check_array, check_fraction
 from robustlens.errors import FitError, ValidationError
@@ -265,6 +264,8 @@ def fit_gaussian(thresholds: Any, upper: float = 4.0) -> tuple[float, float, flo
         >>> round(a, 2), round(mu, 2), round(abs(s), 2)
         (4.0, 3.0, 1.21)
     """
+    from scipy import optimize  # lazy: scipy costs ~1 s to import
+
     y = check_array(thresholds, "thresholds", ndim=1, dtype=np.float64)
     x = np.arange(y.size, dtype=np.float64)
     with warnings.catch_warnings():

@@ -25,8 +25,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy.special import expit
-from scipy.stats import norm
 
 from robustlens._validation import check_array, check_consistent_length
 from robustlens.errors import FitError, ValidationError
@@ -120,6 +118,8 @@ def inv_logit(t: Any) -> float | np.ndarray:
         >>> round(inv_logit(1.0986), 4)
         0.75
     """
+    from scipy.special import expit  # lazy: scipy costs ~1 s to import
+
     return _from_axis(t, expit)
 
 
@@ -133,6 +133,8 @@ def probit(acc: Any) -> float | np.ndarray:
         >>> round(probit(0.975), 3)
         1.96
     """
+    from scipy.stats import norm  # lazy: scipy costs ~1 s to import
+
     return _to_axis(acc, norm.ppf)
 
 
@@ -143,6 +145,8 @@ def inv_probit(t: Any) -> float | np.ndarray:
         >>> round(inv_probit(1.96), 3)
         0.975
     """
+    from scipy.stats import norm  # lazy: scipy costs ~1 s to import
+
     return _from_axis(t, norm.cdf)
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import numpy as np
-from scipy.special import entr
 
 from robustlens._validation import check_array, check_consistent_length, check_labels, check_probs
 from robustlens.errors import ValidationError
@@ -103,6 +102,8 @@ def _atc_scores(p: np.ndarray, score: str) -> np.ndarray:
     if score == "maxconf":
         return p.max(axis=1)
     if score == "negentropy":
+        from scipy.special import entr  # lazy: scipy costs ~1 s to import
+
         # negative entropy sum_k p log p, with 0 log 0 = 0 (scipy's entr is -x log x)
         return -entr(np.clip(p, 0.0, 1.0)).sum(axis=1)
     raise ValidationError(f"score: expected 'maxconf' or 'negentropy', got {score!r}")

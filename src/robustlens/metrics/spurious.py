@@ -30,7 +30,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from sklearn.metrics import average_precision_score
 
 from robustlens._validation import (
     check_array,
@@ -350,6 +349,8 @@ def spurious_score(p_pos: Any, p_neg: Any) -> float:
         >>> round(spurious_score([0.9, 0.6], [0.7, 0.1]), 4)  # 1/2 * 1 + 1/2 * 2/3
         0.8333
     """
+    from sklearn.metrics import average_precision_score  # lazy: scikit-learn is slow to import
+
     pos = check_array(p_pos, "p_pos", dtype=np.float64).reshape(-1)
     neg = check_array(p_neg, "p_neg", dtype=np.float64).reshape(-1)
     if pos.size == 0 or neg.size == 0:

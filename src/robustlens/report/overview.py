@@ -20,13 +20,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-from matplotlib import colormaps
-from matplotlib.figure import Figure
-from scipy.stats import spearmanr
 
 from robustlens.analysis.correlation import TABLE_COLUMNS, correlation_table
 from robustlens.formatting import esc, is_number, p_eq, p_value, short, signed
@@ -34,6 +31,9 @@ from robustlens.report.context import ReportContext, annotate_points, figure_htm
 from robustlens.report.exports import wide_table
 from robustlens.roles import corrupt_group
 from robustlens.tables import Table
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 __all__ = [
     "LABEL_FREE_FAMILIES",
@@ -197,12 +197,16 @@ def correlations(
 
 # ----------------------------------------------------------------------------- plotting
 def _figure(w: float, h: float) -> Figure:
+    from matplotlib.figure import Figure  # lazy: matplotlib costs ~0.4 s, only plots need it
+
     return Figure(figsize=(w, h), layout="constrained")
 
 
 def _model_colors(models: list[str]) -> dict[str, Any]:
     if len(models) > _MAX_LEGEND_MODELS:  # too many to tell apart: grey, with a median line
         return {m: "0.55" for m in models}
+    from matplotlib import colormaps  # lazy: matplotlib costs ~0.4 s, only plots need it
+
     cmap = colormaps["tab10"]
     return {m: cmap(i) for i, m in enumerate(models)}
 
@@ -697,6 +701,8 @@ def what_predicts_html(ctx: ReportContext) -> str:
 def _distinct_top(ranked: pd.DataFrame, preds: pd.DataFrame, k: int) -> pd.DataFrame:
     """The first ``k`` rows whose measures do not rank the models identically to an earlier
     pick (e.g. a score and 1 - score), so the list names different measures."""
+    from scipy.stats import spearmanr  # lazy: scipy costs ~1 s to import
+
     picked: list[int] = []
     for i, r in enumerate(ranked.itertuples(index=False)):
         same = False

@@ -12,11 +12,9 @@ from __future__ import annotations
 import dataclasses
 import math
 import textwrap
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from matplotlib.figure import Figure
-from matplotlib.patches import Patch
 
 from robustlens.analysis.generalization import bias_generalization_matrix, generalization_table
 from robustlens.formatting import esc, number
@@ -30,6 +28,9 @@ from robustlens.lines.biases.tables import (
     shape_bias_comparison,
 )
 from robustlens.report.context import ReportContext, figure_html
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 __all__ = [
     "render_bias_heatmap",
@@ -64,6 +65,8 @@ def _floats(values: Any) -> np.ndarray:
 
 def render_spectral(ctx: ReportContext) -> str | None:
     """Accuracy ratio to clean accuracy vs FFT cutoff, low- and high-pass, one line per model."""
+    from matplotlib.figure import Figure  # lazy: matplotlib is slow to import
+
     data = by_dataset(ctx.artifacts, "spectral")
     if not data:
         return None
@@ -102,6 +105,8 @@ def render_spectral(ctx: ReportContext) -> str | None:
 
 
 def _critical_band_figure(ds: str, by_model: dict[str, Any]) -> Figure:
+    from matplotlib.figure import Figure  # lazy: matplotlib is slow to import
+
     models = list(by_model)
     ncols = min(4, len(models))
     nrows = math.ceil(len(models) / ncols)
@@ -154,6 +159,9 @@ def render_critical_band(ctx: ReportContext) -> str | None:
 
 def render_shape_bias(ctx: ReportContext) -> str | None:
     """Bar chart of shape bias per model; texture-randomized models are highlighted."""
+    from matplotlib.figure import Figure  # lazy: matplotlib is slow to import
+    from matplotlib.patches import Patch  # lazy: matplotlib is slow to import
+
     values = ctx.values(MEASURE, "shape_bias").sort_values()
     if values.empty:
         return None
@@ -198,6 +206,8 @@ def render_bias_heatmap(ctx: ReportContext, alpha: float = 0.05, n_boot: int = 1
     Cells are coloured by ``shown`` (the coefficient where p < alpha, else 0, seed 002's
     convention) and annotated with the true coefficient and its p-value; the title gives n.
     """
+    from matplotlib.figure import Figure  # lazy: matplotlib is slow to import
+
     res = ctx.results
     if res[res["measure"] == MEASURE].empty:
         return None

@@ -16,7 +16,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from matplotlib.figure import Figure
 
 from robustlens.errors import ValidationError
 from robustlens.formatting import esc, number, signed
@@ -53,6 +52,8 @@ _NAMES = {
 
 def _scatter(table: pd.DataFrame, corr: pd.DataFrame) -> str:
     """One panel per indicator: its value on clean id features vs mean corruption accuracy."""
+    from matplotlib.figure import Figure  # lazy: matplotlib is slow to import
+
     target = CORRUPT_MEAN
     if target not in table.columns:
         return ""
@@ -92,6 +93,8 @@ def _scatter(table: pd.DataFrame, corr: pd.DataFrame) -> str:
 
 def _projection(ctx: ReportContext, table: pd.DataFrame) -> str:
     """The PCA projections (measure artifacts) of the best- and worst-clustered models."""
+    from matplotlib.figure import Figure  # lazy: matplotlib is slow to import
+
     arts = {m: (a or {}).get("clustering", {}).get("projection") for m, a in ctx.artifacts.items()}
     arts = {m: p for m, p in arts.items() if p and p.get("x")}
     if not arts:

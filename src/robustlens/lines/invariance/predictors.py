@@ -19,7 +19,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.linear_model import LinearRegression
 
 from robustlens.errors import ValidationError
 
@@ -124,6 +123,8 @@ def leave_one_model_out(
         >>> round(float(out["mae"].iloc[0]), 6)
         0.0
     """
+    from sklearn.linear_model import LinearRegression  # lazy: scikit-learn costs ~0.5 s to import
+
     feature_cols = list(feature_cols) if not isinstance(feature_cols, str) else feature_cols
     _check_columns(df, feature_cols, "feature_cols")
     _check_columns(df, [target_col], "target_col")

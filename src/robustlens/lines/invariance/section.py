@@ -12,7 +12,6 @@ MAE of each label-free predictor. Computed from the results table; never runs a 
 from __future__ import annotations
 
 import numpy as np
-from matplotlib.figure import Figure
 
 from robustlens.analysis.correlation import correlate
 from robustlens.errors import RobustlensError
@@ -44,6 +43,8 @@ _MAX_PANELS = 6
 
 # ----------------------------------------------------------------------------- EI distribution
 def _ei_distributions(ctx: ReportContext, roles: dict[str, str]) -> str:
+    from matplotlib.figure import Figure  # lazy: matplotlib is slow to import
+
     ids = [d for d in roles if roles[d] == "id"]
     if not ids:
         return ""
@@ -105,6 +106,8 @@ def _ei_distributions(ctx: ReportContext, roles: dict[str, str]) -> str:
 
 # ----------------------------------------------------------------------------- scatter
 def _scatter(ctx: ReportContext, roles: dict[str, str]) -> str:
+    from matplotlib.figure import Figure  # lazy: matplotlib is slow to import
+
     cube = results_cube(ctx.results)
     if TARGET not in cube.columns:
         return ""

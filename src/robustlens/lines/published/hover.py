@@ -9,15 +9,15 @@ does when it saves: a ``bbox_inches="tight"`` crop padded by ``savefig.pad_inche
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import matplotlib as mpl
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 
 from robustlens.formatting import esc
 from robustlens.report.context import figure_html
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 __all__ = ["HOVER_STYLE", "figure_with_hover", "spot_positions"]
 
@@ -41,6 +41,10 @@ def spot_positions(
         points: ``(axes, x, y, label)`` in data coordinates; points that are not finite or lie
             outside their axes are left out.
     """
+    # lazy: matplotlib is slow to import
+    import matplotlib as mpl
+    from matplotlib.backends.backend_agg import FigureCanvasAgg  # lazy: see above
+
     renderer = FigureCanvasAgg(fig).get_renderer()
     pad = mpl.rcParams["savefig.pad_inches"]
     box = fig.get_tightbbox(renderer).padded(0.1 if pad in (None, "layout") else float(pad))

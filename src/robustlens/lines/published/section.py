@@ -19,11 +19,9 @@ Every plot is followed by a table naming its points; what the study lacks is nam
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
 
 from robustlens.analysis.generalization import BIASES, DIMENSIONS
 from robustlens.formatting import esc, number, signed
@@ -52,6 +50,9 @@ from robustlens.lines.published.tables import (
 from robustlens.metrics.effective_robustness import logit
 from robustlens.report.context import ReportContext
 from robustlens.tables import Table
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 __all__ = ["render_biases", "render_natural_shifts", "render_robustbench"]
 
@@ -143,6 +144,8 @@ def _logit_axis(axis: Any, values: np.ndarray) -> tuple[float, float]:
 
 
 def _shift_figure(res: ShiftResult) -> tuple[Figure, list[Point]]:
+    from matplotlib.figure import Figure  # lazy: matplotlib is slow to import
+
     fig = Figure(figsize=(6.4, 5.4))
     ax = fig.subplots()
     pub = res.published[res.published["shown"]]
@@ -243,6 +246,9 @@ def render_natural_shifts(ctx: ReportContext) -> str | None:
 
 # ------------------------------------------------------------------------------ (b) biases
 def _bias_figure(bp: BiasPoints) -> tuple[Figure, list[Point]]:
+    from matplotlib.figure import Figure  # lazy: matplotlib is slow to import
+    from matplotlib.ticker import MaxNLocator  # lazy: matplotlib is slow to import
+
     biases = [b for b in BIASES if np.isfinite(bp.published[b]).any()]
     fig = Figure(figsize=(2.7 * len(DIMENSIONS), 2.2 * len(biases)))
     axes = fig.subplots(len(biases), len(DIMENSIONS), squeeze=False)
@@ -317,6 +323,8 @@ def _leaderboard_figure(
 ) -> tuple[Figure, list[Point]]:
     """Clean accuracy vs column ``y`` of a RobustBench leaderboard (``extra``: the entries
     trained with extra data) with the user's models."""
+    from matplotlib.figure import Figure  # lazy: matplotlib is slow to import
+
     fig = Figure(figsize=(6.0, 4.6))
     ax = fig.subplots()
     extra = np.asarray(extra, dtype=bool)

@@ -13,7 +13,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from matplotlib.figure import Figure
 
 from robustlens.errors import ValidationError
 from robustlens.formatting import number
@@ -115,6 +114,8 @@ def _scatter(
 
 def robustness_section(ctx: ReportContext) -> str | None:
     """ID-vs-OOD scatter per shift with baselines, ER table and matched pairs."""
+    from matplotlib.figure import Figure  # lazy: matplotlib is slow to import
+
     models_config = models_config_from_artifacts(ctx.artifacts, ctx.models)
     try:
         table, baselines = zoo_effective_robustness(ctx.results, models_config)

@@ -14,10 +14,9 @@ import json
 import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from matplotlib.figure import Figure
 from PIL import Image
 
 from robustlens.config import StudyConfig
@@ -27,6 +26,9 @@ from robustlens.lines.spurious.grid_files import INDEX_FILE, grid_folder
 from robustlens.plan import DatasetSpec, resolve_datasets
 from robustlens.store import Store
 from robustlens.study import load_artifacts
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 __all__ = ["render_component_grids"]
 
@@ -113,6 +115,8 @@ def _mosaic(
 def _grid_figure(
     title: str, comps: Sequence[dict[str, Any]], load: ImageLoader, n_top: int
 ) -> Figure:
+    from matplotlib.figure import Figure  # lazy: matplotlib is slow to import
+
     side, pad = 64, 2
     mosaic = _mosaic(comps, load, n_top, side, pad)
     h, w = mosaic.shape[:2]

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from matplotlib.figure import Figure
 
 from robustlens.formatting import esc, number, p_eq
 from robustlens.lines.spurious.analysis import (
@@ -112,6 +111,8 @@ def _grids_html(output_dir: Path) -> str:
 
 
 def _scatter(table: pd.DataFrame, corr: pd.DataFrame) -> str | None:
+    from matplotlib.figure import Figure  # lazy: matplotlib is slow to import
+
     if GROUND_TRUTH not in table.columns or "spurious_score" not in table.columns:
         return None
     t = table[[GROUND_TRUTH, "spurious_score"]].dropna()
