@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from robustlens.commands import pretrained, report
+from robustlens.commands import pretrained, report, rerun
 from robustlens.commands import store as store_commands
 from robustlens.commands.lazy import LazyGroup
-from robustlens.console import StageProgress, console, fail, stdout_console
+from robustlens.console import StageProgress, capturing_tables, console, fail, stdout_console
 from robustlens.errors import RobustlensError
 from robustlens.runner import (
     ConfigOpt,
@@ -217,8 +217,20 @@ def study_cmd(
     executor: Annotated[str | None, typer.Option(help="local (default) or ray.")] = None,
     address: Annotated[str | None, typer.Option(help="Ray cluster address.")] = None,
     report: Annotated[bool, typer.Option(help="Write the HTML report at the end.")] = True,
+    full: Annotated[
+        bool,
+        typer.Option(
+            "--full",
+            help="Run the study even when nothing changed since its last run (arrays still "
+            "come from the store).",
+        ),
+    ] = False,
 ) -> None:
     """Run a study: every measure for every model on every dataset, in one pass per dataset.
+
+    A re-run in which nothing changed (the study file, the code, the files it reads and the
+    outputs it wrote, all checked) prints the last run's summary without running
+    (:mod:`robustlens.commands.rerun`); ``--full`` runs anyway.
 
     Exit code 0, or 1 when some model failed (non-finite outputs): its measures are listed as
     failed, everything else is computed, stored and reported; 2 on an error, 130 when
@@ -228,9 +240,25 @@ def study_cmd(
         path = study_path(study, config, required=True)
     except RobustlensError as exc:
         fail(exc)
-    result = run_study_command(path, store, executor=executor, address=address)
-    if report and result is not None:
-        write_report_command(result)
+    assert path is not None  # required=True
+    options = {"store": store, "executor": executor, "address": address, "report": report}
+    if not full and (record := rerun.replay(path, **options)) is not None:
+        stdout_console().out(record["summary"], end="", highlight=False)
+        console.print(
+            f"nothing changed since the run of {record['finished']} (study file, code, inputs "
+            f"and outputs checked): {record['shape']}, every number as computed then; "
+            "--full runs it again",
+            highlight=False,
+        )
+        if record.get("report"):
+            console.print(f"[bold green]report:[/] {record['report']}")
+        return
+    with capturing_tables() as printed:
+        result = run_study_command(path, store, executor=executor, address=address)
+    page = write_report_command(result) if report and result is not None else None
+    if result is not None and not exit_code_of(result):
+        summary = "".join(c.export_text(styles=False) for c in printed)
+        rerun.record_run(path, result, summary, report_path=page, **options)
     if exit_code_of(result):
         raise typer.Exit(exit_code_of(result))
 

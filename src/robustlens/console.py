@@ -4,7 +4,9 @@ standard error, and errors as one clear line with exit code 2 (or the error's ow
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Iterator
 from typing import Any, NoReturn
 
 import typer
@@ -28,10 +30,28 @@ def stdout_console(width: int | None = None) -> Console:
     ``COLUMNS`` or 80 and cut the model names; it gets ``width`` (or ``LOG_WIDTH``) instead.
     ``COLUMNS`` is not trusted there: test runners and CI shells set it to 80 for pipes.
     """
-    console = Console()
-    if console.is_terminal:
-        return console
-    return Console(width=width or LOG_WIDTH)
+    record = _captured is not None
+    console = Console(record=record)
+    if not console.is_terminal:
+        console = Console(width=width or LOG_WIDTH, record=record)
+    if _captured is not None:
+        _captured.append(console)
+    return console
+
+
+_captured: list[Console] | None = None
+
+
+@contextlib.contextmanager
+def capturing_tables() -> Iterator[list[Console]]:
+    """Keep every table console made inside (:func:`stdout_console`), printing as usual, so
+    that what was printed can be read back (``console.export_text()``)."""
+    global _captured
+    previous, _captured = _captured, []
+    try:
+        yield _captured
+    finally:
+        _captured = previous
 
 
 # Progress lines are not hard-wrapped, so a log keeps one line per dataset (grep-able).
