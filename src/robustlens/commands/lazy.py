@@ -7,9 +7,10 @@ panel of each) kept in the user's cache directory, and imports the lines only wh
 their commands runs, when its own help is asked for, or when the index is stale.
 
 The index is valid for one signature: the entry points of the ``robustlens.lines`` group (and
-the distributions that declare them) and the size and modification time of every Python file
-of the packages that hold them (robustlens included). Any change (an edited command, a line
-installed or removed) makes the next invocation import the lines and write the index again.
+the distributions that declare them), the robustlens version, and the size and modification
+time of every Python file of the packages that hold the lines (``robustlens/lines`` for the
+shipped ones). Any change there (an edited command, a line installed or removed) makes the
+next invocation import the lines and write the index again; editing the core does not.
 A process that has imported the line registry already (a test, a notebook) never reads the
 index: it registers the lines' commands as they are.
 
@@ -86,8 +87,8 @@ def signature() -> str:
         )
         for ep in entry_points(group=ENTRY_POINT_GROUP)
     )
-    own = Path(robustlens.__file__).resolve().parent
-    roots = {own}
+    # the shipped lines (their commands' help is all the index keeps), then other packages
+    roots = {Path(robustlens.__file__).resolve().parent / "lines"}
     for _, value, _, _ in eps:
         top = value.split(":", 1)[0].split(".", 1)[0]
         if top == "robustlens":

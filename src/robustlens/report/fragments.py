@@ -23,7 +23,8 @@ parts that fail (their error box is shown, as before). Warnings a part raised wh
 kept with it and raised again when it is reused.
 
 Parts that must be drawn are drawn in parallel worker processes (forked, so they share the
-loaded context) when several are missing and the machine has more than one core.
+loaded context) when several are missing and the machine has more than one core, the longest
+first (by how long each took the last time it was drawn).
 """
 
 from __future__ import annotations
@@ -32,9 +33,11 @@ import builtins
 import contextlib
 import hashlib
 import json
+import math
 import multiprocessing
 import os
 import sys
+import time
 import traceback
 import types
 import warnings
@@ -97,6 +100,8 @@ class Drawn:
     warnings: list[list[Any]] = field(default_factory=list)
     #: the part may be kept (it read no volatile study key and did not fail)
     keep: bool = True
+    #: how long drawing it took
+    seconds: float = 0.0
 
 
 # ----------------------------------------------------------------------------- the key
@@ -347,11 +352,13 @@ def _draw(part: Part, ctx: ReportContext) -> Drawn:
     study = _TrackedStudy(ctx.study)
     local = replace(ctx, study=study)
     out = Drawn(part)
+    t0 = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
         try:
             out.html = part.draw(local)
         except Exception as exc:
             out.error = (repr(exc), traceback.format_exc())
+    out.seconds = time.perf_counter() - t0
     out.warnings = [
         [w.category.__module__, w.category.__qualname__, str(w.message), w.filename, w.lineno]
         for w in caught
@@ -382,7 +389,7 @@ _WORKER: dict[str, Any] = {}
 
 def _draw_in_worker(index: int) -> tuple[Any, ...]:
     d = _draw(_WORKER["parts"][index], _WORKER["ctx"])
-    return d.html, d.error, d.warnings, d.keep  # the part itself need not be picklable
+    return d.html, d.error, d.warnings, d.keep, d.seconds  # the part need not be picklable
 
 
 def _workers(n_missing: int) -> int:
@@ -423,7 +430,12 @@ class FragmentCache:
         self.drawn = 0
         self.reused = 0
         self._code: dict[tuple[str, Path], str] = {}
-        self._inputs = inputs_digest(ctx, store, skip) if store is not None else None
+        self._inputs: str | None = None
+        if store is not None:
+            try:
+                self._inputs = inputs_digest(ctx, store, skip)
+            except (TypeError, ValueError):  # inputs that cannot be written down: draw all
+                self._inputs = None
 
     def _key(self, part: Part, registry: Any) -> str | None:
         if self.store is None or self._inputs is None:
@@ -449,7 +461,18 @@ class FragmentCache:
             return None
         return Drawn(part, html=html, reused=True, warnings=recorded)
 
+    def _last_seconds(self, part: Part) -> float:
+        if self.store is None:
+            return math.inf
+        try:
+            return float(self.store.memo("report-seconds", part.id) or math.inf)
+        except ValueError:
+            return math.inf
+
     def _keep(self, key: str | None, drawn: Drawn) -> None:
+        if self.store is not None and drawn.error is None:
+            with contextlib.suppress(StoreError):
+                self.store.put_memo("report-seconds", drawn.part.id, f"{drawn.seconds:.3f}")
         if key is None or self.store is None or not drawn.keep:
             return
         with contextlib.suppress(StoreError):
@@ -465,6 +488,9 @@ class FragmentCache:
         missing = [i for i, d in enumerate(out) if d is None]
         n = _workers(len(missing)) if self.parallel else 1
         if n > 1:
+            # the longest first (as they took last time; new ones count as long), so that
+            # no worker is left with a long part at the end
+            missing.sort(key=lambda i: -self._last_seconds(parts[i]))
             drawn = self._draw_forked(parts, missing, n)
         else:
             drawn = [_draw(parts[i], self.ctx) for i in missing]
@@ -489,8 +515,8 @@ class FragmentCache:
             with ProcessPoolExecutor(n, mp_context=ctx) as pool:
                 done = list(pool.map(_draw_in_worker, missing))
             return [
-                Drawn(parts[i], html=h, error=e, warnings=w, keep=k)
-                for i, (h, e, w, k) in zip(missing, done, strict=True)
+                Drawn(parts[i], html=h, error=e, warnings=w, keep=k, seconds=t)
+                for i, (h, e, w, k, t) in zip(missing, done, strict=True)
             ]
         except Exception:  # a worker could not start or died: draw here instead
             return [_draw(parts[i], self.ctx) for i in missing]
