@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -32,6 +33,18 @@ TINY_ZOO = [
 @pytest.fixture(autouse=True, scope="session")
 def _torch_threads() -> None:
     torch.set_num_threads(1)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _own_cache_dir(tmp_path_factory: pytest.TempPathFactory):
+    """Run records and the command index of the tests stay out of the user's cache."""
+    before = os.environ.get("ROBUSTLENS_CACHE_DIR")
+    os.environ["ROBUSTLENS_CACHE_DIR"] = str(tmp_path_factory.mktemp("cache"))
+    yield
+    if before is None:
+        os.environ.pop("ROBUSTLENS_CACHE_DIR", None)
+    else:
+        os.environ["ROBUSTLENS_CACHE_DIR"] = before
 
 
 @pytest.fixture(scope="session")

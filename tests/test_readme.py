@@ -38,7 +38,7 @@ ENV = {"COLUMNS": "200"}  # rich wraps tables to the terminal width
 #: README commands that are not run here, each with the reason (the exact README text)
 SKIPPED = {
     "robustlens demo": "follows `pip install -e .[gen]` (installs packages) and runs the full "
-    "demo study (about 18 minutes); tests/e2e runs the quick demo (`pytest -m slow`)",
+    "demo study (about 13 minutes); tests/e2e runs the quick demo (`pytest -m slow`)",
     "robustlens pretrained-demo": "runs real ImageNet models on photos with every measure "
     "(minutes); tests/data and tests/models test its pieces",
     "robustlens generate study.yaml --out generated": "trains a diffusion model (minutes); "
