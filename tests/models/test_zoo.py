@@ -12,9 +12,9 @@ import yaml
 
 from robustlens.config import parse_config
 from robustlens.demo import demo_config_dict
+from robustlens.models.planted import PLANTED_KEYS
 from robustlens.models.zoo import (
     BASE_CAUSES,
-    PLANTED_KEYS,
     TrainingData,
     ZooMember,
     augment_batch,

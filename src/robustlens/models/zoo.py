@@ -5,7 +5,8 @@ the synthetic world lets a recipe plant: the rate of the spurious mark in traini
 randomization (which raises shape bias), rotation, grayscale and corruption augmentation
 (:class:`ZooMember`). Optionally they train on real + generated images (``generated`` names an
 ImageFolder of generated images, mixed at ``generated_ratio`` generated per real image). Each
-model's config records its resolved causes under ``planted`` (:data:`PLANTED_KEYS`).
+model's config records its resolved causes under ``planted``
+(:data:`~robustlens.models.planted.PLANTED_KEYS`).
 
 The demo zoo (:func:`default_zoo`, :func:`quick_zoo`) is a base recipe per architecture plus
 one-factor sweeps of each cause spread over the architectures, so that no cause is confounded
@@ -65,18 +66,6 @@ CORRUPTION_PROBABILITY = 0.6
 CONTRAST_JITTER_MIN = 0.1
 ZOO_MEAN = (0.5, 0.5, 0.5)
 ZOO_STD = (0.25, 0.25, 0.25)
-#: the planted causes recorded in a member's config under ``"planted"`` (these names exactly)
-PLANTED_KEYS = (
-    "mark_rate",
-    "texture_randomization",
-    "rotation_augmentation",
-    "grayscale_augmentation",
-    "corruption_augmentation",
-    "generated_fraction",
-    "epochs",
-    "width",
-    "arch",
-)
 # the knobs each augmentation preset implies where a member leaves them unset (None)
 _PRESETS: dict[str, dict[str, Any]] = {
     "none": {
@@ -189,7 +178,8 @@ class ZooMember:
         return round(self.generated_ratio / (1.0 + self.generated_ratio), 4)
 
     def planted(self, world_mark_rate: float | None = None) -> dict[str, Any]:
-        """The planted causes, resolved (:data:`PLANTED_KEYS`), as recorded in the config.
+        """The planted causes, resolved (:data:`~robustlens.models.planted.PLANTED_KEYS`), as
+        recorded in the config.
 
         Example:
             >>> ZooMember("m", "resnet", 16, "texrand", 4, mark_rate=0.5).planted()["arch"]

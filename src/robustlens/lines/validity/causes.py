@@ -35,6 +35,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from robustlens.models.planted import PLANTED_KEYS
+
 __all__ = [
     "CORRUPTION_LEVELS",
     "PLANTED_KEYS",
@@ -43,18 +45,6 @@ __all__ = [
     "planted_causes",
 ]
 
-#: the planted causes every zoo model records, in display order
-PLANTED_KEYS = (
-    "mark_rate",
-    "texture_randomization",
-    "rotation_augmentation",
-    "grayscale_augmentation",
-    "corruption_augmentation",
-    "generated_fraction",
-    "epochs",
-    "width",
-    "arch",
-)
 #: corruption augmentation as an ordinal cause: none < one kind (noise or blur) < mixed
 CORRUPTION_LEVELS = {"none": 0, "noise": 1, "blur": 1, "mixed": 2}
 #: probability with which the old ``texrand`` recipe swapped the object's texture
