@@ -12,7 +12,9 @@ What is asserted, per check (:data:`EXPECTED`):
   whose planted effect is large enough to stay significant with the quick zoo;
 * ``"sign"``: only the expected sign, with the reason the quick demo is too small for
   significance there;
-* ``"spread"``: a generalization dimension still spans at least ten points of accuracy.
+* ``"spread"``: a generalization dimension still spans at least ten points of accuracy;
+* ``"stated"``: nothing beyond the row's presence, with the reason the quick demo cannot show
+  it (the check is recovered on the full demo).
 
 When the world or the zoo changes which checks pass, move the check between :data:`EXPECTED`
 and :data:`NOT_RECOVERED`.
@@ -34,44 +36,57 @@ from robustlens.report.page import build_report_context
 
 pytestmark = pytest.mark.slow
 
-#: check (prefix of the ``check`` column) -> (what must hold on the quick demo, why). These are
-#: the checks the quick demo of the current world passes (its validity table, computed from a
-#: quick-demo store: rho and p in the comments); the rest are in :data:`NOT_RECOVERED`.
+#: check (its ``check`` name, else a prefix) -> (what must hold on the quick demo, why). These
+#: are the checks the full demo recovers (its validity table, from an empty directory: value
+#: and p in the comments, full demo / quick demo); the rest are in :data:`NOT_RECOVERED`.
 EXPECTED: dict[str, tuple[str, str]] = {
-    # seed 001: accuracy under the view and EI share the view's predictions (+0.84, +0.98)
+    # seed 001: accuracy under the view and EI share the view's predictions
+    # (+0.90 / +0.77, p < 0.001 / 0.001; +0.91 / +0.96)
     "EI rotation vs accuracy under rotation (model-centric)": ("significant", "same views"),
     "EI grayscale vs accuracy under grayscale (model-centric)": ("significant", "same views"),
-    # dataset-centric: 40+ test sets per model (gray +0.28, p 0.001; rotation +0.30, p 0.04,
-    # too close to 0.05 to require significance on a re-trained zoo)
-    "EI grayscale vs OOD accuracy (dataset-centric)": ("significant", "many test sets per model"),
-    "EI rotation vs OOD accuracy (dataset-centric)": ("sign", "p near 0.05 on the quick zoo"),
-    # seed 002: texture randomisation changes the cue-conflict decisions (+0.58, p 0.007; the
-    # cause takes 3 values, which caps |rho| below the 0.7 of "recovered"); texture reliance is
-    # the same decision count (-1.00)
-    "shape bias vs texture randomisation (planted cause)": ("significant", "large effect"),
+    # seed 002: over the sweep, +0.82 (p 0.04, 7 models) / +0.78 (p 0.20): the quick zoo's
+    # sweep has 5 models (3 bases, 2 levels), too few for p < 0.05 with the bases tied
+    "shape bias vs texture randomisation (planted cause), one-factor sweep": (
+        "sign",
+        "5 models in the quick sweep",
+    ),
+    # the same decision count (-1.00 / -1.00)
     "shape bias vs texture reliance (same decisions)": ("significant", "same decision count"),
-    # corruption augmentation lowers spectral bias (-0.59, p 0.006)
-    "spectral bias vs corruption augmentation": ("significant", "noise augmentation"),
-    # seed 004: v2 is a fresh sample of the training distribution (R² 0.997)
-    "baseline fit on world/v2": ("significant", "same distribution as val"),
     "in distribution dimension spreads over the zoo": ("spread", "epochs and width vary"),
-    "robustness dimension spreads over the zoo": ("spread", "augmentations vary"),
+    "robustness dimension spreads over the zoo": ("spread", "corruption augmentation varies"),
+    "concepts dimension spreads over the zoo": ("spread", "texture randomisation varies"),
     "adversarial dimension spreads over the zoo": ("spread", "architectures differ"),
+    # seed 003: -0.84 / -0.86, p < 0.001 / < 0.001
+    "spurious score vs measured mark reliance": ("significant", "mark reliance spreads"),
+    # over the sweep, -0.96 (p 0.002, 7 models) / -0.89 (p 0.10, 5 models: too few)
+    "spurious score vs mark rate (planted cause), one-factor sweep": (
+        "sign",
+        "5 models in the quick sweep",
+    ),
+    # seed 004: R² 0.95 / 0.94 (v2), 0.89 / 0.97 (natural), slope p < 0.001
+    "baseline fit on world/v2": ("significant", "same distribution as val"),
+    "baseline fit on world/natural": ("significant", "val-like images a reference misses"),
+    # R² 0.53 (p 0.005) / 0.00 (p 0.94): the quick zoo's standard models, trained half as
+    # long, are at chance on rendition (0.07-0.14 on 120 images), so there is no line to fit
+    "baseline fit on world/rendition": ("stated", "at chance on the quick zoo"),
 }
-#: checks the current world does not pass, with the evidence (quick demo); not asserted, so
-#: that this test fails when a passing check breaks, not because of a known failure
+#: checks the full demo does not recover, with the evidence (full demo; the closing note and
+#: the report's validity section say why); not asserted, so that this test fails when a
+#: recovered check breaks, not because of a known failure
 NOT_RECOVERED: dict[str, str] = {
-    "spurious score vs measured mark reliance": "rho -0.07, p 0.77: the score misses the mark",
-    "spurious score vs mark rate (planted cause)": "rho +0.02, p 0.92",
-    "SpuFix lowers mark reliance on held-out images": "median change 0.000, p 0.16",
-    "vs corruption accuracy": "every clustering indicator: rho -0.02 to +0.24, p >= 0.32",
-    "EI rotation vs OOD accuracy (model-centric)": "rho +0.06, p 0.80",
-    "EI grayscale vs OOD accuracy (model-centric)": "rho -0.36, p 0.11 (wrong sign)",
-    "critical-band peak noise sensitivity": "no model of the zoo has a critical-band fit",
-    "concepts dimension spreads over the zoo": "range 0.087: sketch/rendition near chance",
-    "baseline fit on world/sketch": "R² 0.45",
-    "baseline fit on world/rendition": "R² 0.20",
-    "baseline fit on world/natural": "R² 0.09",
+    "vs corruption accuracy": "every clustering indicator: rho -0.55 to +0.15",
+    "EI rotation vs OOD accuracy (model-centric)": "rho -0.22, p 0.34",
+    "EI grayscale vs OOD accuracy (model-centric)": "rho +0.46, p 0.03 (|rho| < 0.7)",
+    "EI rotation vs OOD accuracy (dataset-centric)": "median rho +0.24",
+    "EI grayscale vs OOD accuracy (dataset-centric)": "median rho +0.18",
+    "shape bias vs texture randomisation (planted cause)": "zoo-wide +0.59: ties cap 0.67",
+    "spectral bias vs corruption augmentation": "-0.39 zoo-wide, -0.34 over the sweep",
+    "critical-band peak noise sensitivity": "peak sensitivity 1.0 for every fitted model",
+    "spurious score vs mark rate (planted cause)": "zoo-wide -0.51: ties cap 0.67",
+    "no flagged component at mark rate 0": "17 of 18 models",
+    "SpuFix lowers mark reliance on held-out images": "median change 0.000",
+    "baseline fit on world/sketch": "R² 0.37",
+    "ER of the generated-data models": "reported, no planted direction",
 }
 _SIGN = {"rho > 0": 1, "rho < 0": -1, "median rho > 0": 1}
 _MIN_SPREAD = 0.10
@@ -120,6 +135,8 @@ def test_every_line_has_checks_in_the_quick_demo(validity):
 def test_quick_demo_keeps_sign_and_significance(validity, check):
     kind, why = EXPECTED[check]
     row = _row(validity, check)
+    if kind == "stated":  # recovered on the full demo; too small a test on the quick one
+        return
     value, p = float(row["value"]), float(row["p_value"])
     assert math.isfinite(value), f"{check}: no value ({row['note']})"
     if kind == "spread":
@@ -132,3 +149,9 @@ def test_quick_demo_keeps_sign_and_significance(validity, check):
     assert value * sign > 0, f"{check}: {value:+.2f} has the wrong sign ({why})"
     if kind == "significant":
         assert p < 0.05, f"{check}: {value:+.2f}, p = {p:.3f} ({why})"
+
+
+def test_every_check_is_expected_or_listed_as_not_recovered(validity):
+    keys = [*EXPECTED, *NOT_RECOVERED]
+    unlisted = [c for c in validity["check"].astype(str) if not any(k in c for k in keys)]
+    assert not unlisted, f"classify these checks in EXPECTED or NOT_RECOVERED: {unlisted}"
