@@ -145,4 +145,6 @@ class StageProgress:
         if self.total and rate > 0 and not final:
             eta = f", ETA {(self.total - self.done) / rate:.0f} s"
         when = f"done in {elapsed:.0f} s" if final else f"{rate:.2f}{unit}/s{eta}"
-        self.out.print(f"  {self.stage}: {self.done:g}{total}{unit} ({when})")
+        # a count of things (images) moves by fractions inside a long batch: show whole ones
+        done = f"{self.done:g}" if (self.total or 0) < 10 else f"{int(self.done)}"
+        self.out.print(f"  {self.stage}: {done}{total}{unit} ({when})")

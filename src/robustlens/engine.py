@@ -725,6 +725,10 @@ class Engine:
             meta["sample_ids"].append(ids.numpy())
             for k, v in batch["extras"].items():
                 meta.setdefault(k, []).append(v.numpy())
+            # a batch may take minutes (every model under every view): the bar moves after
+            # each forward pass by its share of the batch, so that a log hears from it
+            passes = sum(len(views) for views in needed.values())
+            start, done = (bar.done if bar is not None else 0.0), 0
             # view-major order: a view that does not need the model is computed once per batch
             # and shared by every model that asked for it; one view is in memory at a time
             for v in dict.fromkeys(v for views in needed.values() for v in views):
@@ -756,6 +760,9 @@ class Engine:
                         xv = xv.contiguous(memory_format=torch.channels_last)
                     logits, feats = self._forward(model, xv)
                     report.forward_passes += len(xv)
+                    done += 1
+                    if bar is not None and done < passes:
+                        bar.update(start + len(imgs) * done / passes)
                     finite = torch.isfinite(logits).all(dim=1)
                     if not bool(finite.all()):
                         samples, views = run.bad.setdefault(i, (set(), set()))
@@ -769,7 +776,7 @@ class Engine:
                     if v in job.feature_views:
                         o["features"].append(feats.cpu().numpy())
             if bar is not None:
-                bar.advance(len(imgs))
+                bar.update(start + len(imgs))
         if skipped:
             self.store.put_skipped(run.meta_key.dataset_fp, skipped)
         for (i, v), o in outs.items():

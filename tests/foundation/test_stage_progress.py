@@ -40,3 +40,31 @@ def test_a_terminal_gets_a_bar_and_no_lines():
     with StageProgress("world", total=2, out=out) as p:
         p.advance(2)
     assert "world: 2/2" not in buf.getvalue()
+
+
+def test_one_long_batch_moves_the_engine_bar_after_each_forward_pass(
+    monkeypatch, tiny_world, tiny_models, tmp_path
+):
+    # a log line at every update: the bar must move inside a batch, not only after it
+    from robustlens.engine import Engine, EngineJob
+    from robustlens.store import Store
+
+    out, buf = _log()
+    init = StageProgress.__init__
+
+    def logged(self, stage, total=None, unit="", out=out, every=0.0):
+        init(self, stage, total, unit, out, every)
+
+    monkeypatch.setattr(StageProgress, "__init__", logged)
+    ds = tiny_world.dataset("val")
+    views = ["clean", "rot90", "gray"]
+    engine = Engine(Store(tmp_path / "store"), batch_size=1000, device="cpu", progress=True)
+    engine.run(ds, [EngineJob(m, views, frozenset()) for m in tiny_models])
+    counts = [
+        int(line.split(": ")[1].split("/")[0])
+        for line in buf.getvalue().splitlines()
+        if line.strip().startswith("world/val:")
+    ]
+    # 3 models x 3 views = 9 passes over the one batch of all images: 8 lines inside it
+    assert len(counts) >= 9 and counts == sorted(counts) and counts[-1] == len(ds)
+    assert 0 < counts[0] < len(ds)
