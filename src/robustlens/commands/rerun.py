@@ -223,13 +223,17 @@ def record_run(
     if inputs is None:
         return None
     output, store_dir = Path(cfg.output).resolve(), Path(cfg.store).resolve()
+    try:
+        checks = _checks(config_path, output, store_dir, [str(p) for p in inputs])
+    except OSError:  # a file vanished meanwhile: no record, the next run runs
+        return None
     record = {
         "version": RECORD_VERSION,
         "config": str(config_path.resolve()),
         "output": str(output),
         "store": str(store_dir),
         "input_paths": [str(p) for p in inputs],
-        "checks": _checks(config_path, output, store_dir, [str(p) for p in inputs]),
+        "checks": checks,
         "summary": summary,
         "report": str(report_path) if report_path else None,
         "shape": f"{len(result.models)} models x {len(result.datasets)} datasets",
