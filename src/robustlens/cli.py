@@ -163,7 +163,14 @@ def _generated_twins(
                 train_world_generator(world, gen_dir, steps=section.train_steps, progress=p.update)
             console.print(f"  trained the world generator in {time.perf_counter() - t0:.1f}s")
         t1 = time.perf_counter()
-        sample_world_generator(gen_dir, img_dir, section.n_per_class, steps=section.sample_steps)
+        with StageProgress("sampling", total=1.0) as p:
+            sample_world_generator(
+                gen_dir,
+                img_dir,
+                section.n_per_class,
+                steps=section.sample_steps,
+                progress=p.update,
+            )
         done_marker.write_text("ok")
         console.print(
             f"  sampled {section.n_per_class} images per class in {time.perf_counter() - t1:.1f}s"

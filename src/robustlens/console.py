@@ -5,6 +5,7 @@ standard error, and errors as one clear line with exit code 2 (or the error's ow
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any, NoReturn
@@ -81,7 +82,9 @@ class StageProgress:
 
     On a terminal: a rich bar (done/total, elapsed, remaining). In a log or pipe, where a bar
     would print nothing until the end: a plain line ``stage: done/total (rate/s, ETA)`` at the
-    first step and then at most every :data:`LOG_EVERY_SECONDS`, and one when the stage ends.
+    first step and then at most every :data:`LOG_EVERY_SECONDS`, and one when the stage ends;
+    a step that takes longer (the first zoo member to finish, a long batch) still gets a line
+    every :data:`LOG_EVERY_SECONDS` from a heartbeat thread, so a log never goes quiet longer.
     """
 
     def __init__(
@@ -98,6 +101,9 @@ class StageProgress:
         self._bar: Progress | None = None
         self._task: Any = None
         self._t0 = self._last = 0.0
+        self._last_wall = 0.0  # monotonic time of the last line, for the heartbeat
+        self._stop = threading.Event()
+        self._heartbeat: threading.Thread | None = None
 
     def __enter__(self) -> StageProgress:
         self._t0 = time.perf_counter()
@@ -114,9 +120,21 @@ class StageProgress:
             )
             self._bar.start()
             self._task = self._bar.add_task(self.stage, total=self.total)
+        elif self.every > 0:
+            self._last_wall = time.monotonic()
+            self._heartbeat = threading.Thread(target=self._beat, daemon=True)
+            self._heartbeat.start()
         return self
 
+    def _beat(self) -> None:
+        while not self._stop.wait(self.every / 4):
+            if time.monotonic() - self._last_wall >= self.every:
+                self._line()
+
     def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._heartbeat is not None:
+            self._heartbeat.join()
         if self._bar is not None:
             self._bar.stop()
         elif self.done:
@@ -137,6 +155,7 @@ class StageProgress:
     def _line(self, final: bool = False) -> None:
         now = time.perf_counter()
         self._last = now
+        self._last_wall = time.monotonic()
         elapsed = max(now - self._t0, 1e-9)
         rate = self.done / elapsed
         unit = f" {self.unit}" if self.unit else ""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import time
 
 from rich.console import Console
 
@@ -68,3 +69,11 @@ def test_one_long_batch_moves_the_engine_bar_after_each_forward_pass(
     # 3 models x 3 views = 9 passes over the one batch of all images: 8 lines inside it
     assert len(counts) >= 9 and counts == sorted(counts) and counts[-1] == len(ds)
     assert 0 < counts[0] < len(ds)
+
+
+def test_a_log_hears_from_a_stage_whose_steps_take_longer_than_the_interval():
+    out, buf = _log()
+    with StageProgress("zoo", total=3, unit="members", out=out, every=0.2):
+        time.sleep(0.7)  # no step at all yet: the heartbeat still prints
+    lines = [line for line in buf.getvalue().splitlines() if line.strip()]
+    assert len(lines) >= 2 and all(line.strip().startswith("zoo: 0/3 members") for line in lines)
