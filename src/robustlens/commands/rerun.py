@@ -36,12 +36,13 @@ import json
 import os
 import sys
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import robustlens
 from robustlens.commands.lazy import cache_dir
+from robustlens.paths import named_paths
 
 if TYPE_CHECKING:
     from robustlens.config import StudyConfig
@@ -147,17 +148,6 @@ def environment_signature() -> str:
     return h.hexdigest()
 
 
-def _strings(value: Any) -> Iterator[str]:
-    if isinstance(value, str):
-        yield value
-    elif isinstance(value, Mapping):
-        for v in value.values():
-            yield from _strings(v)
-    elif isinstance(value, Iterable) and not isinstance(value, bytes):
-        for v in value:
-            yield from _strings(v)
-
-
 def _input_paths(cfg: StudyConfig, base: Path) -> list[Path] | None:
     """Every existing path the study file names (inputs), or ``None`` when some model comes
     from a download cache (see the module doc)."""
@@ -166,24 +156,11 @@ def _input_paths(cfg: StudyConfig, base: Path) -> list[Path] | None:
         if any(entry.get(k) for k in _CACHE_KEYS):
             return None
     store, output = Path(cfg.store).resolve(), Path(cfg.output).resolve()
-    found: set[Path] = set()
-    for s in _strings(data):
-        if not s or len(s) > 4096 or "\n" in s:
-            continue
-        p = Path(s).expanduser()
-        p = p if p.is_absolute() else base / p
-        try:
-            if not p.exists():
-                continue
-        except OSError:
-            continue
-        p = p.resolve()
-        if p == Path("/") or p in (store, output):
-            continue
-        if store in p.parents or output in p.parents:
-            continue
-        found.add(p)
-    return sorted(found)
+    return [
+        p
+        for p in named_paths(data, base)
+        if p != Path("/") and p not in (store, output) and not {store, output} & set(p.parents)
+    ]
 
 
 def _options(store: Path | None, executor: str | None, address: str | None, report: bool):

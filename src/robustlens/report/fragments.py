@@ -53,6 +53,7 @@ import pandas as pd
 
 import robustlens
 from robustlens.errors import StoreError
+from robustlens.paths import named_paths
 from robustlens.report.context import ReportContext
 from robustlens.store import Store
 
@@ -278,28 +279,9 @@ def _results_digest(df: pd.DataFrame) -> str:
     return h.hexdigest()
 
 
-def _strings(x: Any) -> Iterator[str]:
-    if isinstance(x, str):
-        yield x
-    elif isinstance(x, Mapping):
-        for v in x.values():
-            yield from _strings(v)
-    elif isinstance(x, list | tuple):
-        for v in x:
-            yield from _strings(v)
-
-
 def _named_files(study: Mapping[str, Any]) -> list[Path]:
     """Files the study summary names by path (e.g. a published table given as a file)."""
-    found = set()
-    for s in _strings(study):
-        if not s or len(s) > 1024 or "\n" in s:
-            continue
-        with contextlib.suppress(OSError, ValueError):
-            p = Path(s).expanduser()
-            if p.is_file():
-                found.add(p.resolve())
-    return sorted(found)
+    return named_paths(study, files_only=True)
 
 
 def _output_files(out_dir: Path, skip: Sequence[Path]) -> list[Path]:
