@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from dataclasses import asdict
 from pathlib import Path
 
@@ -62,7 +63,7 @@ def test_a_rerun_replays_the_summary_and_any_change_runs_in_full(study, tmp_path
     # a checkpoint touched (same bytes, new modification time)
     ckpt = next((tmp_path / "zoo").glob("*.safetensors"))
     st = ckpt.stat()
-    os.utime(ckpt, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
+    os.utime(ckpt, ns=(st.st_atime_ns, st.st_mtime_ns - 1_000_000_000))  # not in the future
     assert RAN in _study(study)
     assert REPLAYED in _study(study)
 
@@ -109,25 +110,39 @@ class _Result:
 
 def test_no_record_for_a_run_that_left_something_out(study):
     cfg = parse_config(yaml.safe_load(study.read_text()), "s", base_dir=study.parent)
-    assert rerun.record_run(study, _Result(cfg), "table") is not None
+    assert rerun.record_run(study, _Result(cfg), "table", started=time.time()) is not None
     for left_out in (
         {"skipped": {"d": [("a.jpg", "not an image")]}},
         {"failures": [{"model": "m"}]},
         {"incidents": ["quarantined"]},
     ):
-        assert rerun.record_run(study, _Result(cfg, **left_out), "table") is None
+        result = _Result(cfg, **left_out)
+        assert rerun.record_run(study, result, "table", started=time.time()) is None
 
 
 def test_no_record_for_models_from_a_download_cache(study):
     data = yaml.safe_load(study.read_text())
     data["models"] = [{"source": "timm", "arch": "test_resnet", "pretrained": True}]
     cfg = parse_config(data, "s", base_dir=study.parent)
-    assert rerun.record_run(study, _Result(cfg), "table") is None
+    assert rerun.record_run(study, _Result(cfg), "table", started=time.time()) is None
 
 
 def test_inputs_are_the_existing_paths_the_study_names(study, tmp_path):
     cfg = parse_config(yaml.safe_load(study.read_text()), "s", base_dir=study.parent)
-    path = rerun.record_run(study, _Result(cfg), "table")
+    path = rerun.record_run(study, _Result(cfg), "table", started=time.time())
     record = json.loads(path.read_text())
     assert record["input_paths"] == [str((tmp_path / "zoo").resolve())]
     assert record["summary"] == "table" and record["shape"] == "1 models x 1 datasets"
+
+
+def test_no_record_when_an_input_changed_while_the_study_ran(study, tmp_path):
+    cfg = parse_config(yaml.safe_load(study.read_text()), "s", base_dir=study.parent)
+    started = time.time()
+    assert rerun.record_run(study, _Result(cfg), "table", started=started) is not None
+    ckpt = next((tmp_path / "zoo").glob("*.safetensors"))
+    st = ckpt.stat()
+    os.utime(ckpt, ns=(st.st_atime_ns, int(started * 1e9) + 1_000_000))  # during the run
+    assert rerun.record_run(study, _Result(cfg), "table", started=started) is None
+    study.write_text(study.read_text())  # the study file rewritten during the run
+    os.utime(ckpt, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert rerun.record_run(study, _Result(cfg), "table", started=started) is None

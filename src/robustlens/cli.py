@@ -260,12 +260,13 @@ def study_cmd(
         if record.get("report"):
             console.print(f"[bold green]report:[/] {record['report']}")
         return
+    started = time.time()
     with capturing_tables() as printed:
         result = run_study_command(path, store, executor=executor, address=address)
     page = write_report_command(result) if report and result is not None else None
     if result is not None and not exit_code_of(result):
         summary = "".join(c.export_text(styles=False) for c in printed)
-        rerun.record_run(path, result, summary, report_path=page, **options)
+        rerun.record_run(path, result, summary, started=started, report_path=page, **options)
     if exit_code_of(result):
         raise typer.Exit(exit_code_of(result))
 

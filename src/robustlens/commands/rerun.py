@@ -36,7 +36,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -178,19 +178,36 @@ def _checks(config_path: Path, output: Path, store: Path, inputs: list[str]) -> 
     }
 
 
+def _changed_since(started_ns: int, paths: Iterable[Path]) -> bool:
+    """Whether any file under ``paths`` was modified at or after ``started_ns``."""
+    for p in paths:
+        try:
+            if p.is_dir():
+                if any(mtime >= started_ns for _, _, mtime in _files(p)):
+                    return True
+            elif p.stat().st_mtime_ns >= started_ns:
+                return True
+        except OSError:
+            return True
+    return False
+
+
 def record_run(
     config_path: Path,
     result: StudyResult,
     summary: str,
     *,
+    started: float,
     report_path: Path | None = None,
     store: Path | None = None,
     executor: str | None = None,
     address: str | None = None,
     report: bool = True,
 ) -> Path | None:
-    """Write the run record of a finished study (see the module doc); ``None`` when the run
-    may not have one (a failure, a skipped file, a damaged array, a download cache)."""
+    """Write the run record of a finished study that began at ``started`` (``time.time()``;
+    see the module doc). ``None`` when the run may not have one: a failure, a skipped file, a
+    damaged array, a download cache, or a study file, input or robustlens file modified since
+    the run began (its numbers may come from the old one)."""
     if result.failures or result.incidents or any(result.skipped.values()):
         return None
     cfg = result.config
@@ -198,6 +215,9 @@ def record_run(
         return None
     inputs = _input_paths(cfg, config_path.resolve().parent)
     if inputs is None:
+        return None
+    package = Path(robustlens.__file__).resolve().parent
+    if _changed_since(int(started * 1e9), [config_path, package, *inputs]):
         return None
     output, store_dir = Path(cfg.output).resolve(), Path(cfg.store).resolve()
     try:
