@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
-from collections.abc import Mapping
 
 import numpy as np
 import pytest
@@ -23,6 +22,7 @@ from robustlens.metrics.critical_band import critical_band
 from robustlens.plan import plan_views
 from robustlens.store import StoredArrays
 from robustlens.study import run_study
+from robustlens.testing import InMemoryArrays
 
 CLASSES = ("a", "b", "c", "d")
 SMALL = {
@@ -36,27 +36,6 @@ SMALL = {
 
 def _info(name: str, role: str, **tags) -> DatasetInfo:
     return DatasetInfo(name, f"fp-{name}", role, CLASSES, tags)
-
-
-class FakeArrays:
-    """Duck-typed StoredArrays: logits per view, labels and extras, held in memory."""
-
-    def __init__(self, labels, logits: Mapping[str, np.ndarray], extras=None) -> None:
-        self._labels = np.asarray(labels, dtype=np.int64)
-        self._logits = dict(logits)
-        self._extras = dict(extras or {})
-
-    def labels(self) -> np.ndarray:
-        return self._labels
-
-    def sample_ids(self) -> np.ndarray:
-        return np.arange(len(self._labels))
-
-    def extra(self, name: str) -> np.ndarray:
-        return self._extras[name]
-
-    def logits(self, view: str = "clean") -> np.ndarray:
-        return self._logits[view]  # KeyError: the measure read a view it did not request
 
 
 def _logits_with_accuracy(labels: np.ndarray, acc: float, k: int = 4) -> np.ndarray:
@@ -138,7 +117,7 @@ def test_shape_bias_and_spectral_values_on_hand_made_logits():
     shape = np.array([0, 1, 2, 3, 0, 1])
     texture = np.array([1, 2, 3, 0, 0, 3])  # sample 4 has shape == texture: excluded
     decision = np.array([0, 2, 2, 1, 0, 3])  # shape, texture, shape, neither, (excl.), texture
-    cc = FakeArrays(shape, {"clean": np.eye(4)[decision] * 3.0}, {"texture_label": texture})
+    cc = InMemoryArrays(shape, {"clean": np.eye(4)[decision] * 3.0}, {"texture_label": texture})
     labels = np.array([0, 1, 2, 3] * 5)
     views = {"clean": _logits_with_accuracy(labels, 0.8)}
     low_acc = dict(zip(SMALL["cutoffs"], (0.2, 0.4, 0.6, 0.8, 0.8), strict=True))
@@ -146,7 +125,7 @@ def test_shape_bias_and_spectral_values_on_hand_made_logits():
     for c in SMALL["cutoffs"]:
         views[f"lowpass:{c}"] = _logits_with_accuracy(labels, low_acc[c])
         views[f"highpass:{c}"] = _logits_with_accuracy(labels, high_acc[c])
-    val = FakeArrays(labels, views)
+    val = InMemoryArrays(labels, views)
     infos = {"cc": _info("cc", "cue_conflict"), "val": _info("val", "id")}
     ident = ClassMapping.identity(4)
     out = m.compute(_model(), infos, {"cc": cc, "val": val}, {"cc": ident, "val": ident})
@@ -182,7 +161,7 @@ def _cb_measure(**opts) -> BiasesMeasure:
 
 def _cb_compute(m: BiasesMeasure, table, labels=None) -> MeasureOutput:
     labels = np.array([0, 1, 2, 3] * 25) if labels is None else labels
-    a = FakeArrays(labels, _critical_band_views(labels, table))
+    a = InMemoryArrays(labels, _critical_band_views(labels, table))
     ident = ClassMapping.identity(4)
     return m.compute(_model(), {"val": _info("val", "id")}, {"val": a}, {"val": ident})
 
@@ -294,7 +273,7 @@ def test_zero_clean_accuracy_gives_nan_spectral_bias_with_reason():
     out = m.compute(
         _model(),
         {"val": _info("val", "id")},
-        {"val": FakeArrays(labels, views)},
+        {"val": InMemoryArrays(labels, views)},
         {"val": ClassMapping.identity(4)},
     )
     assert math.isnan(out.values[("val", "low_freq_bias")])

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 import numpy as np
 import pytest
 import typer
@@ -13,30 +11,10 @@ from robustlens.errors import ValidationError
 from robustlens.lines.validity.commands import register
 from robustlens.lines.validity.measure import GroundTruthMeasure
 from robustlens.measure import DatasetInfo, ModelInfo, available_measures, get_measure
+from robustlens.testing import InMemoryArrays
 
 K = 4
 CLASSES = tuple("abcd")
-
-
-class FakeArrays:
-    """Duck-typed StoredArrays: logits per view, labels and extras, held in memory."""
-
-    def __init__(self, labels, logits: Mapping[str, np.ndarray], extras=None) -> None:
-        self._labels = np.asarray(labels, dtype=np.int64)
-        self._logits = dict(logits)
-        self._extras = dict(extras or {})
-
-    def labels(self) -> np.ndarray:
-        return self._labels
-
-    def sample_ids(self) -> np.ndarray:
-        return np.arange(len(self._labels))
-
-    def extra(self, name: str) -> np.ndarray:
-        return self._extras[name]
-
-    def logits(self, view: str = "clean") -> np.ndarray:
-        return self._logits[view]  # KeyError: the measure read a view it did not request
 
 
 def _onehot(pred) -> np.ndarray:
@@ -47,7 +25,7 @@ def _info(name: str, role: str, **tags) -> DatasetInfo:
     return DatasetInfo(name, f"fp-{name}", role, CLASSES, tags)
 
 
-def _compute(datasets: dict[str, tuple[DatasetInfo, FakeArrays]]):
+def _compute(datasets: dict[str, tuple[DatasetInfo, InMemoryArrays]]):
     m = GroundTruthMeasure()
     model = ModelInfo("m", "fp-m", CLASSES, {})
     infos = {n: info for n, (info, _) in datasets.items()}
@@ -73,7 +51,7 @@ def test_it_is_registered_with_the_views_of_each_role():
 
 @pytest.mark.parametrize(("predict", "expected"), [(MARK, 1.0), (OBJECT, 0.0)])
 def test_mark_reliance_is_one_when_the_mark_decides_and_zero_when_ignored(predict, expected):
-    arrays = FakeArrays(OBJECT, {"clean": _onehot(predict)}, {"spurious_label": MARK})
+    arrays = InMemoryArrays(OBJECT, {"clean": _onehot(predict)}, {"spurious_label": MARK})
     out = _compute({"world/spurious": (_info("world/spurious", "spurious"), arrays)})
     assert out.values[("world/spurious", "mark_reliance")] == pytest.approx(expected)
     assert out.values[("world/spurious", "mark_reliance_n")] == len(OBJECT)
@@ -83,12 +61,12 @@ def test_mark_reliance_is_one_when_the_mark_decides_and_zero_when_ignored(predic
 def test_mark_reliance_leaves_out_images_of_the_marks_class_and_counts_all_without_objects():
     labels = np.array([0, 1, 2, 3])
     marks = np.array([1, 1, 3, 3])  # rows 1 and 3: the object is the mark's class
-    arrays = FakeArrays(labels, {"clean": _onehot(marks)}, {"spurious_label": marks})
+    arrays = InMemoryArrays(labels, {"clean": _onehot(marks)}, {"spurious_label": marks})
     out = _compute({"sp": (_info("sp", "spurious"), arrays)})
     assert out.values[("sp", "mark_reliance")] == 1.0 and out.values[("sp", "mark_reliance_n")] == 2
     # the current world: no object, the label is the mark's class; half predicted as the mark
     pred = np.array([0, 2, 2, 0])
-    arrays = FakeArrays(labels, {"clean": _onehot(pred)}, {"spurious_label": labels})
+    arrays = InMemoryArrays(labels, {"clean": _onehot(pred)}, {"spurious_label": labels})
     out = _compute({"sp": (_info("sp", "spurious"), arrays)})
     assert out.values[("sp", "mark_reliance")] == 0.5 and out.values[("sp", "mark_reliance_n")] == 4
 
@@ -97,19 +75,19 @@ def test_texture_reliance_counts_texture_decisions_among_shape_or_texture_ones()
     shape = np.array([0, 1, 2, 3, 0])
     texture = np.array([1, 2, 3, 0, 0])  # the last image is left out (shape == texture)
     pred = np.array([1, 2, 2, 1, 0])  # texture, texture, shape, neither, (left out)
-    arrays = FakeArrays(shape, {"clean": _onehot(pred)}, {"texture_label": texture})
+    arrays = InMemoryArrays(shape, {"clean": _onehot(pred)}, {"texture_label": texture})
     out = _compute({"cc": (_info("cc", "cue_conflict"), arrays)})
     assert out.values[("cc", "texture_reliance")] == pytest.approx(2 / 3)
     assert out.values[("cc", "texture_decisions_n")] == 3
     with pytest.raises(ValidationError, match="texture_label"):
-        _compute({"cc": (_info("cc", "cue_conflict"), FakeArrays(shape, {"clean": pred}))})
+        _compute({"cc": (_info("cc", "cue_conflict"), InMemoryArrays(shape, {"clean": pred}))})
 
 
 def test_view_accuracies_and_the_mean_corruption_accuracy():
     y = np.array([0, 1, 2, 3])
     wrong = (y + 1) % K
     half = np.array([0, 1, 3, 0])
-    val = FakeArrays(
+    val = InMemoryArrays(
         y,
         {
             "clean": _onehot(y),
@@ -121,7 +99,7 @@ def test_view_accuracies_and_the_mean_corruption_accuracy():
     )
     data = {"world/val": (_info("world/val", "id"), val)}
     for name, pred in (("world/corrupt/fog/1", y), ("world/corrupt/fog/3", half)):
-        data[name] = (_info(name, "corrupt"), FakeArrays(y, {"clean": _onehot(pred)}))
+        data[name] = (_info(name, "corrupt"), InMemoryArrays(y, {"clean": _onehot(pred)}))
     out = _compute(data)
     assert out.values[("world/val", "clean_accuracy")] == 1.0
     assert out.values[("world/val", "rotation_accuracy")] == pytest.approx((1 + 0.5 + 0) / 3)
