@@ -646,7 +646,7 @@ def training_cost(member: ZooMember) -> float:
         >>> training_cost(b) / training_cost(a), training_cost(c) / training_cost(a)
         (2.0, 0.0625)
     """
-    reference = {"cnn": 32, "resnet": 16, "mixer": 64}.get(member.arch, member.width)
+    reference = BASE_RECIPES.get(member.arch, (member.width, 0))[0]
     data = 1.0 + (member.generated_ratio if member.generated else 0.0)
     return member.epochs * data * (member.width / reference) ** 2
 
