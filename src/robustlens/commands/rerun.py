@@ -36,7 +36,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -86,6 +86,25 @@ def _files(root: Path) -> Iterator[tuple[str, int, int]]:
             yield os.path.relpath(p, root), st.st_size, st.st_mtime_ns
 
 
+def _tree(path: str | Path) -> tuple[str, int]:
+    """A file's or folder's digest of sizes and modification times (``"absent"`` if gone),
+    and the newest modification time in it (ns; -1 if gone)."""
+    p = Path(path)
+    try:
+        st = p.stat()
+    except OSError:
+        return "absent", -1
+    h = hashlib.sha256()
+    if not p.is_dir():
+        h.update(json.dumps([st.st_size, st.st_mtime_ns]).encode())
+        return h.hexdigest(), st.st_mtime_ns
+    newest = -1
+    for item in _files(p):
+        h.update(json.dumps(item).encode())
+        newest = max(newest, item[2])
+    return h.hexdigest(), newest
+
+
 def tree_signature(path: str | Path) -> str:
     """A digest of a file's or folder's sizes and modification times (``"absent"`` if gone).
 
@@ -98,18 +117,7 @@ def tree_signature(path: str | Path) -> str:
         >>> before != tree_signature(d), tree_signature(d / "nothing")
         (True, 'absent')
     """
-    p = Path(path)
-    try:
-        st = p.stat()
-    except OSError:
-        return "absent"
-    h = hashlib.sha256()
-    if p.is_dir():
-        for item in _files(p):
-            h.update(json.dumps(item).encode())
-    else:
-        h.update(json.dumps([st.st_size, st.st_mtime_ns]).encode())
-    return h.hexdigest()
+    return _tree(path)[0]
 
 
 def _distributions() -> list[str]:
@@ -127,12 +135,17 @@ def _distributions() -> list[str]:
     return sorted(out)
 
 
-def environment_signature() -> str:
-    """What the code of a run was: robustlens's files, the installed distributions, Python,
-    the variables that change what runs, the GPUs present (see the module doc)."""
+#: the installed robustlens package, whose files are part of the code a run used
+_PACKAGE = Path(robustlens.__file__).resolve().parent
+
+
+def environment_signature(package_digest: str | None = None) -> str:
+    """What the code of a run was: robustlens's files (``package_digest``, the
+    :func:`tree_signature` of the package, computed when not given), the installed
+    distributions, Python, the variables that change what runs, the GPUs present (see the
+    module doc)."""
     h = hashlib.sha256()
-    package = Path(robustlens.__file__).resolve().parent
-    h.update(tree_signature(package).encode())
+    h.update((package_digest or tree_signature(_PACKAGE)).encode())
     for item in _distributions():
         h.update(item.encode())
     env = {
@@ -168,28 +181,22 @@ def _options(store: Path | None, executor: str | None, address: str | None, repo
             "report": report}  # fmt: skip
 
 
-def _checks(config_path: Path, output: Path, store: Path, inputs: list[str]) -> dict[str, Any]:
-    return {
+def _checks(
+    config_path: Path, output: Path, store: Path, inputs: list[str]
+) -> tuple[dict[str, Any], int]:
+    """The record's checks, and the newest modification time (ns) among the study file, the
+    robustlens package and the inputs (one walk of each serves both)."""
+    package_digest, package_newest = _tree(_PACKAGE)
+    trees = {p: _tree(p) for p in inputs}
+    checks = {
         "config_sha256": hashlib.sha256(config_path.read_bytes()).hexdigest(),
-        "environment": environment_signature(),
-        "inputs": {p: tree_signature(p) for p in inputs},
+        "environment": environment_signature(package_digest),
+        "inputs": {p: digest for p, (digest, _) in trees.items()},
         "outputs": tree_signature(output),
         "store": store.is_dir(),
     }
-
-
-def _changed_since(started_ns: int, paths: Iterable[Path]) -> bool:
-    """Whether any file under ``paths`` was modified at or after ``started_ns``."""
-    for p in paths:
-        try:
-            if p.is_dir():
-                if any(mtime >= started_ns for _, _, mtime in _files(p)):
-                    return True
-            elif p.stat().st_mtime_ns >= started_ns:
-                return True
-        except OSError:
-            return True
-    return False
+    newest = max(config_path.stat().st_mtime_ns, package_newest, *(n for _, n in trees.values()))
+    return checks, newest
 
 
 def record_run(
@@ -216,14 +223,13 @@ def record_run(
     inputs = _input_paths(cfg, config_path.resolve().parent)
     if inputs is None:
         return None
-    package = Path(robustlens.__file__).resolve().parent
-    if _changed_since(int(started * 1e9), [config_path, package, *inputs]):
-        return None
     output, store_dir = Path(cfg.output).resolve(), Path(cfg.store).resolve()
     try:
-        checks = _checks(config_path, output, store_dir, [str(p) for p in inputs])
+        checks, newest = _checks(config_path, output, store_dir, [str(p) for p in inputs])
     except OSError:  # a file vanished meanwhile: no record, the next run runs
         return None
+    if newest >= int(started * 1e9) or "absent" in checks["inputs"].values():
+        return None  # modified (or gone) while the study ran
     record = {
         "version": RECORD_VERSION,
         "config": str(config_path.resolve()),
@@ -265,7 +271,7 @@ def replay(
     if not isinstance(record, dict) or record.get("version") != RECORD_VERSION:
         return None
     try:
-        now = _checks(
+        now, _ = _checks(
             config_path,
             Path(record["output"]),
             Path(record["store"]),
