@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 
@@ -69,3 +70,26 @@ def tiny_models(tiny_zoo_dir: Path):
     from robustlens.models.zoo import load_zoo_model, zoo_members_in
 
     return [load_zoo_model(p) for p in zoo_members_in(tiny_zoo_dir)]
+
+
+@pytest.fixture()
+def disk_full_after(monkeypatch: pytest.MonkeyPatch):
+    """``disk_full_after(n)``: from the (n+1)-th array file a store creates on, creating one
+    fails as on a full disk (``ENOSPC``); returns a function that frees the disk again."""
+    real = os.open
+
+    def install(n: int):
+        created = {"n": 0}
+
+        def open_(path, *args, **kwargs):
+            p = Path(path)
+            if p.name.startswith(".tmp-") and p.parent.parent.name == "objects":
+                created["n"] += 1
+                if created["n"] > n:
+                    raise OSError(errno.ENOSPC, "No space left on device")
+            return real(path, *args, **kwargs)
+
+        monkeypatch.setattr(os, "open", open_)
+        return lambda: monkeypatch.setattr(os, "open", real)
+
+    return install

@@ -1,10 +1,8 @@
 """Faults: a full disk mid-run loses nothing, a killed Ray worker is retried."""
 
-import errno
 import os
 import sqlite3
 import sys
-import tempfile
 from dataclasses import asdict
 from pathlib import Path
 
@@ -20,27 +18,18 @@ from robustlens.study import run_study
 
 
 def test_disk_full_mid_run_is_a_clear_error_and_resumes(
-    tmp_path, tiny_world, tiny_models, monkeypatch
+    tmp_path, tiny_world, tiny_models, disk_full_after
 ):
     store = Store(tmp_path / "s")
     ds = tiny_world.dataset("val")
     m = tiny_models[0]
-    real_mkstemp = tempfile.mkstemp
-    calls = {"n": 0}
-
-    def full_disk(*a, **k):
-        calls["n"] += 1
-        if calls["n"] > 10:  # shard 0 (8 files) completes, shard 1 hits the full disk
-            raise OSError(errno.ENOSPC, "No space left on device")
-        return real_mkstemp(*a, **k)
-
-    monkeypatch.setattr(tempfile, "mkstemp", full_disk)
+    free_disk = disk_full_after(10)  # shard 0 (8 files) completes, shard 1 hits the full disk
     eng = Engine(store, batch_size=8, shard_size=16)
     with pytest.raises(StoreError, match=r"disk is full.*rerun to resume"):
         eng.run(ds, [EngineJob(m, ("clean", "gray"))])
     committed = store.stats()["shards"]
     assert committed >= 1
-    monkeypatch.setattr(tempfile, "mkstemp", real_mkstemp)
+    free_disk()
     rep = eng.run(ds, [EngineJob(m, ("clean", "gray"))])
     assert rep.shards_cached >= 1  # finished shards were kept
     assert rep.forward_passes < 2 * len(ds)

@@ -17,12 +17,10 @@ and only listed here (:data:`ELSEWHERE`).
 from __future__ import annotations
 
 import dataclasses
-import errno
 import json
 import os
 import shutil
 import sqlite3
-import tempfile
 import textwrap
 import warnings
 from collections.abc import Callable
@@ -81,6 +79,8 @@ class Env:
     folder: Path  # a clean tiny ImageFolder (4 classes x 6 images)
     monkeypatch: pytest.MonkeyPatch
     classes: tuple[str, ...] = ()  # the world's class names
+    #: the ``disk_full_after`` fixture: makes the store's disk full after n array files
+    disk_full_after: Callable[[int], Callable[[], None]] | None = None
     cleanups: list[Callable[[], None]] = dataclasses.field(default_factory=list)
 
     def study(
@@ -433,19 +433,10 @@ def more_outputs_than_classes(env: Env):
 
 def disk_full(env: Env):
     study = env.study()
-    real = tempfile.mkstemp
-    calls = {"n": 0}
-
-    def full(*a, **k):
-        calls["n"] += 1
-        if calls["n"] > 12:
-            raise OSError(errno.ENOSPC, "No space left on device")
-        return real(*a, **k)
-
-    env.monkeypatch.setattr(tempfile, "mkstemp", full)
+    free_disk = env.disk_full_after(12)
 
     def check() -> None:
-        env.monkeypatch.setattr(tempfile, "mkstemp", real)
+        free_disk()
         code, out = invoke("study", str(study), "--no-report")
         assert code == 0, out
 
@@ -554,10 +545,24 @@ def clean(tiny_world, tiny_zoo_dir, tiny_folder, world_dict, tmp_path_factory) -
 
 @pytest.mark.parametrize("case", CASES, ids=[c.fault for c in CASES])
 def test_fault(
-    case, clean, tiny_world, tiny_zoo_dir, tiny_folder, world_dict, tmp_path, monkeypatch
+    case,
+    clean,
+    tiny_world,
+    tiny_zoo_dir,
+    tiny_folder,
+    world_dict,
+    tmp_path,
+    monkeypatch,
+    disk_full_after,
 ):
     env = Env(
-        tmp_path, world_dict, tiny_zoo_dir, tiny_folder, monkeypatch, tuple(tiny_world.classes)
+        tmp_path,
+        world_dict,
+        tiny_zoo_dir,
+        tiny_folder,
+        monkeypatch,
+        tuple(tiny_world.classes),
+        disk_full_after,
     )
     env.clean = clean  # type: ignore[attr-defined]
     try:

@@ -4,6 +4,8 @@ migration to fingerprint-keyed results, read-only stores and scoped results."""
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import io
 import json
 import os
 import sqlite3
@@ -48,11 +50,13 @@ def _hashes(store: Store, view: str = "clean", name: str = "logits") -> list[str
 
 @pytest.fixture()
 def computed(tmp_path, tiny_world, tiny_models):
-    """A store holding two models' logits on the tiny world's val split (3 shards)."""
+    """A store holding two models' logits on the tiny world's val split (3 shards), opened
+    again as another process would open it (nothing it wrote is remembered)."""
     store = Store(tmp_path / "s")
     ds = tiny_world.dataset("val")
     Engine(store, batch_size=8, shard_size=16).run(ds, [EngineJob(m) for m in tiny_models[:2]])
-    return store, ds, tiny_models[:2]
+    store.close()
+    return Store(tmp_path / "s"), ds, tiny_models[:2]
 
 
 # ----------------------------------------------------------------------------- checked reads
@@ -147,10 +151,18 @@ def test_arrays_round_trip_exactly():
             np.asfortranarray(np.arange(12, dtype=np.int64).reshape(3, 4)),
             np.zeros((0, 5), np.float32),
             np.array([True, False]),
+            np.zeros(3, dtype=[("a", "<i4"), ("b", ">f8")]),
+            np.array(2.5),
         ):
-            got = store.get_array(store.put_array(a))
-            np.testing.assert_array_equal(got, a)
-            assert got.dtype == a.dtype and got.shape == a.shape and got.flags.writeable
+            digest = store.put_array(a)
+            buf = io.BytesIO()
+            np.save(buf, np.array(a, order="C"), allow_pickle=False)
+            assert _object(store, digest).read_bytes() == buf.getvalue()  # np.save's bytes
+            assert hashlib.sha256(buf.getvalue()).hexdigest() == digest
+            # from memory (this process wrote it) and from the file (another one reads it)
+            for got in (store.get_array(digest), Store(d).get_array(digest)):
+                np.testing.assert_array_equal(got, a)
+                assert got.dtype == a.dtype and got.shape == a.shape and got.flags.writeable
 
 
 # ----------------------------------------------------------------------------- verify and gc
@@ -345,3 +357,31 @@ def test_each_study_reads_its_own_numbers(tmp_path, tiny_world, tiny_zoo_dir):
     exported = pd.read_csv(tmp_path / "out-a" / "results_long.csv")
     assert 0.123 not in exported["value"].tolist()
     assert json.loads((tmp_path / "out-a" / "study_summary.json").read_text())["fingerprints"]
+
+
+def test_an_array_this_process_wrote_is_served_from_the_bytes_it_hashed(tmp_path):
+    a, b = np.arange(10.0), np.arange(10.0) + 1  # 208 bytes each as .npy
+    store = Store(tmp_path / "s", recent_bytes=300)
+    da = store.put_array(a)
+    _object(store, da).write_bytes(b"\x93NUMPY garbage")  # the file is damaged afterwards
+    got = store.get_array(da)
+    np.testing.assert_array_equal(got, a)  # what was computed, not what the disk now holds
+    got[:] = -1  # each reader gets its own copy
+    np.testing.assert_array_equal(store.get_array(da), a)
+    with pytest.raises(CorruptArrayError, match="does not match"):
+        Store(tmp_path / "s").get_array(da)  # another process reads the file, and checks it
+    # at most recent_bytes are kept: the oldest array goes first, and is then read from disk
+    db = store.put_array(b)
+    da = store.put_array(a)  # written again (the damaged file was quarantined)
+    dc = store.put_array(a + 2)
+    for digest in (da, db, dc):
+        _object(store, digest).write_bytes(b"\x93NUMPY garbage")
+    np.testing.assert_array_equal(store.get_array(dc), a + 2)
+    for digest in (db, da):
+        with pytest.raises(CorruptArrayError):
+            store.get_array(digest)
+    none = Store(tmp_path / "t", recent_bytes=0)
+    d0 = none.put_array(a)
+    _object(none, d0).write_bytes(b"\x93NUMPY garbage")
+    with pytest.raises(CorruptArrayError):
+        none.get_array(d0)
