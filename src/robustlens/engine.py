@@ -59,7 +59,7 @@ from robustlens.data.derived import ModelClassesDataset
 from robustlens.data.imagefolder import EvalTransform, FileListDataset
 from robustlens.errors import ConfigError, ValidationError
 from robustlens.models.base import ModelAdapter
-from robustlens.store import META_VIEW, ArrayKey, Store
+from robustlens.store import META_VIEW, ArrayKey, ShardWriter, Store
 from robustlens.views import ViewContext, parse_view
 
 
@@ -113,6 +113,7 @@ class _Run:
     report: EngineReport
     bar: StageProgress | None
     acceptable: np.ndarray | None  # every sample's acceptable labels, when meta is missing
+    writer: ShardWriter  # commits each finished shard while the next one computes
     #: per failed model (job index): indices of the samples with non-finite outputs, and views
     bad: dict[int, tuple[set[int], set[str]]] = field(default_factory=dict)
 
@@ -405,6 +406,23 @@ def _device_decoded(
     return out
 
 
+def _prepared(model: torch.nn.Module, device: torch.device, channels_last: bool) -> bool:
+    """Whether ``model`` is in eval mode with every tensor on ``device`` (and every 4-D one
+    channels-last when asked): what :meth:`Engine._prepare_models` would make of it."""
+    if any(mod.training for mod in model.modules()):
+        return False
+    index = device.index
+    if index is None and device.type == "cuda":
+        index = torch.cuda.current_device()  # where ``.to("cuda")`` would put it
+    layout = torch.channels_last
+    for t in itertools.chain(model.parameters(), model.buffers()):
+        if t.device.type != device.type or (index is not None and t.device.index != index):
+            return False
+        if channels_last and t.dim() == 4 and not t.is_contiguous(memory_format=layout):
+            return False
+    return True
+
+
 class Engine:
     """Runs views through models and writes logits and features to the store.
 
@@ -459,6 +477,50 @@ class Engine:
         self.progress = progress
         #: shards finished (computed or found in the store) by every run of this engine so far
         self.shards_done = 0
+        self._writer: ShardWriter | None = None
+        self._queued_datasets: set[str] = set()  # fingerprints with shards still queued
+        self._deferring = 0  # depth of :meth:`deferred_writes` blocks
+
+    # ---------------------------------------------------------------- writing
+    def flush(self) -> None:
+        """Wait until every shard this engine computed is committed to the store; raise the
+        first error writing one of them (``StoreError``: disk full, read-only, ...)."""
+        writer, self._writer = self._writer, None
+        self._queued_datasets.clear()
+        if writer is not None:
+            writer.close()
+
+    def _abandon_writes(self) -> None:
+        """On an error or Ctrl-C: let the shards already queued be written (they are finished
+        work), raising nothing, so that the first error is the one the caller hears of."""
+        writer, self._writer = self._writer, None
+        self._queued_datasets.clear()
+        if writer is not None:
+            writer.settle()
+            with contextlib.suppress(BaseException):
+                writer.close()
+
+    @contextlib.contextmanager
+    def deferred_writes(self) -> Iterator[None]:
+        """Within this block, :meth:`run` returns while its last shards are still being
+        written: they are committed on a background thread while the next dataset computes.
+        Leaving the block waits for all of them (and raises the first error). A study runs
+        hundreds of small datasets; each would otherwise wait for its own last writes.
+
+        A dataset run again within the block first waits for its own queued shards, so
+        nothing is computed twice; an image-folder dataset decoded by worker processes
+        waits for all of them before the workers start (no thread is mid-write at a fork).
+        """
+        self._deferring += 1
+        try:
+            yield
+        except BaseException:
+            self._deferring -= 1
+            self._abandon_writes()
+            raise
+        self._deferring -= 1
+        if not self._deferring:
+            self.flush()
 
     # ---------------------------------------------------------------- batching
     def _ranges(self, shards: Sequence[int], n: int) -> list[tuple[int, int]]:
@@ -494,6 +556,8 @@ class Engine:
             for b in range(start, stop, bs)
         ]
         workers = self.num_workers
+        if workers and self._writer is not None:
+            self._writer.flush()  # forked workers must not inherit a thread mid-write
         loader = torch.utils.data.DataLoader(
             _SafeItems(dataset, files),
             batch_sampler=batches,
@@ -545,6 +609,8 @@ class Engine:
             for i, job in enumerate(jobs)
             for v in job.views
         }
+        if dfp in self._queued_datasets:  # this dataset's last shards may still be queued
+            self.flush()
         done = self.store.completed_shards_many([meta_key, *keys.values()])
         for (i, v), key in keys.items():
             if v in jobs[i].feature_views:
@@ -565,6 +631,8 @@ class Engine:
         report.shards_cached = n_shards - len(todo_shards)
         self.shards_done += report.shards_cached
         if not todo_shards:
+            if not self._deferring:
+                self.flush()
             report.seconds = time.perf_counter() - t0
             report.skipped = self.store.skipped(dfp)
             return report
@@ -581,10 +649,24 @@ class Engine:
             dataset.name,
             sum(min(self.shard_size, n - s * self.shard_size) for _, work in passes for s in work),
         )
+        if self._writer is None:
+            # on the CPU the models use every core: a writing thread beside them slows them
+            self._writer = ShardWriter(self.store, background=self.device.type != "cpu")
         run = _Run(
-            dataset, jobs, models, mappings, keys, meta_key, n_shards, report, bar, acceptable
+            dataset,
+            jobs,
+            models,
+            mappings,
+            keys,
+            meta_key,
+            n_shards,
+            report,
+            bar,
+            acceptable,
+            self._writer,
         )
         last = {s: p for p, (_, work) in enumerate(passes) for s in work}  # its last pass
+        self._queued_datasets.add(dfp)
         try:
             for p, (group, work) in enumerate(passes):
                 report.decode_passes += 1
@@ -594,6 +676,11 @@ class Engine:
                     if last[s] == p:
                         report.shards_computed += 1
                         self.shards_done += 1
+            if run.bad or not self._deferring:
+                self.flush()  # a failed model's arrays are dropped after they are all written
+        except BaseException:
+            self._abandon_writes()
+            raise
         finally:
             if bar is not None:
                 bar.__exit__(None, None, None)
@@ -664,9 +751,13 @@ class Engine:
     def _prepare_models(self, jobs: Sequence[EngineJob]) -> list[ModelAdapter]:
         models = []
         for job in jobs:
-            m = job.model.to(self.device).eval()
-            if self.channels_last:
-                m = m.to(memory_format=torch.channels_last)
+            m = job.model
+            # moving a module walks and re-creates every tensor (about 1 ms for a small model,
+            # once per model and dataset); a model already as needed is used as it is
+            if not _prepared(m, self.device, self.channels_last):
+                m = m.to(self.device).eval()
+                if self.channels_last:
+                    m = m.to(memory_format=torch.channels_last)
             models.append(m)
         return models
 
@@ -788,7 +879,7 @@ class Engine:
                     "index": np.zeros(0, np.int64),
                     "logits": np.zeros((0, jobs[i].model.n_classes), np.float32),
                 }
-            self.store.put_shard(run.keys[(i, v)], shard, run.n_shards, arrays)
+            run.writer.put(run.keys[(i, v)], shard, run.n_shards, arrays)
         if need_meta:
             arrays = {k: np.concatenate(a) for k, a in meta.items() if a}
             if not arrays:
@@ -799,4 +890,4 @@ class Engine:
                 }
             if run.acceptable is not None:
                 arrays["acceptable"] = run.acceptable[arrays["index"]]
-            self.store.put_shard(run.meta_key, shard, run.n_shards, arrays)
+            run.writer.put(run.meta_key, shard, run.n_shards, arrays)

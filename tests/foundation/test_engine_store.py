@@ -1,9 +1,11 @@
+import copy
 import dataclasses
 import os
 import sqlite3
 import subprocess
 import sys
 import textwrap
+import time
 
 import numpy as np
 import pandas as pd
@@ -17,7 +19,7 @@ from robustlens.data.imagefolder import ImageFolderDataset
 from robustlens.engine import Engine, EngineJob
 from robustlens.errors import ClassMismatchError, StoreError, ValidationError
 from robustlens.models.base import adapter_from_module
-from robustlens.store import ArrayKey, Store, StoredArrays
+from robustlens.store import ArrayKey, ShardWriter, Store, StoredArrays
 from robustlens.study import run_study, write_per_sample
 
 
@@ -321,3 +323,113 @@ def test_a_model_without_class_names_needs_a_mapping_for_fewer_classes(tmp_path)
     rep = Engine(store, num_workers=0).run(ds, [EngineJob(named)])
     assert rep.forward_passes == 3
     assert ds.class_mapping(named.classes).targets == ((2,), (3,), (1,))
+
+
+def test_shard_writer_commits_in_order_and_raises_the_first_error(tmp_path, monkeypatch):
+    store = Store(tmp_path / "s")
+    writer = ShardWriter(store)
+    key = ArrayKey("m", "d", "clean")
+    for s in range(3):
+        writer.put(key, s, 3, {"logits": np.full((2, 2), s, np.float32)})
+    writer.flush()
+    np.testing.assert_array_equal(store.load(key, "logits")[:, 0], [0, 0, 1, 1, 2, 2])
+
+    real = Store.put_shard
+
+    def disk_full_at_shard_1(self, key, shard, *args):
+        if shard == 1:
+            raise StoreError("disk is full")
+        return real(self, key, shard, *args)
+
+    monkeypatch.setattr(Store, "put_shard", disk_full_at_shard_1)
+    gray = ArrayKey("m", "d", "gray")
+    with pytest.raises(StoreError, match="disk is full"):
+        for s in range(3):
+            writer.put(gray, s, 3, {"logits": np.zeros((2, 2), np.float32)})
+        writer.flush()
+    done = store.completed_shards(gray)
+    assert 0 in done and 1 not in done  # shards before the failure are kept
+    writer.close()  # the error was raised once; nothing is left to raise
+
+
+def test_shard_writer_bounds_what_it_holds(tmp_path, monkeypatch):
+    store = Store(tmp_path / "s")
+    real = Store.put_shard
+
+    def slow(self, *args):
+        time.sleep(0.2)
+        return real(self, *args)
+
+    monkeypatch.setattr(Store, "put_shard", slow)
+    writer = ShardWriter(store, max_bytes=0)  # every put waits until one shard is queued
+    key = ArrayKey("m", "d", "clean")
+    for s in range(3):
+        writer.put(key, s, 3, {"logits": np.zeros((2, 2), np.float32)})
+    assert {0, 1} <= store.completed_shards(key)
+    writer.close()
+    assert store.completed_shards(key) == {0, 1, 2}
+
+
+def test_a_model_already_prepared_is_not_moved_again(tmp_path, tiny_world, tiny_models):
+    model = copy.deepcopy(tiny_models[0]).train()
+    model.to(memory_format=torch.contiguous_format)
+    engine = Engine(Store(tmp_path / "s"), batch_size=16)
+    engine.run(tiny_world.dataset("val"), [EngineJob(model)])
+    assert not model.training
+    convs = [p for p in model.parameters() if p.dim() == 4]
+    assert convs and all(p.is_contiguous(memory_format=torch.channels_last) for p in convs)
+    moved = []
+    real = torch.nn.Module.to
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(
+            torch.nn.Module, "to", lambda self, *a, **k: moved.append(a) or real(self, *a, **k)
+        )
+        engine.run(tiny_world.dataset("sketch"), [EngineJob(model)])
+        assert moved == []
+        model.train()  # changed since: prepared again
+        engine.run(tiny_world.dataset("v2"), [EngineJob(model)])
+        assert moved and not model.training
+
+
+def test_deferred_writes_commit_everything_once_and_compute_nothing_twice(
+    tmp_path, tiny_world, tiny_models
+):
+    views = ("clean", "gray")
+    jobs = [EngineJob(m, views) for m in tiny_models[:2]]
+    splits = ("val", "sketch", "v2")
+    ref = Store(tmp_path / "ref")
+    for split in splits:
+        Engine(ref, batch_size=8, shard_size=16).run(tiny_world.dataset(split), jobs)
+
+    store = Store(tmp_path / "s")
+    engine = Engine(store, batch_size=8, shard_size=16)
+    with engine.deferred_writes():
+        first = [engine.run(tiny_world.dataset(split), jobs) for split in splits]
+        again = engine.run(tiny_world.dataset("val"), jobs)  # its shards may still be queued
+    for r, split in zip(first, splits, strict=True):
+        assert r.forward_passes == len(tiny_world.dataset(split)) * 4  # 2 models x 2 views
+    assert again.forward_passes == 0 and again.shards_cached == again.shards_total
+    for split in splits:
+        ds = tiny_world.dataset(split)
+        for m in tiny_models[:2]:
+            for v in views:
+                np.testing.assert_array_equal(
+                    StoredArrays(store, m.fingerprint(), ds.fingerprint()).logits(v),
+                    StoredArrays(ref, m.fingerprint(), ds.fingerprint()).logits(v),
+                )
+
+
+def test_a_write_error_in_deferred_writes_is_raised_and_finished_shards_stay(
+    tmp_path, tiny_world, tiny_models, disk_full_after
+):
+    store = Store(tmp_path / "s")
+    engine = Engine(store, batch_size=8, shard_size=16)
+    free_disk = disk_full_after(10)
+    with pytest.raises(StoreError, match="disk is full"), engine.deferred_writes():
+        for split in ("val", "sketch", "v2"):
+            engine.run(tiny_world.dataset(split), [EngineJob(tiny_models[0], ("clean", "gray"))])
+    free_disk()
+    kept = store.stats()["shards"]
+    assert kept >= 1
+    rep = engine.run(tiny_world.dataset("val"), [EngineJob(tiny_models[0], ("clean", "gray"))])
+    assert rep.shards_cached >= 1

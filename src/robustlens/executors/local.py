@@ -13,4 +13,6 @@ class LocalExecutor(Executor):
     def run_jobs(
         self, engine: Engine, work: Work, infos: Mapping[str, DatasetInfo]
     ) -> list[EngineReport]:
-        return [engine.run(ds.dataset(), jobs) for ds, jobs in work]
+        # each dataset's last shards are written while the next one computes
+        with engine.deferred_writes():
+            return [engine.run(ds.dataset(), jobs) for ds, jobs in work]
