@@ -574,32 +574,49 @@ def write_per_sample(
 
     Rows of one dataset are in stored order for every measure, so columns align by position;
     columns computed by an earlier run with other measures are kept, new ones replace them.
+    A column a dataset lacks is null there. Built as Arrow tables, one per dataset: a study
+    writes hundreds of datasets per model, and a pandas frame each cost a second per study.
     """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     path = per_sample_path(out_dir, model)
     path.parent.mkdir(parents=True, exist_ok=True)
-    old = pd.read_parquet(path) if path.exists() else None
-    frames = []
-    datasets = list(per_sample)
-    if old is not None:
-        datasets += [d for d in old["dataset"].unique() if d not in per_sample]
-    for ds in datasets:
+    old = _per_sample_blocks(pq.read_table(path)) if path.exists() else {}
+    tables = []
+    for ds in [*per_sample, *(d for d in old if d not in per_sample)]:
         cols = per_sample.get(ds, {})
         n = len(next(iter(cols.values()))) if cols else None
-        frame = pd.DataFrame({k: np.asarray(v) for k, v in cols.items() if len(v) == n})
-        if old is not None:
-            prev = old[old["dataset"] == ds].drop(columns=["model", "dataset"])
-            if n is None or len(prev) == n:
-                prev = prev.reset_index(drop=True)
-                keep = [c for c in prev.columns if c not in frame.columns]
-                frame = pd.concat([prev[keep], frame], axis=1) if n is not None else prev
-        frame.insert(0, "dataset", ds)
-        frames.append(frame)
-    df = pd.concat(frames, ignore_index=True)
-    df.insert(0, "model", model)
+        new = {k: np.asarray(v) for k, v in cols.items() if len(v) == n}
+        table = pa.table(new) if new else pa.table({})
+        prev = old.get(ds)
+        if prev is not None and (n is None or prev.num_rows == n):
+            keep = [c for c in prev.column_names if c not in new]
+            table = prev.select(keep)
+            for k, v in new.items():
+                table = table.append_column(k, pa.array(v))
+        table = table.add_column(0, "dataset", pa.array([ds] * table.num_rows, pa.string()))
+        tables.append(table)
+    merged = pa.concat_tables(tables, promote_options="permissive")
+    merged = merged.add_column(0, "model", pa.array([model] * merged.num_rows, pa.string()))
     tmp = path.with_suffix(".tmp")
-    df.to_parquet(tmp, index=False)
+    pq.write_table(merged, tmp)
     tmp.replace(path)
     return path
+
+
+def _per_sample_blocks(table: Any) -> dict[str, Any]:
+    """An earlier per-sample table split by dataset (its rows, without the model and dataset
+    columns), datasets in order of first appearance."""
+    names = table.column("dataset").to_numpy(zero_copy_only=False)
+    codes, uniques = pd.factorize(names)
+    order = np.argsort(codes, kind="stable")
+    bounds = np.cumsum(np.bincount(codes, minlength=len(uniques)))
+    rest = table.drop_columns([c for c in ("model", "dataset") if c in table.column_names])
+    return {
+        str(ds): rest.take(order[(bounds[i - 1] if i else 0) : bounds[i]])
+        for i, ds in enumerate(uniques)
+    }
 
 
 def _jsonable(x: Any) -> Any:
