@@ -577,9 +577,8 @@ def write_per_sample(
     A column a dataset lacks is null there. Built as Arrow tables, one per dataset: a study
     writes hundreds of datasets per model, and a pandas frame each cost a second per study.
     """
-    # lazy: pyarrow's parquet module loads only where a study writes per-sample files
-    import pyarrow as pa
-    import pyarrow.parquet as pq
+    import pyarrow as pa  # lazy: loaded where a study writes per-sample files
+    import pyarrow.parquet as pq  # lazy: as above
 
     path = per_sample_path(out_dir, model)
     path.parent.mkdir(parents=True, exist_ok=True)
