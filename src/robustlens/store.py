@@ -613,7 +613,11 @@ class Store:
             if path.parent not in self._dirs:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 self._dirs.add(path.parent)
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, self._mode)
+            try:
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, self._mode)
+            except FileNotFoundError:  # the directory was removed since it was made
+                path.parent.mkdir(parents=True, exist_ok=True)
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, self._mode)
             try:
                 with os.fdopen(fd, "wb") as fh:
                     os.fchmod(fh.fileno(), self._mode)  # os.open's mode is filtered by the umask

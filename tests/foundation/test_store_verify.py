@@ -8,6 +8,7 @@ import hashlib
 import io
 import json
 import os
+import shutil
 import sqlite3
 import time
 from pathlib import Path
@@ -385,3 +386,12 @@ def test_an_array_this_process_wrote_is_served_from_the_bytes_it_hashed(tmp_path
     _object(none, d0).write_bytes(b"\x93NUMPY garbage")
     with pytest.raises(CorruptArrayError):
         none.get_array(d0)
+
+
+def test_an_object_directory_removed_since_it_was_made_is_made_again(tmp_path):
+    store = Store(tmp_path / "s", recent_bytes=0)
+    a = np.arange(5)
+    digest = store.put_array(a)
+    shutil.rmtree(_object(store, digest).parent)  # by another process, or by hand
+    assert store.put_array(a) == digest
+    np.testing.assert_array_equal(Store(tmp_path / "s").get_array(digest), a)
