@@ -579,12 +579,13 @@ class Store:
         :meth:`gc` does not take it while the caller indexes it).
 
         The file is not synced to the disk (``fsync``): a study writes thousands of small
-        arrays, and a sync each cost a quarter of a millisecond apiece here, 5 % of the
-        demo study's engine time. A process that is killed loses nothing (the bytes are in
-        the operating system's cache); a machine that loses power may lose the newest files
-        while the index names them, and then every read of one finds it missing or damaged,
-        quarantines it and has it computed again (:meth:`get_array`): a wrong number is never
-        served, and the study recomputes what was lost.
+        arrays, and a sync cost a quarter of a millisecond apiece here (about 2 % of the
+        engine time of ``bench/study_overhead.py``, as much as the rest of the write). A
+        process that is killed loses nothing (the bytes are in the operating system's
+        cache); a machine that loses power may lose the newest files while the index names
+        them, and then every read of one finds it missing or damaged, quarantines it and
+        has it computed again (:meth:`get_array`): a wrong number is never served, and the
+        study recomputes what was lost.
         """
         return self._put_array(array)[0]
 
@@ -708,12 +709,11 @@ class Store:
             return f"has {size - row[0]} bytes too many"
         return "does not match its hash (its bytes were changed)"
 
-    def _index_object(
-        self, con: sqlite3.Connection, digest: str, now: float, nbytes: int | None = None
-    ) -> None:
-        if nbytes is None:
-            nbytes = self._object_path(digest).stat().st_size
-        con.execute("INSERT OR IGNORE INTO objects VALUES (?,?,?)", (digest, nbytes, now))
+    def _index_object(self, con: sqlite3.Connection, digest: str, now: float) -> None:
+        con.execute(
+            "INSERT OR IGNORE INTO objects VALUES (?,?,?)",
+            (digest, self._object_path(digest).stat().st_size, now),
+        )
 
     # ------------------------------------------------------------------ damage
     def _names(self, con: sqlite3.Connection) -> dict[str, str]:
@@ -1426,16 +1426,16 @@ class ShardWriter:
     """Commits shards to a store, in the order they are put: on one background thread, or
     in the caller's.
 
-    Serialising, hashing, writing and syncing an array file takes about a millisecond, and a
-    study writes thousands of them. When the models run on an accelerator the CPU waits for
-    it, and on the background thread that time overlaps the forward passes of the next
-    shard instead of adding to them. When they run on the CPU they use every core, and a
-    thread writing beside them slows them down by more than the writes cost (measured on 2
-    cores: the demo study's engine time rose by 15-25 %); there the writes are made in the
-    caller's thread (``background=False``). Each shard is committed whole by
-    :meth:`Store.put_shard` (its files first, then one transaction), so a process killed at
-    any point leaves complete shards only; the ones still queued are computed again on
-    resume.
+    Serialising, hashing and writing an array file and indexing it takes up to a
+    millisecond, and a study writes thousands of them. When the models run on an
+    accelerator the CPU waits for it, and on the background thread that time overlaps the
+    forward passes of the next shard instead of adding to them. When they run on the CPU
+    they use every core, and a thread writing beside them slows them down by more than the
+    writes cost (on 2 cores, the engine time of ``bench/study_overhead.py`` rose by
+    15-25 %); there the writes are made in the caller's thread (``background=False``). Each
+    shard is committed whole by :meth:`Store.put_shard` (its files first, then one
+    transaction), so a process killed at any point leaves complete shards only; the ones
+    still queued are computed again on resume.
 
     Args:
         store: where the shards go.

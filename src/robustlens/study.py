@@ -575,7 +575,8 @@ def write_per_sample(
     Rows of one dataset are in stored order for every measure, so columns align by position;
     columns computed by an earlier run with other measures are kept, new ones replace them.
     A column a dataset lacks is null there. Built as Arrow tables, one per dataset: a study
-    writes hundreds of datasets per model, and a pandas frame each cost a second per study.
+    writes dozens of datasets per model, and a pandas frame each took twice as long (80
+    datasets of 2,000 rows: 0.17-0.31 s against 0.09-0.13 s here).
     """
     import pyarrow as pa  # lazy: loaded where a study writes per-sample files
     import pyarrow.parquet as pq  # lazy: as above
@@ -588,7 +589,7 @@ def write_per_sample(
         cols = per_sample.get(ds, {})
         n = len(next(iter(cols.values()))) if cols else None
         new = {k: np.asarray(v) for k, v in cols.items() if len(v) == n}
-        table = pa.table(new) if new else pa.table({})
+        table = pa.table(new)
         prev = old.get(ds)
         if prev is not None and (n is None or prev.num_rows == n):
             keep = [c for c in prev.column_names if c not in new]
