@@ -445,6 +445,10 @@ class Engine:
             (:func:`torchvision.io.decode_jpeg`) and resize them there; files it cannot take
             (other formats, CMYK, a protocol crop) are decoded by the workers as usual. Off by
             default: the device's pixels differ from PIL's by a few levels.
+        background_writes: commit finished shards on a background thread while the next
+            batches compute (:class:`~robustlens.store.ShardWriter`). ``None`` (default): on
+            an accelerator, not on the CPU, where the models use every core and a writing
+            thread beside them slowed them by more than the writes cost.
     """
 
     def __init__(
@@ -459,6 +463,7 @@ class Engine:
         progress: bool = False,
         prefetch_factor: int = 2,
         gpu_decode: bool = False,
+        background_writes: bool | None = None,
     ) -> None:
         if batch_size < 1 or shard_size < 1:
             raise ValueError(
@@ -474,6 +479,9 @@ class Engine:
         self.amp = cuda if amp is None else amp
         self.channels_last = True if channels_last is None else channels_last
         self.gpu_decode = gpu_decode and cuda and cuda_jpeg_decoding(str(self.device))
+        self.background_writes = (
+            self.device.type != "cpu" if background_writes is None else background_writes
+        )
         self.progress = progress
         #: shards finished (computed or found in the store) by every run of this engine so far
         self.shards_done = 0
@@ -652,8 +660,7 @@ class Engine:
             sum(min(self.shard_size, n - s * self.shard_size) for _, work in passes for s in work),
         )
         if self._writer is None:
-            # on the CPU the models use every core: a writing thread beside them slows them
-            self._writer = ShardWriter(self.store, background=self.device.type != "cpu")
+            self._writer = ShardWriter(self.store, background=self.background_writes)
         run = _Run(
             dataset,
             jobs,

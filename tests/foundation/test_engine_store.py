@@ -255,8 +255,9 @@ class _NaNFor(torch.nn.Module):
         return x
 
 
+@pytest.mark.parametrize("background", [True, False], ids=["background", "inline"])
 def test_a_model_with_nan_logits_fails_alone_and_nothing_of_it_is_stored(
-    tmp_path, tiny_world, tiny_models
+    tmp_path, tiny_world, tiny_models, background
 ):
     ds = tiny_world.dataset("val")
     classes = tiny_models[0].classes
@@ -271,9 +272,14 @@ def test_a_model_with_nan_logits_fails_alone_and_nothing_of_it_is_stored(
     n_bad = int((np.asarray(ds.images)[:, 0, 0, 0] / 255 > 0.5).sum())
     assert 0 < n_bad < len(ds)
     store = Store(tmp_path / "s")
-    eng = Engine(store, batch_size=8, shard_size=16)
+    eng = Engine(store, batch_size=8, shard_size=16, background_writes=background)
     jobs = [EngineJob(tiny_models[0], ("clean", "gray")), EngineJob(bad, ("clean",))]
-    rep = eng.run(ds, jobs)
+    with eng.deferred_writes():  # as a study runs it: writes may still be queued after run
+        rep = eng.run(ds, jobs)
+        # the bad model's shards written before its first NaN are dropped, none left queued
+        assert (
+            store.completed_shards(ArrayKey(bad.fingerprint(), ds.fingerprint(), "clean")) == set()
+        )
     assert list(rep.failed) == ["nan-model"]
     failure = rep.failed["nan-model"]
     assert failure["samples"] == n_bad and failure["of"] == len(ds)
@@ -391,8 +397,9 @@ def test_a_model_already_prepared_is_not_moved_again(tmp_path, tiny_world, tiny_
         assert moved and not model.training
 
 
+@pytest.mark.parametrize("background", [True, False], ids=["background", "inline"])
 def test_deferred_writes_commit_everything_once_and_compute_nothing_twice(
-    tmp_path, tiny_world, tiny_models
+    tmp_path, tiny_world, tiny_models, background
 ):
     views = ("clean", "gray")
     jobs = [EngineJob(m, views) for m in tiny_models[:2]]
@@ -401,8 +408,9 @@ def test_deferred_writes_commit_everything_once_and_compute_nothing_twice(
     for split in splits:
         Engine(ref, batch_size=8, shard_size=16).run(tiny_world.dataset(split), jobs)
 
+    assert not Engine(Store(tmp_path / "d"), device="cpu").background_writes  # CPU default
     store = Store(tmp_path / "s")
-    engine = Engine(store, batch_size=8, shard_size=16)
+    engine = Engine(store, batch_size=8, shard_size=16, background_writes=background)
     with engine.deferred_writes():
         first = [engine.run(tiny_world.dataset(split), jobs) for split in splits]
         again = engine.run(tiny_world.dataset("val"), jobs)  # its shards may still be queued
@@ -419,11 +427,12 @@ def test_deferred_writes_commit_everything_once_and_compute_nothing_twice(
                 )
 
 
+@pytest.mark.parametrize("background", [True, False], ids=["background", "inline"])
 def test_a_write_error_in_deferred_writes_is_raised_and_finished_shards_stay(
-    tmp_path, tiny_world, tiny_models, disk_full_after
+    tmp_path, tiny_world, tiny_models, disk_full_after, background
 ):
     store = Store(tmp_path / "s")
-    engine = Engine(store, batch_size=8, shard_size=16)
+    engine = Engine(store, batch_size=8, shard_size=16, background_writes=background)
     free_disk = disk_full_after(10)
     with pytest.raises(StoreError, match="disk is full"), engine.deferred_writes():
         for split in ("val", "sketch", "v2"):
