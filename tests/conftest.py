@@ -74,7 +74,7 @@ def tiny_models(tiny_zoo_dir: Path):
 
 @pytest.fixture()
 def disk_full_after(monkeypatch: pytest.MonkeyPatch):
-    """``disk_full_after(n)``: from the (n+1)-th array file a store creates on, creating one
+    """``disk_full_after(n)``: a store can create n more array files, then creating one
     fails as on a full disk (``ENOSPC``); returns a function that frees the disk again."""
     real = os.open
 
