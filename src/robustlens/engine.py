@@ -50,7 +50,6 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-import torchvision.io
 from PIL import Image
 
 from robustlens.console import StageProgress
@@ -291,6 +290,8 @@ def cuda_jpeg_decoding(device: str) -> bool:
     tried once on a tiny JPEG."""
     if not device.startswith("cuda") or not torch.cuda.is_available():
         return False
+    import torchvision.io  # lazy: only the CUDA decode needs torchvision (a second to import)
+
     try:
         with _quiet():
             probe = torchvision.io.encode_jpeg(torch.zeros(3, 8, 8, dtype=torch.uint8))
@@ -349,6 +350,8 @@ class _CudaDecoder:
         return img[:, top : top + s, left : left + s].permute(1, 2, 0)
 
     def __call__(self, jpegs: list[torch.Tensor]) -> torch.Tensor:
+        import torchvision.io  # lazy: see cuda_jpeg_decoding
+
         with _quiet():
             images = torchvision.io.decode_jpeg(
                 jpegs, mode=torchvision.io.ImageReadMode.RGB, device=self.device

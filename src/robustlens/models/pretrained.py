@@ -52,10 +52,8 @@ from typing import Any
 from urllib.parse import urlparse
 
 import torch
-import torchvision
 from efficientnet_lite_pytorch import EfficientNet
 from torch import nn
-from torchvision.models import get_model_weights
 
 from robustlens.data.imagefolder import EvalTransform
 from robustlens.data.imagenet_info import imagenet_names, imagenet_wnids
@@ -335,6 +333,9 @@ def _timm_split(
 
 
 def _torchvision_model(arch: str, name: str, kwargs: dict[str, Any]) -> nn.Module:
+    # lazy: torchvision's import (its ops pull in torch._dynamo) costs about a second
+    import torchvision.models
+
     try:
         return torchvision.models.get_model(arch, weights=None, **kwargs)
     except ValueError as exc:
@@ -348,6 +349,8 @@ def _torchvision_transform(arch: str, model: nn.Module) -> EvalTransform:
     read): ``Resize(resize_size)``, ``CenterCrop(crop_size)``, interpolation, mean, std;
     224 / 256 / bilinear / ImageNet without registered weights; the model's own
     ``image_size`` (ViT) wins."""
+    from torchvision.models import get_model_weights  # lazy: see _torchvision_model
+
     size, resize, interpolation = 224, 256, "bilinear"
     mean, std = IMAGENET_MEAN, IMAGENET_STD
     try:

@@ -102,7 +102,6 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torchvision.io import decode_jpeg, encode_jpeg
 
 from robustlens.errors import ValidationError
 
@@ -1125,6 +1124,9 @@ def _c_pixelate(x, p, gens, ctx):
 
 
 def _c_jpeg_compression(x, p, gens, ctx):
+    # lazy: torchvision's import (its ops pull in torch._dynamo) costs about a second
+    from torchvision.io import decode_jpeg, encode_jpeg
+
     u8 = (x * 255).round().clamp(0, 255).to(torch.uint8).cpu()
     with warnings.catch_warnings():
         # torchvision >= 0.29 marks its JPEG codec deprecated (in favour of torchcodec);
