@@ -515,10 +515,10 @@ class Engine:
     def deferred_writes(self) -> Iterator[None]:
         """Within this block, :meth:`run` may return while its last shards are still being
         written: with the models on an accelerator they are committed on a background thread
-        while the next dataset computes (on the CPU every shard is written as it is done, and
-        the block changes nothing). Leaving the block waits for all of them (and raises the
-        first error). A study runs hundreds of small datasets; each would otherwise wait for
-        its own last writes.
+        while the next dataset computes; on the CPU the shards finished within a second are
+        committed together (:class:`~robustlens.store.ShardWriter`), across datasets. Leaving
+        the block waits for all of them (and raises the first error). A study runs hundreds
+        of small datasets; each would otherwise wait for its own last writes.
 
         A dataset run again within the block first waits for its own queued shards, so
         nothing is computed twice; an image-folder dataset decoded by worker processes

@@ -1,10 +1,16 @@
-"""The result store: a SQLite index plus content-addressed array files.
+"""The result store: a SQLite index plus content-addressed arrays.
 
 Layout under ``root``::
 
-    store.sqlite            index (WAL mode, safe for several processes)
+    store.sqlite            index (WAL mode, safe for several processes), and the bytes of
+                            the small arrays (``inline_bytes``, 64 KiB by default)
     objects/ab/abcdef...npy content-addressed arrays (name = sha256 of the .npy bytes)
     quarantine/             arrays that failed their check, moved aside (never deleted)
+
+An array is addressed by the sha256 of its ``.npy`` bytes wherever it lives. Small ones (a
+tiny dataset's logits) are rows of the index database rather than files: creating a file
+cost 0.3-1 ms of kernel time on the 2-core test machine, an insert of a few kilobytes
+0.05 ms, and a study of many small datasets writes thousands of them.
 
 Arrays the engine produces are kept per *shard* (a fixed, contiguous slice of a dataset) and
 keyed by (model fingerprint, dataset fingerprint, view spec, engine version, shard). A shard is
@@ -101,8 +107,11 @@ def pixel_code_version(root: Path | None = None) -> str:
 
 #: version of what the engine stores: the key format, then the pixel and view code
 ENGINE_VERSION = f"2-{pixel_code_version()}"
-#: 4: results keyed by (model, model_fp, dataset, dataset_fp, measure, name)
-SCHEMA_VERSION = 4
+#: 4: results keyed by (model, model_fp, dataset, dataset_fp, measure, name); 5: small
+#: arrays kept in the ``inline_objects`` table (an older robustlens would find no file)
+SCHEMA_VERSION = 5
+#: arrays of at most this many bytes (as ``.npy``) are kept in the index database
+INLINE_BYTES = 64 << 10
 META_VIEW = "__meta__"  # labels, extra labels and sample ids of a dataset shard
 QUARANTINE = "quarantine"
 #: files of unfinished writes (and unreferenced arrays) younger than this are left to gc
@@ -111,10 +120,15 @@ GC_GRACE_S = 3600.0
 FRAGMENT_KEEP_S = 30 * 86400.0
 #: a file digest recorded less than this after the file's modification time is not trusted
 RACY_S = 2.0
+#: how long shards finished on the CPU may wait to be committed together (ShardWriter)
+COMMIT_INTERVAL_S = 1.0
 
 _TABLES = (
     """CREATE TABLE IF NOT EXISTS objects (
     hash TEXT PRIMARY KEY, nbytes INTEGER NOT NULL, created REAL NOT NULL)""",
+    # the .npy bytes of small arrays (an objects row each, written in the same transaction)
+    """CREATE TABLE IF NOT EXISTS inline_objects (
+    hash TEXT PRIMARY KEY, body BLOB NOT NULL)""",
     """CREATE TABLE IF NOT EXISTS arrays (
     model_fp TEXT NOT NULL, dataset_fp TEXT NOT NULL, view TEXT NOT NULL,
     engine_version TEXT NOT NULL, shard INTEGER NOT NULL, name TEXT NOT NULL,
@@ -218,7 +232,7 @@ class VerifyReport:
     checked: int = 0
     nbytes: int = 0
     problems: list[Problem] = field(default_factory=list)
-    unreferenced: int = 0  # files in objects/ that no entry uses (``store gc`` drops them)
+    unreferenced: int = 0  # stored arrays that no entry uses (``store gc`` drops them)
     repaired: bool = False
     entries_removed: int = 0
     seconds: float = 0.0
@@ -249,10 +263,19 @@ _COMPLETED_ARRAYS = (
 
 
 _TMP_COUNT = itertools.count()
+#: one shard for :meth:`Store.put_shards`: (key, shard, number of shards, arrays by name)
+ShardArrays = tuple["ArrayKey", int, int, Mapping[str, np.ndarray]]
 
 
 def _store_error(path: Path, exc: BaseException) -> StoreError:
-    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+    full = (isinstance(exc, OSError) and exc.errno == errno.ENOSPC) or (
+        isinstance(exc, sqlite3.OperationalError)
+        and (
+            getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
+            or "database or disk is full" in str(exc)
+        )
+    )
+    if full:
         return StoreError(
             f"store at {path}: the disk is full ({exc}); free space or point --store elsewhere. "
             "Completed shards are kept; rerun to resume."
@@ -368,6 +391,9 @@ class Store:
         recent_bytes: how many bytes of the arrays this process wrote are kept in memory
             (least recently used dropped first) to serve later reads without reading and
             hashing their files; 0 keeps none.
+        inline_bytes: arrays of at most this many bytes (as ``.npy``) are written into the
+            index database instead of a file each; 0 writes every array as a file. Either
+            way an array is read from wherever it is, and checked against its hash.
 
     Attributes:
         readonly: the store was opened read-only (every write raises
@@ -383,6 +409,7 @@ class Store:
         timeout_s: float = 120.0,
         readonly: bool | None = None,
         recent_bytes: int = 256 << 20,
+        inline_bytes: int = INLINE_BYTES,
     ) -> None:
         self.root = Path(root).expanduser().resolve()
         self.objects_dir = self.root / "objects"
@@ -393,6 +420,7 @@ class Store:
         self._mode = _file_mode()  # of new files: the umask when the store was opened
         self._scope: tuple[dict[str, str], dict[str, str]] | None = None
         self.recent_bytes = recent_bytes
+        self.inline_bytes = inline_bytes
         self._init_recent()
         exists = self.db_path.exists()
         if readonly is None:
@@ -480,6 +508,7 @@ class Store:
         self.__dict__.update(state)
         self.__dict__.setdefault("on_incident", None)
         self.__dict__.setdefault("recent_bytes", 256 << 20)
+        self.__dict__.setdefault("inline_bytes", INLINE_BYTES)
         self._init_recent()
 
     def _init_recent(self) -> None:
@@ -572,42 +601,57 @@ class Store:
             return False
 
     def put_array(self, array: np.ndarray) -> str:
-        """Write one array as a content-addressed .npy file (atomic rename); return its hash.
+        """Write one array (a content-addressed .npy file, or a row of the index database
+        when it is at most ``inline_bytes``); return its hash.
 
-        The file gets the permissions of any new file (``0o666`` less the umask). A file of
-        that name already there is reused only when its bytes match (and then touched, so that
-        :meth:`gc` does not take it while the caller indexes it).
+        A file gets the permissions of any new file (``0o666`` less the umask) and is written
+        under a temporary name, then renamed. A file of that name already there is reused only
+        when its bytes match (and then touched, so that :meth:`gc` does not take it while the
+        caller indexes it). A small array is committed with its ``objects`` row in one
+        transaction.
 
-        The file is not synced to the disk (``fsync``): a study writes thousands of small
-        arrays, and a sync cost a quarter of a millisecond apiece here (about 2 % of the
-        engine time of ``bench/study_overhead.py``, as much as the rest of the write). A
-        process that is killed loses nothing (the bytes are in the operating system's
-        cache); a machine that loses power may lose the newest files while the index names
-        them, and then every read of one finds it missing or damaged, quarantines it and
-        has it computed again (:meth:`get_array`): a wrong number is never served, and the
-        study recomputes what was lost.
+        Files are not synced to the disk (``fsync``): a study writes thousands of arrays,
+        and a sync cost a quarter of a millisecond apiece here (about 2 % of the engine time
+        of ``bench/study_overhead.py``, as much as the rest of the write). A process that is
+        killed loses nothing (the bytes are in the operating system's cache); a machine that
+        loses power may lose the newest files while the index names them, and then every
+        read of one finds it missing or damaged, quarantines it and has it computed again
+        (:meth:`get_array`): a wrong number is never served, and the study recomputes what
+        was lost.
         """
-        return self._put_array(array)[0]
+        digest, _, inline = self._put_array(array)
+        if inline is not None:
+            try:
+                with self._transaction() as con:
+                    self._index_inline(con, [(digest, inline)], time.time())
+            except sqlite3.Error as exc:
+                raise _store_error(self.root, exc) from exc
+        return digest
 
-    def _put_array(self, array: np.ndarray) -> tuple[str, int]:
-        """:meth:`put_array`, also returning the file's size."""
+    def _put_array(self, array: np.ndarray) -> tuple[str, int, bytes | None]:
+        """Write ``array``'s file; return its hash, its size in bytes and, for an array kept
+        in the index database (:attr:`inline_bytes`), its bytes instead of a file: the
+        caller inserts them (:meth:`_index_inline`) in the transaction that indexes them."""
         self.check_writable()
         data = npy_bytes(array)
         digest = hashlib.sha256(data).hexdigest()
+        if len(data) <= self.inline_bytes:
+            self._remember(digest, data)
+            return digest, len(data), data
         path = self._object_path(digest)
         try:
             size = path.stat().st_size
         except OSError:
             size = -1
-        # a file this process wrote was hashed as it was written (the index arrays of every
-        # view of a shard are one array): its bytes are not read again here
+        # a file this process wrote was hashed as it was written: its bytes are not read
+        # again here
         if size == len(data) and (
             self._recalled(digest) is not None or self._file_matches(path, digest)
         ):
             with contextlib.suppress(OSError):
                 os.utime(path)
             self._remember(digest, data)
-            return digest, size
+            return digest, size, None
         # a name no other writer uses: this process and thread, and a count
         tmp = path.parent / f".tmp-{os.getpid()}-{threading.get_ident()}-{next(_TMP_COUNT)}.npy"
         try:
@@ -631,7 +675,22 @@ class Store:
         except OSError as exc:
             raise _store_error(self.root, exc) from exc
         self._remember(digest, data)
-        return digest, len(data)
+        return digest, len(data), None
+
+    @staticmethod
+    def _index_inline(
+        con: sqlite3.Connection, items: Sequence[tuple[str, bytes]], now: float
+    ) -> None:
+        """Insert small arrays' bytes and their ``objects`` rows (inside a transaction).
+
+        The bytes are replaced, not kept when a row is there: a row damaged since it was
+        written is made good by the bytes just hashed. ``created`` is refreshed, so that
+        :meth:`gc` leaves an array alone while a caller is about to index it."""
+        con.executemany("INSERT OR REPLACE INTO inline_objects VALUES (?,?)", items)
+        con.executemany(
+            "INSERT OR REPLACE INTO objects VALUES (?,?,?)",
+            [(digest, len(body), now) for digest, body in items],
+        )
 
     def _remember(self, digest: str, data: bytes) -> None:
         """Keep the bytes of an array this process wrote (their sha256 is ``digest``)."""
@@ -655,7 +714,7 @@ class Store:
             return data
 
     def get_array(self, digest: str, mmap: bool = False) -> np.ndarray:
-        """The array stored under ``digest``, after checking the file's sha256 against it.
+        """The array stored under ``digest``, after checking its bytes' sha256 against it.
 
         The file is read once, hashed, and parsed from the bytes read. Measured on the quick
         demo study's store (8,647 array reads and 80 world blobs, 89 MB, 2-core machine):
@@ -665,7 +724,9 @@ class Store:
         under 0.1 s, need a new column, and leave the arrays of older stores unchecked; the
         sha256 is the array's name already. With ``mmap`` the file is hashed in chunks, then
         memory-mapped. An array this process wrote and still remembers (``recent_bytes``) is
-        parsed from a copy of the bytes hashed when it was written; the file is not read.
+        parsed from a copy of the bytes hashed when it was written; the file is not read. An
+        array kept in the index database (``inline_bytes``) is read from there, checked the
+        same way, and never memory-mapped.
 
         Raises:
             CorruptArrayError: the file is missing or does not match; it is quarantined and
@@ -676,20 +737,26 @@ class Store:
         path = self._object_path(digest)
         try:
             with open(path, "rb") as fh:
+                size = os.fstat(fh.fileno()).st_size
                 if mmap:
                     actual = hashlib.file_digest(fh, "sha256").hexdigest()
                     data = None
                 else:
-                    data = bytearray(os.fstat(fh.fileno()).st_size)
-                    n = fh.readinto(data)
-                    del data[n:]
+                    data = bytearray(size)
+                    size = fh.readinto(data)
+                    del data[size:]
                     actual = hashlib.sha256(data).hexdigest()
         except FileNotFoundError:
-            raise self._corrupt(digest, "its file is missing") from None
+            body = self._inline_body(digest)
+            if body is None:
+                raise self._corrupt(digest, "its file is missing") from None
+            data = bytearray(body)
+            size = len(data)
+            actual = hashlib.sha256(data).hexdigest()
         except OSError as exc:
             raise _store_error(self.root, exc) from exc
         if actual != digest:
-            raise self._corrupt(digest, self._mismatch_reason(digest, path))
+            raise self._corrupt(digest, self._mismatch_reason(digest, size))
         try:
             if data is None:
                 return np.load(path, mmap_mode="r", allow_pickle=False)
@@ -699,21 +766,26 @@ class Store:
                 f"store at {self.root}: object {digest[:12]} is not an array: {exc}"
             ) from exc
 
-    def _mismatch_reason(self, digest: str, path: Path) -> str:
+    def _inline_body(self, digest: str) -> bytes | None:
+        """The bytes of an array kept in the index database, ``None`` when there is none."""
+        try:
+            with self._connect() as con:
+                row = con.execute(
+                    "SELECT body FROM inline_objects WHERE hash=?", (digest,)
+                ).fetchone()
+        except sqlite3.Error as exc:
+            raise _store_error(self.root, exc) from exc
+        return None if row is None else bytes(row[0])
+
+    def _mismatch_reason(self, digest: str, size: int) -> str:
+        """Why ``size`` bytes stored under ``digest`` do not hash to it, in words."""
         with self._connect() as con:
             row = con.execute("SELECT nbytes FROM objects WHERE hash=?", (digest,)).fetchone()
-        size = path.stat().st_size if path.exists() else -1
         if row is not None and size < row[0]:
             return f"is truncated ({size} of {row[0]} bytes)"
         if row is not None and size > row[0]:
             return f"has {size - row[0]} bytes too many"
         return "does not match its hash (its bytes were changed)"
-
-    def _index_object(self, con: sqlite3.Connection, digest: str, now: float) -> None:
-        con.execute(
-            "INSERT OR IGNORE INTO objects VALUES (?,?,?)",
-            (digest, self._object_path(digest).stat().st_size, now),
-        )
 
     # ------------------------------------------------------------------ damage
     def _names(self, con: sqlite3.Connection) -> dict[str, str]:
@@ -744,9 +816,12 @@ class Store:
         return out
 
     def _move_aside(self, digest: str) -> Path | None:
-        """Move an object's file into ``quarantine/`` (never deleted); its new path."""
+        """Move an object's file into ``quarantine/`` (never deleted); its new path. The bytes
+        of an array kept in the index database are copied there (:meth:`_forget` deletes
+        its row)."""
         path = self._object_path(digest)
-        if not path.exists():
+        body = None if path.exists() else self._inline_body(digest)
+        if body is None and not path.exists():
             return None
         qdir = self.root / QUARANTINE
         qdir.mkdir(exist_ok=True)
@@ -755,6 +830,9 @@ class Store:
         while target.exists():
             target = qdir / f"{digest}.{i}.npy"
             i += 1
+        if body is not None:
+            target.write_bytes(body)
+            return target
         try:
             os.replace(path, target)
         except FileNotFoundError:  # another process moved it first
@@ -785,6 +863,7 @@ class Store:
         for ns, key in blobs:
             n += con.execute("DELETE FROM blobs WHERE namespace=? AND key=?", (ns, key)).rowcount
         con.execute("DELETE FROM objects WHERE hash=?", (digest,))
+        con.execute("DELETE FROM inline_objects WHERE hash=?", (digest,))
         return n
 
     def _corrupt(self, digest: str, reason: str) -> CorruptArrayError:
@@ -841,20 +920,27 @@ class Store:
                 ).fetchall()
             ]
         for i, digest in enumerate(used):
-            path = self._object_path(digest)
+            where = str(self._object_path(digest))
             reason = None
             try:
-                with open(path, "rb") as fh:
+                with open(where, "rb") as fh:
                     ok = hashlib.file_digest(fh, "sha256").hexdigest() == digest
-                report.nbytes += path.stat().st_size
-                if not ok:
-                    reason = self._mismatch_reason(digest, path)
+                    size = os.fstat(fh.fileno()).st_size
             except FileNotFoundError:
-                reason = "its file is missing"
+                body = self._inline_body(digest)
+                if body is None:
+                    reason = "its file is missing"
+                else:
+                    where = f"{self.db_path} (inline_objects)"
+                    ok, size = hashlib.sha256(body).hexdigest() == digest, len(body)
+            if reason is None:
+                report.nbytes += size
+                if not ok:
+                    reason = self._mismatch_reason(digest, size)
             report.checked += 1
             if reason is not None:
                 report.problems.append(
-                    Problem(digest, reason, tuple(self.array_uses(digest)), str(path))
+                    Problem(digest, reason, tuple(self.array_uses(digest)), where)
                 )
             if progress is not None:
                 progress(i + 1, len(used))
@@ -863,6 +949,8 @@ class Store:
             if self.objects_dir.exists()
             else set()
         )
+        with self._connect() as con:
+            on_disk |= {r[0] for r in con.execute("SELECT hash FROM inline_objects")}
         report.unreferenced = len(on_disk - set(used))
         if repair and report.problems:
             self.check_writable()
@@ -879,7 +967,9 @@ class Store:
     ) -> GcReport:
         """Drop arrays no entry uses (and leftovers of interrupted writes).
 
-        Files younger than ``grace_s`` are kept: a writer may be about to index them.
+        Arrays written less than ``grace_s`` ago are kept: a writer may be about to index
+        them (a file's age is its modification time, an array in the index database's the
+        ``created`` of its ``objects`` row).
 
         Args:
             dry_run: count only.
@@ -895,6 +985,10 @@ class Store:
                 r[0] for r in con.execute("SELECT hash FROM arrays UNION SELECT hash FROM blobs")
             }
             indexed = {r[0] for r in con.execute("SELECT hash FROM objects")}
+            inline = con.execute(
+                "SELECT i.hash, length(i.body), o.created FROM inline_objects i "
+                "LEFT JOIN objects o USING (hash)"
+            ).fetchall()
         files = list(self.objects_dir.glob("*/*.npy")) if self.objects_dir.exists() else []
         dropped: list[str] = []
         for path in files:
@@ -914,6 +1008,22 @@ class Store:
             report.objects += 1
             report.nbytes += st.st_size
             dropped.append(path.stem)
+        dropped_inline: list[str] = []
+        for digest, nbytes, created in inline:
+            if digest in used or (created is not None and now - created < grace_s):
+                continue
+            report.objects += 1
+            report.nbytes += nbytes
+            dropped_inline.append(digest)
+        if not dry_run and dropped_inline:
+            with self._transaction() as con:
+                now_used = {
+                    r[0]
+                    for r in con.execute("SELECT hash FROM arrays UNION SELECT hash FROM blobs")
+                }
+                gone = [(d,) for d in dropped_inline if d not in now_used]
+                con.executemany("DELETE FROM inline_objects WHERE hash=?", gone)
+                con.executemany("DELETE FROM objects WHERE hash=?", gone)
         if not dry_run and dropped:
             with self._transaction() as con:
                 # checked again inside the transaction: nothing may have started using them
@@ -925,7 +1035,7 @@ class Store:
                 con.executemany("DELETE FROM objects WHERE hash=?", [(d,) for d in gone])
                 for d in gone:
                     self._object_path(d).unlink(missing_ok=True)
-        stale_rows = indexed - used - {p.stem for p in files}
+        stale_rows = indexed - used - {p.stem for p in files} - {r[0] for r in inline}
         if not dry_run and stale_rows:
             with self._transaction() as con:
                 con.executemany("DELETE FROM objects WHERE hash=?", [(d,) for d in stale_rows])
@@ -972,27 +1082,63 @@ class Store:
         self, key: ArrayKey, shard: int, n_shards: int, arrays: Mapping[str, np.ndarray]
     ) -> None:
         """Store the arrays of one shard and mark it complete, atomically."""
-        hashes = {name: (*self._put_array(a), len(a)) for name, a in arrays.items()}
-        now = time.time()
+        self.put_shards([(key, shard, n_shards, arrays)])
+
+    def put_shards(self, shards: Sequence[ShardArrays]) -> None:
+        """Store several shards (``(key, shard, n_shards, arrays)`` each) in one transaction:
+        their files first, then their index rows.
+
+        When writing fails (a full disk), as many of the shards as can be are still
+        committed, one by one in order, before the error is raised: finished work is kept.
+        """
+        prepared: list[tuple[ArrayKey, int, int, dict[str, tuple]]] = []
         try:
-            with self._transaction() as con:
-                con.executemany(
-                    "INSERT OR IGNORE INTO objects VALUES (?,?,?)",
-                    [(digest, nbytes, now) for digest, nbytes, _ in hashes.values()],
-                )
-                con.executemany(
-                    "INSERT OR REPLACE INTO arrays VALUES (?,?,?,?,?,?,?,?)",
-                    [
-                        (*key.row, shard, name, digest, n_rows)
-                        for name, (digest, _, n_rows) in hashes.items()
-                    ],
-                )
-                con.execute(
-                    "INSERT OR REPLACE INTO shards VALUES (?,?,?,?,?,?,?)",
-                    (*key.row, shard, n_shards, now),
-                )
+            for key, shard, n_shards, arrays in shards:
+                hashes = {name: (*self._put_array(a), len(a)) for name, a in arrays.items()}
+                prepared.append((key, shard, n_shards, hashes))
+        except BaseException:
+            self._commit_each(prepared)
+            raise
+        try:
+            self._commit_shards(prepared)
         except (sqlite3.Error, OSError) as exc:
+            if len(prepared) > 1:
+                self._commit_each(prepared)
             raise _store_error(self.root, exc) from exc
+
+    def _commit_each(self, prepared: Sequence[tuple]) -> None:
+        """Commit prepared shards one at a time until one fails (raising nothing)."""
+        for item in prepared:
+            try:
+                self._commit_shards([item])
+            except (sqlite3.Error, OSError):
+                return
+
+    def _commit_shards(self, prepared: Sequence[tuple]) -> None:
+        """Index prepared shards (their arrays written, small ones still in memory) and mark
+        them complete, in one transaction."""
+        now = time.time()
+        values = [v for *_, hashes in prepared for v in hashes.values()]
+        with self._transaction() as con:
+            self._index_inline(
+                con, [(d, body) for d, _, body, _ in values if body is not None], now
+            )
+            con.executemany(
+                "INSERT OR IGNORE INTO objects VALUES (?,?,?)",
+                [(d, nbytes, now) for d, nbytes, body, _ in values if body is None],
+            )
+            con.executemany(
+                "INSERT OR REPLACE INTO arrays VALUES (?,?,?,?,?,?,?,?)",
+                [
+                    (*key.row, shard, name, digest, n_rows)
+                    for key, shard, _, hashes in prepared
+                    for name, (digest, _, _, n_rows) in hashes.items()
+                ],
+            )
+            con.executemany(
+                "INSERT OR REPLACE INTO shards VALUES (?,?,?,?,?,?,?)",
+                [(*key.row, shard, n_shards, now) for key, shard, n_shards, _ in prepared],
+            )
 
     def drop_key(self, key: ArrayKey) -> int:
         """Forget every shard of ``key`` (its files stay until :meth:`gc`); shards removed."""
@@ -1090,14 +1236,23 @@ class Store:
     # ------------------------------------------------------------------ blobs
     def put_blob(self, namespace: str, key: str, arrays: Mapping[str, np.ndarray]) -> None:
         """Named arrays under (namespace, key), committed together (e.g. a world split)."""
-        hashes = {name: self.put_array(a) for name, a in arrays.items()}
+        hashes = {name: self._put_array(a) for name, a in arrays.items()}
         now = time.time()
-        with self._transaction() as con:
-            for name, digest in hashes.items():
-                self._index_object(con, digest, now)
-                con.execute(
-                    "INSERT OR REPLACE INTO blobs VALUES (?,?,?,?)", (namespace, key, name, digest)
+        try:
+            with self._transaction() as con:
+                self._index_inline(
+                    con, [(d, body) for d, _, body in hashes.values() if body is not None], now
                 )
+                con.executemany(
+                    "INSERT OR IGNORE INTO objects VALUES (?,?,?)",
+                    [(d, nbytes, now) for d, nbytes, body in hashes.values() if body is None],
+                )
+                con.executemany(
+                    "INSERT OR REPLACE INTO blobs VALUES (?,?,?,?)",
+                    [(namespace, key, name, d) for name, (d, _, _) in hashes.items()],
+                )
+        except sqlite3.Error as exc:
+            raise _store_error(self.root, exc) from exc
 
     def get_blob(self, namespace: str, key: str, mmap: bool = True) -> dict[str, np.ndarray] | None:
         """The arrays of a blob, checked; ``None`` when there is none (or it was damaged: it is
@@ -1432,55 +1587,90 @@ class ShardWriter:
     forward passes of the next shard instead of adding to them. When they run on the CPU
     they use every core, and a thread writing beside them slows them down by more than the
     writes cost (on 2 cores, the engine time of ``bench/study_overhead.py`` rose by
-    15-25 %); there the writes are made in the caller's thread (``background=False``). Each
-    shard is committed whole by :meth:`Store.put_shard` (its files first, then one
-    transaction), so a process killed at any point leaves complete shards only; the ones
-    still queued are computed again on resume.
+    15-25 %); there the writes are made in the caller's thread (``background=False``), the
+    shards finished within ``commit_interval_s`` of the last commit in one transaction
+    (:meth:`Store.put_shards`): a study of many small datasets finishes a shard every few
+    milliseconds, and a transaction each cost a quarter of a millisecond. A shard that took
+    longer than that to compute is committed as soon as it is put. Each shard is committed
+    whole (its files first, then the transaction), so a process killed at any point leaves
+    complete shards only; the ones still queued (at most ``commit_interval_s`` of work on
+    the CPU) are computed again on resume.
 
     Args:
         store: where the shards go.
-        background: write on a background thread (else :meth:`put` writes before it
-            returns).
+        background: write on a background thread (else :meth:`put` writes in the caller's
+            thread, grouping shards as above).
         max_bytes: while the queued arrays hold more than this, :meth:`put` waits for the
             oldest shard to be written (memory stays bounded when the disk is slow).
+        commit_interval_s: in the caller's thread, how long finished shards may wait to be
+            committed together (``None``: :data:`COMMIT_INTERVAL_S`, 1 s); 0 commits each
+            shard as it is put.
 
     :meth:`put` raises the error of any shard written since the last call, :meth:`flush`
     waits for every queued shard and raises the first error; a writer whose caller is
     leaving on an error of its own calls :meth:`settle`, which waits without raising.
     """
 
-    def __init__(self, store: Store, background: bool = True, max_bytes: int = 256 << 20) -> None:
+    def __init__(
+        self,
+        store: Store,
+        background: bool = True,
+        max_bytes: int = 256 << 20,
+        commit_interval_s: float | None = None,
+    ) -> None:
         self.store = store
         self.background = background
         self.max_bytes = max_bytes
+        self.commit_interval_s = (
+            COMMIT_INTERVAL_S if commit_interval_s is None else commit_interval_s
+        )
         self._pool: ThreadPoolExecutor | None = None
         self._queued: deque[tuple[Future[None], int]] = deque()
         self._queued_bytes = 0
+        self._pending: list[ShardArrays] = []  # in the caller's thread: not yet committed
+        self._last_commit = time.perf_counter()
 
     def put(
         self, key: ArrayKey, shard: int, n_shards: int, arrays: Mapping[str, np.ndarray]
     ) -> None:
         """Queue one shard for :meth:`Store.put_shard`; the arrays must not change after."""
         self.store.check_writable()
+        nbytes = sum(int(a.nbytes) for a in arrays.values())
         if not self.background:
-            self.store.put_shard(key, shard, n_shards, arrays)
+            self._pending.append((key, shard, n_shards, arrays))
+            self._queued_bytes += nbytes
+            if (
+                time.perf_counter() - self._last_commit >= self.commit_interval_s
+                or self._queued_bytes > self.max_bytes
+            ):
+                self._commit_pending()
             return
         self._collect(wait=False)
         if self._pool is None:
             self._pool = ThreadPoolExecutor(1, thread_name_prefix="robustlens-store")
-        nbytes = sum(int(a.nbytes) for a in arrays.values())
         future = self._pool.submit(self.store.put_shard, key, shard, n_shards, dict(arrays))
         self._queued.append((future, nbytes))
         self._queued_bytes += nbytes
         while self._queued_bytes > self.max_bytes and len(self._queued) > 1:
             self._collect_one()
 
+    def _commit_pending(self) -> None:
+        pending, self._pending = self._pending, []
+        self._queued_bytes = 0
+        self._last_commit = time.perf_counter()
+        if pending:
+            self.store.put_shards(pending)
+            self._last_commit = time.perf_counter()
+
     def flush(self) -> None:
         """Wait until every queued shard is committed; raise the first error."""
+        self._commit_pending()
         self._collect(wait=True)
 
     def settle(self) -> None:
         """Wait until every queued shard is written or failed, raising nothing."""
+        with contextlib.suppress(BaseException):
+            self._commit_pending()
         for future, _ in self._queued:
             with contextlib.suppress(BaseException):
                 future.result()

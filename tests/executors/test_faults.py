@@ -23,7 +23,7 @@ def test_disk_full_mid_run_is_a_clear_error_and_resumes(
     store = Store(tmp_path / "s")
     ds = tiny_world.dataset("val")
     m = tiny_models[0]
-    free_disk = disk_full_after(10)  # shard 0 (8 files) completes, shard 1 hits the full disk
+    free_disk = disk_full_after(10)  # shard 0 (8 arrays) completes, shard 1 hits the full disk
     eng = Engine(store, batch_size=8, shard_size=16)
     with pytest.raises(StoreError, match=r"disk is full.*rerun to resume"):
         eng.run(ds, [EngineJob(m, ("clean", "gray"))])

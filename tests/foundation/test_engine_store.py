@@ -376,6 +376,56 @@ def test_shard_writer_bounds_what_it_holds(tmp_path, monkeypatch):
     assert store.completed_shards(key) == {0, 1, 2}
 
 
+def test_the_callers_writer_commits_what_it_finished_within_the_interval_together(
+    tmp_path, monkeypatch
+):
+    store = Store(tmp_path / "s")
+    commits: list[int] = []
+    real = Store.put_shards
+
+    def counted(self, shards):
+        commits.append(len(shards))
+        return real(self, shards)
+
+    monkeypatch.setattr(Store, "put_shards", counted)
+    key = ArrayKey("m", "d", "clean")
+    writer = ShardWriter(store, background=False, commit_interval_s=60)
+    for s in range(3):
+        writer.put(key, s, 3, {"logits": np.full((2, 2), s, np.float32)})
+    assert commits == [] and store.completed_shards(key) == set()  # waiting, in memory
+    writer.flush()
+    assert commits == [3] and store.completed_shards(key) == {0, 1, 2}
+    np.testing.assert_array_equal(store.load(key, "logits")[:, 0], [0, 0, 1, 1, 2, 2])
+    # a shard finished once the interval has passed since the last commit goes at once,
+    # with the ones waiting before it
+    gray = ArrayKey("m", "d", "gray")
+    quick = ShardWriter(store, background=False, commit_interval_s=0.05)
+    quick.put(gray, 0, 2, {"logits": np.zeros((2, 2), np.float32)})
+    time.sleep(0.1)
+    quick.put(gray, 1, 2, {"logits": np.ones((2, 2), np.float32)})
+    assert store.completed_shards(gray) == {0, 1} and sum(commits[1:]) == 2
+    # with no interval every shard is its own commit
+    at_once = ShardWriter(store, background=False, commit_interval_s=0)
+    at_once.put(ArrayKey("m", "d", "rot90"), 0, 1, {"logits": np.zeros((2, 2), np.float32)})
+    assert store.completed_shards(ArrayKey("m", "d", "rot90")) == {0}
+
+
+def test_shards_committed_together_keep_those_before_a_full_disk(tmp_path, disk_full_after):
+    store = Store(tmp_path / "s")
+    key = ArrayKey("m", "d", "clean")
+    shards = [
+        (key, s, 3, {"logits": np.full((2, 2), s, np.float32), "index": np.arange(2) + 2 * s})
+        for s in range(3)
+    ]
+    free_disk = disk_full_after(3)  # room for 3 arrays: shard 0 fits, shard 1 does not
+    with pytest.raises(StoreError, match=r"disk is full.*rerun to resume"):
+        store.put_shards(shards)
+    assert store.completed_shards(key) == {0}
+    free_disk()
+    store.put_shards(shards[1:])
+    np.testing.assert_array_equal(store.load(key, "index"), np.arange(6))
+
+
 def test_a_model_already_prepared_is_not_moved_again(tmp_path, tiny_world, tiny_models):
     model = copy.deepcopy(tiny_models[0]).train()
     model.to(memory_format=torch.contiguous_format)

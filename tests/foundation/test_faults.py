@@ -79,8 +79,10 @@ class Env:
     folder: Path  # a clean tiny ImageFolder (4 classes x 6 images)
     monkeypatch: pytest.MonkeyPatch
     classes: tuple[str, ...] = ()  # the world's class names
-    #: the ``disk_full_after`` fixture: makes the store's disk full after n array files
+    #: the ``disk_full_after`` fixture: makes the store's disk full after n arrays
     disk_full_after: Callable[[int], Callable[[], None]] | None = None
+    #: the ``stored`` fixture: a stored array's bytes, wherever the store keeps them
+    stored: Any = None
     cleanups: list[Callable[[], None]] = dataclasses.field(default_factory=list)
 
     def study(
@@ -151,10 +153,6 @@ def logits_hashes(store: Path, model: str | None = None) -> list[str]:
     return [r[0] for r in rows]
 
 
-def object_path(store: Path, digest: str) -> Path:
-    return store / "objects" / digest[:2] / f"{digest}.npy"
-
-
 # ----------------------------------------------------------------------------- the faults
 # Each returns (commands to run, the study whose results the invariant reads, checks):
 # commands run in order; the exit code and message are those of the last one.
@@ -178,27 +176,25 @@ def _study_then(env: Env, damage: Callable[[Path], None]) -> tuple:
 
 def overwritten_array(env: Env):
     def damage(store: Path) -> None:
-        path = object_path(store, logits_hashes(store, "tiny-cnn")[0])
-        data = bytearray(path.read_bytes())
+        digest = logits_hashes(store, "tiny-cnn")[0]
+        data = bytearray(env.stored.read(store, digest))
         data[-64:] = data[-64:][::-1]  # same size, other numbers
-        os.chmod(path, 0o644)
-        path.write_bytes(bytes(data))
+        env.stored.write(store, digest, bytes(data))
 
     return _study_then(env, damage)
 
 
 def truncated_array(env: Env):
     def damage(store: Path) -> None:
-        path = object_path(store, logits_hashes(store, "tiny-resnet")[1])
-        os.chmod(path, 0o644)
-        path.write_bytes(path.read_bytes()[:100])
+        digest = logits_hashes(store, "tiny-resnet")[1]
+        env.stored.write(store, digest, env.stored.read(store, digest)[:100])
 
     return _study_then(env, damage)
 
 
 def deleted_array(env: Env):
     def damage(store: Path) -> None:
-        object_path(store, logits_hashes(store, "tiny-mixer")[0]).unlink()
+        env.stored.delete(store, logits_hashes(store, "tiny-mixer")[0])
 
     cmds, study, _ = _study_then(env, damage)
 
@@ -554,6 +550,7 @@ def test_fault(
     tmp_path,
     monkeypatch,
     disk_full_after,
+    stored,
 ):
     env = Env(
         tmp_path,
@@ -563,6 +560,7 @@ def test_fault(
         monkeypatch,
         tuple(tiny_world.classes),
         disk_full_after,
+        stored,
     )
     env.clean = clean  # type: ignore[attr-defined]
     try:

@@ -23,13 +23,14 @@ from robustlens.store import Store
 import robustlens.store as st_mod
 
 slow = sys.argv[3] == "slow"
-if slow:  # slow the commits down so that the parent can kill us between shards
-    orig = st_mod.Store.put_shard
-    def put_shard(self, *a, **k):
-        orig(self, *a, **k)
+if slow:  # commit each shard, slowly, so that the parent can kill us between shards
+    st_mod.COMMIT_INTERVAL_S = 0.0
+    orig = st_mod.Store.put_shards
+    def put_shards(self, shards):
+        orig(self, shards)
         print("SHARD", flush=True)
         time.sleep(0.4)
-    st_mod.Store.put_shard = put_shard
+    st_mod.Store.put_shards = put_shards
 cfg = WorldConfig(**json.loads(sys.argv[4]))
 store = Store(sys.argv[1])
 world = SyntheticWorld(cfg, store)

@@ -36,10 +36,6 @@ from robustlens.study import read_plan, study_store
 RUNNER = CliRunner()
 
 
-def _object(store: Store, digest: str) -> Path:
-    return store.objects_dir / digest[:2] / f"{digest}.npy"
-
-
 def _hashes(store: Store, view: str = "clean", name: str = "logits") -> list[str]:
     con = sqlite3.connect(store.db_path)
     rows = con.execute(
@@ -50,14 +46,15 @@ def _hashes(store: Store, view: str = "clean", name: str = "logits") -> list[str
 
 
 @pytest.fixture()
-def computed(tmp_path, tiny_world, tiny_models):
+def computed(tmp_path, tiny_world, tiny_models, storage):
     """A store holding two models' logits on the tiny world's val split (3 shards), opened
-    again as another process would open it (nothing it wrote is remembered)."""
-    store = Store(tmp_path / "s")
+    again as another process would open it (nothing it wrote is remembered); its arrays
+    are files, or rows of the index database (``storage``)."""
+    store = Store(tmp_path / "s", **storage)
     ds = tiny_world.dataset("val")
     Engine(store, batch_size=8, shard_size=16).run(ds, [EngineJob(m) for m in tiny_models[:2]])
     store.close()
-    return Store(tmp_path / "s"), ds, tiny_models[:2]
+    return Store(tmp_path / "s", **storage), ds, tiny_models[:2]
 
 
 # ----------------------------------------------------------------------------- checked reads
@@ -69,28 +66,28 @@ def computed(tmp_path, tiny_world, tiny_models):
         ("delete", "its file is missing"),
     ],
 )
-def test_a_damaged_array_is_never_served(computed, damage, reason):
+def test_a_damaged_array_is_never_served(computed, stored, damage, reason):
     store, ds, models = computed
     m = models[0]
     a = StoredArrays(store, m.fingerprint(), ds.fingerprint())
     good = a.logits()
     digest = _hashes(store)[0]
-    path = _object(store, digest)
+    assert stored.where(store.root, digest) == ("inline" if store.inline_bytes else "file")
     if damage == "overwrite":
-        data = bytearray(path.read_bytes())
+        data = bytearray(stored.read(store.root, digest))
         data[-8:] = bytes(8)
-        path.write_bytes(bytes(data))
+        stored.write(store.root, digest, bytes(data))
     elif damage == "truncate":
-        path.write_bytes(path.read_bytes()[:50])
+        stored.write(store.root, digest, stored.read(store.root, digest)[:50])
     else:
-        path.unlink()
+        stored.delete(store.root, digest)
     with pytest.raises(CorruptArrayError, match=reason) as err:
         a.logits()
     assert "view 'clean', shard 0" in str(err.value) and "logits of model" in str(err.value)
     assert store.incidents and reason in store.incidents[0]
     if damage != "delete":  # moved aside, never deleted
         assert (store.root / "quarantine" / f"{digest}.npy").exists()
-    assert not path.exists()
+    assert not stored.exists(store.root, digest)
     # the shard is forgotten: the engine recomputes exactly it, and the numbers come back
     key = ArrayKey(m.fingerprint(), ds.fingerprint(), "clean")
     assert 0 not in store.completed_shards(key)
@@ -99,7 +96,7 @@ def test_a_damaged_array_is_never_served(computed, damage, reason):
     np.testing.assert_array_equal(a.logits(), good)
 
 
-def test_stored_arrays_recompute_on_the_spot(computed):
+def test_stored_arrays_recompute_on_the_spot(computed, stored):
     store, ds, models = computed
     m = models[1]
     runs = []
@@ -115,16 +112,16 @@ def test_stored_arrays_recompute_on_the_spot(computed):
         "SELECT hash FROM arrays WHERE view='__meta__' AND name='labels' AND shard=2"
     ).fetchall()
     con.close()
-    _object(store, meta).write_bytes(b"\x93NUMPY garbage")
+    stored.write(store.root, meta, b"\x93NUMPY garbage")
     fresh = StoredArrays(store, m.fingerprint(), ds.fingerprint(), recompute)
     np.testing.assert_array_equal(fresh.labels(), labels)  # damaged labels: recomputed
-    path = _object(store, _hashes(store)[-1])
-    path.write_bytes(path.read_bytes()[:-4] + b"\0\0\0\0")
+    last = _hashes(store)[-1]
+    stored.write(store.root, last, stored.read(store.root, last)[:-4] + b"\0\0\0\0")
     np.testing.assert_array_equal(fresh.logits(), good)  # damaged logits: recomputed
     assert len(runs) == 2 and all(r.shards_computed == 1 for r in runs)
 
 
-def test_a_damaged_world_split_is_rebuilt(tmp_path, tiny_world):
+def test_a_damaged_world_split_is_rebuilt(tmp_path, tiny_world, stored):
     store = Store(tmp_path / "s")
     world = SyntheticWorld(tiny_world.config, store)
     images = np.array(world.split("sketch")["images"])
@@ -133,37 +130,35 @@ def test_a_damaged_world_split_is_rebuilt(tmp_path, tiny_world):
         "SELECT hash FROM blobs WHERE key LIKE '%/sketch' AND name='images'"
     ).fetchone()[0]
     con.close()
-    path = _object(store, digest)
-    data = bytearray(path.read_bytes())
+    data = bytearray(stored.read(store.root, digest))
     data[-100:] = bytes(100)
-    path.write_bytes(bytes(data))
+    stored.write(store.root, digest, bytes(data))
     again = SyntheticWorld(tiny_world.config, store)  # a new process, in effect
     np.testing.assert_array_equal(np.array(again.split("sketch")["images"]), images)
     assert store.incidents and "world blob" in store.incidents[0]
 
 
-def test_arrays_round_trip_exactly():
-    import tempfile
-
-    with tempfile.TemporaryDirectory() as d:
-        store = Store(d)
-        for a in (
-            np.arange(12, dtype=np.float32).reshape(3, 4),
-            np.asfortranarray(np.arange(12, dtype=np.int64).reshape(3, 4)),
-            np.zeros((0, 5), np.float32),
-            np.array([True, False]),
-            np.zeros(3, dtype=[("a", "<i4"), ("b", ">f8")]),
-            np.array(2.5),
-        ):
-            digest = store.put_array(a)
-            buf = io.BytesIO()
-            np.save(buf, np.array(a, order="C"), allow_pickle=False)
-            assert _object(store, digest).read_bytes() == buf.getvalue()  # np.save's bytes
-            assert hashlib.sha256(buf.getvalue()).hexdigest() == digest
-            # from memory (this process wrote it) and from the file (another one reads it)
-            for got in (store.get_array(digest), Store(d).get_array(digest)):
-                np.testing.assert_array_equal(got, a)
-                assert got.dtype == a.dtype and got.shape == a.shape and got.flags.writeable
+def test_arrays_round_trip_exactly(tmp_path, storage, stored):
+    d = tmp_path / "s"
+    store = Store(d, **storage)
+    for a in (
+        np.arange(12, dtype=np.float32).reshape(3, 4),
+        np.asfortranarray(np.arange(12, dtype=np.int64).reshape(3, 4)),
+        np.zeros((0, 5), np.float32),
+        np.array([True, False]),
+        np.zeros(3, dtype=[("a", "<i4"), ("b", ">f8")]),
+        np.array(2.5),
+    ):
+        digest = store.put_array(a)
+        buf = io.BytesIO()
+        np.save(buf, np.array(a, order="C"), allow_pickle=False)
+        assert stored.read(d, digest) == buf.getvalue()  # np.save's bytes
+        assert stored.where(d, digest) == ("inline" if storage == {} else "file")
+        assert hashlib.sha256(buf.getvalue()).hexdigest() == digest
+        # from memory (this process wrote it) and from the store (another one reads it)
+        for got in (store.get_array(digest), Store(d).get_array(digest)):
+            np.testing.assert_array_equal(got, a)
+            assert got.dtype == a.dtype and got.shape == a.shape and got.flags.writeable
 
 
 # ----------------------------------------------------------------------------- verify and gc
@@ -171,14 +166,14 @@ def _cli(*args: str):
     return RUNNER.invoke(app, list(args))
 
 
-def test_verify_lists_bad_arrays_with_their_keys_and_repair_forgets_them(computed):
+def test_verify_lists_bad_arrays_with_their_keys_and_repair_forgets_them(computed, stored):
     store, ds, models = computed
     assert store.verify().ok
     res = _cli("store", "verify", str(store.root))
     assert res.exit_code == 0 and "0 bad" in res.output, res.output
     hashes = _hashes(store)
-    _object(store, hashes[0]).write_bytes(b"x" * 10)
-    _object(store, hashes[1]).unlink()
+    stored.write(store.root, hashes[0], b"x" * 10)
+    stored.delete(store.root, hashes[1])
     report = store.verify()
     assert len(report.problems) == 2 and report.checked > 10
     assert {p.reason.split()[0] for p in report.problems} == {"is", "its"}
@@ -191,6 +186,7 @@ def test_verify_lists_bad_arrays_with_their_keys_and_repair_forgets_them(compute
     assert res.exit_code == 0 and "quarantined 2 array(s)" in out, res.output
     assert "next study on this store recomputes them" in out
     assert store.verify().ok
+    assert (store.root / "quarantine" / f"{hashes[0]}.npy").read_bytes() == b"x" * 10
     # the next run recomputes the forgotten shard (shard 0 of both models) and nothing else
     rep = Engine(store, batch_size=8, shard_size=16).run(ds, [EngineJob(m) for m in models])
     assert rep.shards_computed == 1 and rep.forward_passes == 2 * 16
@@ -215,13 +211,15 @@ def _study(tmp_path: Path, world, zoo_dir: Path, name: str = "s") -> Path:
     return path
 
 
-def test_verify_repair_with_the_study_recomputes_at_once(tmp_path, tiny_world, tiny_zoo_dir):
+def test_verify_repair_with_the_study_recomputes_at_once(
+    tmp_path, tiny_world, tiny_zoo_dir, stored
+):
     study = _study(tmp_path, tiny_world, tiny_zoo_dir)
     assert _cli("study", str(study), "--no-report").exit_code == 0
     store = Store(tmp_path / "store")
     before = store.results()
-    path = _object(store, _hashes(store)[2])
-    path.write_bytes(path.read_bytes()[::-1])
+    digest = _hashes(store)[2]
+    stored.write(store.root, digest, stored.read(store.root, digest)[::-1])
     res = _cli("store", "verify", str(study), "--repair")
     out = " ".join(res.output.split())
     assert res.exit_code == 0, res.output
@@ -230,24 +228,30 @@ def test_verify_repair_with_the_study_recomputes_at_once(tmp_path, tiny_world, t
     pd.testing.assert_frame_equal(store.results(), before)
 
 
-def test_gc_drops_only_unreferenced_old_arrays(computed):
+def test_gc_drops_only_unreferenced_old_arrays(computed, stored):
     store, _, _ = computed
     orphan = store.put_array(np.arange(7))  # written, never indexed (a killed run)
     kept = _hashes(store)
+    assert store.verify().unreferenced == 1
     assert store.gc().objects == 0  # too young: a writer may be about to index it
+    stored.age(store.root, orphan, 7200)
     old = time.time() - 7200
-    os.utime(_object(store, orphan), (old, old))
     tmp = store.objects_dir / "ab" / ".tmp-leftover.npy"
     tmp.parent.mkdir(exist_ok=True)
     tmp.write_bytes(b"partial")
     os.utime(tmp, (old, old))
     dry = store.gc(dry_run=True)
-    assert dry.objects == 1 and dry.temp_files == 1 and _object(store, orphan).exists()
+    assert dry.objects == 1 and dry.temp_files == 1 and stored.exists(store.root, orphan)
+    assert dry.nbytes == len(stored.read(store.root, orphan))
     res = _cli("store", "gc", str(store.root))
     assert res.exit_code == 0 and "dropped 1 unreferenced" in res.output, res.output
-    assert not _object(store, orphan).exists() and not tmp.exists()
-    assert all(_object(store, h).exists() for h in kept)
-    assert store.verify().ok
+    assert not stored.exists(store.root, orphan) and not tmp.exists()
+    assert all(stored.exists(store.root, h) for h in kept)
+    assert store.verify().ok and store.verify().unreferenced == 0
+    # nothing of the orphan is left in the index either
+    con = sqlite3.connect(store.db_path)
+    assert con.execute("SELECT COUNT(*) FROM objects WHERE hash=?", (orphan,)).fetchone() == (0,)
+    con.close()
 
 
 def test_store_commands_say_what_they_need(tmp_path):
@@ -278,7 +282,7 @@ def test_an_old_store_is_upgraded_and_keeps_its_results(tmp_path):
     con.close()
     store = Store(root)
     con = sqlite3.connect(root / "store.sqlite")
-    assert con.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
+    assert con.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
     con.close()
     assert store.results()["value"].tolist() == [0.25]
     # the same names for other weights are a row of their own now
@@ -328,14 +332,14 @@ def test_a_read_only_store_reads_and_refuses_writes(computed):
         Engine(ro).run(ds, [EngineJob(models[0], ("gray",))])
 
 
-def test_stored_files_respect_the_umask(tmp_path):
+def test_stored_files_respect_the_umask(tmp_path, stored):
     old = os.umask(0o002)
     try:
-        store = Store(tmp_path / "s")
+        store = Store(tmp_path / "s", inline_bytes=0)
         digest = store.put_array(np.arange(3))
     finally:
         os.umask(old)
-    assert _object(store, digest).stat().st_mode & 0o777 == 0o664
+    assert stored.file(store.root, digest).stat().st_mode & 0o777 == 0o664
     assert store.db_path.stat().st_mode & 0o777 == 0o664
 
 
@@ -360,38 +364,54 @@ def test_each_study_reads_its_own_numbers(tmp_path, tiny_world, tiny_zoo_dir):
     assert json.loads((tmp_path / "out-a" / "study_summary.json").read_text())["fingerprints"]
 
 
-def test_an_array_this_process_wrote_is_served_from_the_bytes_it_hashed(tmp_path):
+def test_an_array_this_process_wrote_is_served_from_the_bytes_it_hashed(tmp_path, storage, stored):
     a, b = np.arange(10.0), np.arange(10.0) + 1  # 208 bytes each as .npy
-    store = Store(tmp_path / "s", recent_bytes=300)
+    store = Store(tmp_path / "s", recent_bytes=300, **storage)
     da = store.put_array(a)
-    _object(store, da).write_bytes(b"\x93NUMPY garbage")  # the file is damaged afterwards
+    stored.write(store.root, da, b"\x93NUMPY garbage")  # the bytes are damaged afterwards
     got = store.get_array(da)
     np.testing.assert_array_equal(got, a)  # what was computed, not what the disk now holds
     got[:] = -1  # each reader gets its own copy
     np.testing.assert_array_equal(store.get_array(da), a)
-    with pytest.raises(CorruptArrayError, match="does not match"):
-        Store(tmp_path / "s").get_array(da)  # another process reads the file, and checks it
+    # (an array in the index database has its size recorded with it: it reads as truncated)
+    with pytest.raises(CorruptArrayError, match=r"does not match|is truncated"):
+        Store(tmp_path / "s").get_array(da)  # another process reads the bytes, and checks them
     # at most recent_bytes are kept: the oldest array goes first, and is then read from disk
     db = store.put_array(b)
     da = store.put_array(a)  # written again (the damaged file was quarantined)
     dc = store.put_array(a + 2)
     for digest in (da, db, dc):
-        _object(store, digest).write_bytes(b"\x93NUMPY garbage")
+        stored.write(store.root, digest, b"\x93NUMPY garbage")
     np.testing.assert_array_equal(store.get_array(dc), a + 2)
     for digest in (db, da):
         with pytest.raises(CorruptArrayError):
             store.get_array(digest)
-    none = Store(tmp_path / "t", recent_bytes=0)
+    none = Store(tmp_path / "t", recent_bytes=0, **storage)
     d0 = none.put_array(a)
-    _object(none, d0).write_bytes(b"\x93NUMPY garbage")
+    stored.write(none.root, d0, b"\x93NUMPY garbage")
     with pytest.raises(CorruptArrayError):
         none.get_array(d0)
 
 
-def test_an_object_directory_removed_since_it_was_made_is_made_again(tmp_path):
-    store = Store(tmp_path / "s", recent_bytes=0)
+def test_an_object_directory_removed_since_it_was_made_is_made_again(tmp_path, stored):
+    store = Store(tmp_path / "s", recent_bytes=0, inline_bytes=0)
     a = np.arange(5)
     digest = store.put_array(a)
-    shutil.rmtree(_object(store, digest).parent)  # by another process, or by hand
+    shutil.rmtree(stored.file(store.root, digest).parent)  # by another process, or by hand
     assert store.put_array(a) == digest
     np.testing.assert_array_equal(Store(tmp_path / "s").get_array(digest), a)
+
+
+def test_a_full_database_is_the_full_disk_error_and_writes_nothing(tmp_path):
+    """SQLite's own "database or disk is full" (here the database may not grow: a small
+    array is written into it) reads as a full disk, and the shard is not half there."""
+    store = Store(tmp_path / "s")
+    with store._connect() as con:
+        pages = con.execute("PRAGMA page_count").fetchone()[0]
+        con.execute(f"PRAGMA max_page_count={pages}")
+    key = ArrayKey("m", "d", "clean")
+    with pytest.raises(StoreError, match=r"disk is full.*rerun to resume"):
+        store.put_shard(key, 0, 1, {"logits": np.ones((200, 10), np.float32)})
+    store.close()
+    again = Store(tmp_path / "s")
+    assert again.completed_shards(key) == set() and again.stats()["objects"] == 0
