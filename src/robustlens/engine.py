@@ -866,11 +866,14 @@ class Engine:
                     done += 1
                     if bar is not None and done < passes:
                         bar.update(start + len(imgs) * done / passes)
-                    finite = torch.isfinite(logits).all(dim=1)
-                    if not bool(finite.all()):
-                        samples, views = run.bad.setdefault(i, (set(), set()))
-                        samples.update(idx[~finite.cpu().numpy()].tolist())
-                        views.add(v)
+                    # one reduction for the common case: a NaN or an infinity anywhere makes
+                    # the sum non-finite (so may an overflow of finite logits: checked below)
+                    if not math.isfinite(float(logits.sum())):
+                        finite = torch.isfinite(logits).all(dim=1)
+                        if not bool(finite.all()):
+                            samples, views = run.bad.setdefault(i, (set(), set()))
+                            samples.update(idx[~finite.cpu().numpy()].tolist())
+                            views.add(v)
                     if i in run.bad:
                         continue  # nothing of a failed model is kept
                     o = outs[(i, v)]

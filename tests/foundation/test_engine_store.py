@@ -294,6 +294,26 @@ def test_a_model_with_nan_logits_fails_alone_and_nothing_of_it_is_stored(
     assert again.failed and again.forward_passes == len(ds)  # only the faulty model runs
 
 
+def test_huge_finite_logits_are_kept(tmp_path, tiny_world):
+    """Logits whose sum overflows to infinity are finite one by one: the model is fine."""
+    ds = tiny_world.dataset("val")
+    classes = tiny_world.classes
+    head = torch.nn.Linear(3072, len(classes))
+    with torch.no_grad():
+        head.weight.zero_()
+        head.bias.fill_(3e38)  # float32's largest is 3.4e38: four of them sum to inf
+    huge = adapter_from_module(
+        "huge", torch.nn.Sequential(torch.nn.Flatten(), head), classes, input_size=32
+    )
+    store = Store(tmp_path / "s")
+    rep = Engine(store, batch_size=8, shard_size=16).run(ds, [EngineJob(huge)])
+    assert not rep.failed
+    logits = StoredArrays(store, huge.fingerprint(), ds.fingerprint()).logits()
+    with np.errstate(over="ignore"):
+        assert np.isinf(logits.sum(axis=1, dtype=np.float32)).all()
+    np.testing.assert_array_equal(logits, np.full((len(ds), len(classes)), 3e38, np.float32))
+
+
 def test_unknown_or_absent_devices_are_config_errors(tmp_path, monkeypatch):
     from robustlens.errors import ConfigError
 

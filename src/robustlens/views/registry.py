@@ -92,13 +92,29 @@ def _no_args(spec: str, args: list[str]) -> None:
 
 
 # ---------------------------------------------------------------- built-in views
+def layout_of(x: torch.Tensor) -> torch.memory_format:
+    """The memory format of a (B, C, H, W) batch: channels-last or the standard one.
+
+    A view returns its pixels contiguous in its input's format: the engine feeds
+    channels-last batches to channels-last models, and a view that kept the standard
+    format would be copied into channels-last once more before every forward pass.
+    """
+    if (
+        x.dim() == 4
+        and not x.is_contiguous()
+        and x.is_contiguous(memory_format=torch.channels_last)
+    ):
+        return torch.channels_last
+    return torch.contiguous_format
+
+
 def gray_pixels(pixels: torch.Tensor) -> torch.Tensor:
     """Luma 0.299 R + 0.587 G + 0.114 B copied to three channels, on pixels in [0, 1].
 
     Applied before normalization (applying it after normalization is a known bug in public
     EI code: it mixes channels with different means and stds).
     """
-    return luma(pixels).expand(-1, 3, -1, -1).contiguous()
+    return luma(pixels).expand(-1, 3, -1, -1).contiguous(memory_format=layout_of(pixels))
 
 
 @register_view("clean", "clean")
@@ -111,7 +127,12 @@ def _rotation(k: int) -> Callable[[str, list[str]], View]:
     def factory(spec: str, args: list[str]) -> View:
         _no_args(spec, args)
         # exact rotation by a multiple of 90 degrees: no interpolation
-        return View(spec, lambda x, ctx: torch.rot90(x, k=k, dims=(-2, -1)).contiguous())
+        return View(
+            spec,
+            lambda x, ctx: torch.rot90(x, k=k, dims=(-2, -1)).contiguous(
+                memory_format=layout_of(x)
+            ),
+        )
 
     return factory
 
