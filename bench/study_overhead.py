@@ -15,7 +15,8 @@ and then the bare reference; the ratio uses the fastest of each, as ``timeit`` d
 this shared 2-core machine's speed drifts by 10-20% between minutes.
 
 Usage: python bench/study_overhead.py [--rounds 2]
-Prints the headline last: ``ratio: X.XX`` = study time / bare forward time (target <= 1.3).
+Prints the headline last: ``ratio: X.XX`` = study time / bare forward time (goal on the 2-core
+machine: <= 1.10).
 """
 
 from __future__ import annotations
