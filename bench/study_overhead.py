@@ -12,7 +12,8 @@ generating the world is not timed). The study then runs again on the warm store.
 
 Each of ``--rounds`` rounds (default 2) runs a fresh study (a copy of the world-only store)
 and then the bare reference; the ratio uses the fastest of each, as ``timeit`` does, because
-this shared 2-core machine's speed drifts by 10-20% between minutes.
+this shared 2-core machine's speed drifts by 10-30% between minutes (each round's own ratio
+and their median are printed before it).
 
 Usage: python bench/study_overhead.py [--rounds 2]
 Prints the headline last: ``ratio: X.XX`` = study time / bare forward time (goal on the 2-core
@@ -24,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -148,6 +150,14 @@ def main() -> None:
         assert again.forward_passes == 0
 
     study_t, bare_t = min(study_times), min(bare_times)
+    # each round's own ratio too: a round's study and bare run a minute apart, the fastest of
+    # each may come from different minutes of a machine whose speed drifts
+    paired = [s / b for s, b in zip(study_times, bare_times, strict=True)]
+    print(
+        "per-round ratios: "
+        + ", ".join(f"{x:.2f}" for x in paired)
+        + f"; median {statistics.median(paired):.2f}"
+    )
     print(
         f"best of {args.rounds}: bare forward {bare_t:.1f}s; study {study_t:.1f}s; "
         f"cached re-run {cached_t:.2f}s ({study_t / cached_t:.0f}x faster, target >= 20x)"
