@@ -677,6 +677,19 @@ class Store:
         self._remember(digest, data)
         return digest, len(data), None
 
+    @classmethod
+    def _index_written(
+        cls, con: sqlite3.Connection, written: Iterable[tuple[str, int, bytes | None]], now: float
+    ) -> None:
+        """Index arrays :meth:`_put_array` wrote, given as its ``(digest, size, bytes)``
+        (inside a transaction): an ``objects`` row each, and the bytes of the small ones."""
+        written = list(written)
+        cls._index_inline(con, [(d, body) for d, _, body in written if body is not None], now)
+        con.executemany(
+            "INSERT OR IGNORE INTO objects VALUES (?,?,?)",
+            [(d, nbytes, now) for d, nbytes, body in written if body is None],
+        )
+
     @staticmethod
     def _index_inline(
         con: sqlite3.Connection, items: Sequence[tuple[str, bytes]], now: float
@@ -1120,13 +1133,7 @@ class Store:
         now = time.time()
         values = [v for *_, hashes in prepared for v in hashes.values()]
         with self._transaction() as con:
-            self._index_inline(
-                con, [(d, body) for d, _, body, _ in values if body is not None], now
-            )
-            con.executemany(
-                "INSERT OR IGNORE INTO objects VALUES (?,?,?)",
-                [(d, nbytes, now) for d, nbytes, body, _ in values if body is None],
-            )
+            self._index_written(con, [v[:3] for v in values], now)
             con.executemany(
                 "INSERT OR REPLACE INTO arrays VALUES (?,?,?,?,?,?,?,?)",
                 [
@@ -1240,13 +1247,7 @@ class Store:
         now = time.time()
         try:
             with self._transaction() as con:
-                self._index_inline(
-                    con, [(d, body) for d, _, body in hashes.values() if body is not None], now
-                )
-                con.executemany(
-                    "INSERT OR IGNORE INTO objects VALUES (?,?,?)",
-                    [(d, nbytes, now) for d, nbytes, body in hashes.values() if body is None],
-                )
+                self._index_written(con, hashes.values(), now)
                 con.executemany(
                     "INSERT OR REPLACE INTO blobs VALUES (?,?,?,?)",
                     [(namespace, key, name, d) for name, (d, _, _) in hashes.items()],
@@ -1657,9 +1658,10 @@ class ShardWriter:
     def _commit_pending(self) -> None:
         pending, self._pending = self._pending, []
         self._queued_bytes = 0
-        self._last_commit = time.perf_counter()
-        if pending:
-            self.store.put_shards(pending)
+        try:
+            if pending:
+                self.store.put_shards(pending)
+        finally:
             self._last_commit = time.perf_counter()
 
     def flush(self) -> None:
