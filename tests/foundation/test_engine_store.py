@@ -21,6 +21,7 @@ from robustlens.errors import ClassMismatchError, StoreError, ValidationError
 from robustlens.models.base import adapter_from_module
 from robustlens.store import ArrayKey, ShardWriter, Store, StoredArrays
 from robustlens.study import run_study, write_per_sample
+from robustlens.views import ViewContext, parse_view
 
 
 def test_engine_counts_and_second_run_is_cached(tmp_path, tiny_world, tiny_models):
@@ -85,6 +86,19 @@ def test_channels_last_is_the_default_and_the_study_can_turn_it_off(
     )
     run_study(cfg)
     assert seen == [(False, False)]
+
+
+@pytest.mark.parametrize("view", ["rot90", "rot180", "rot270", "gray"])
+def test_views_keep_their_inputs_memory_layout_and_values(view):
+    """The engine feeds channels-last batches: a view returns them channels-last (no second
+    copy before the forward pass), and the same numbers as from a standard-layout batch."""
+    x = torch.rand(3, 3, 8, 6, generator=torch.Generator().manual_seed(0))
+    ctx = ViewContext(torch.arange(3))
+    standard = parse_view(view)(x, ctx)
+    last = parse_view(view)(x.contiguous(memory_format=torch.channels_last), ctx)
+    assert standard.is_contiguous()
+    assert last.is_contiguous(memory_format=torch.channels_last) and not last.is_contiguous()
+    assert torch.equal(standard, last)
 
 
 def test_shard_results_do_not_depend_on_batch_size(tmp_path, tiny_world, tiny_models):
