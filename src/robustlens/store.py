@@ -833,9 +833,11 @@ class Store:
         of an array kept in the index database are copied there (:meth:`_forget` deletes
         its row)."""
         path = self._object_path(digest)
-        body = None if path.exists() else self._inline_body(digest)
-        if body is None and not path.exists():
-            return None
+        body = None
+        if not path.exists():
+            body = self._inline_body(digest)
+            if body is None:
+                return None
         qdir = self.root / QUARANTINE
         qdir.mkdir(exist_ok=True)
         target = qdir / f"{digest}.npy"
