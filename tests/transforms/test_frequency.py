@@ -21,6 +21,7 @@ from robustlens.transforms.frequency import (
     band_centre_cpi,
     band_level,
     band_noise,
+    centred_spectrum,
     critical_band_stimulus,
     fft_filter,
     laplacian_band,
@@ -386,6 +387,25 @@ def test_band_noise_is_seeded_per_sample():
     assert not torch.allclose(batch, band_noise(x, 3, 0.08, seeds + 1))
     with pytest.raises(ValidationError, match="seeds"):
         band_noise(x, 3, 0.08)
+
+
+def test_a_precomputed_stimulus_or_spectrum_gives_the_same_pixels():
+    """Views of one batch share its critical-band stimulus and its spectrum: passing them in
+    must give exactly what computing them inside gives, and the wrong shape is an error."""
+    x = _images(b=3, side=32)
+    seeds = torch.tensor([5, 6, 7])
+    stim = critical_band_stimulus(x)
+    for band, sigma in ((3, 0.08), (5, 0.16), (4, 0.0)):
+        assert torch.equal(
+            band_noise(x, band, sigma, seeds, stimulus=stim), band_noise(x, band, sigma, seeds)
+        )
+    spec = centred_spectrum(x)
+    for kind, cutoff in (("low", 0.3), ("high", 0.7), ("high", 1.0)):
+        assert torch.equal(fft_filter(x, cutoff, kind, spectrum=spec), fft_filter(x, cutoff, kind))
+    with pytest.raises(ValidationError, match="stimulus: expected shape"):
+        band_noise(x, 3, 0.08, seeds, stimulus=stim[:2])
+    with pytest.raises(ValidationError, match="spectrum: expected the shape"):
+        fft_filter(x, 0.3, "low", spectrum=spec[:, :1])
 
 
 def test_band_validity_depends_on_size():

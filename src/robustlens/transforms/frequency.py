@@ -125,7 +125,18 @@ def spectral_mask(h: int, w: int, cutoff: float, kind: str = "low") -> torch.Ten
     return square if kind == "low" else 1.0 - square
 
 
-def fft_filter(images: torch.Tensor, cutoff: float, kind: str = "low") -> torch.Tensor:
+def centred_spectrum(images: torch.Tensor) -> torch.Tensor:
+    """``fftshift(fft2(x))`` of each channel of (B, C, H, W) pixels, as :func:`fft_filter`
+    computes it (complex64 for float32 pixels): every cutoff of a batch filters this one."""
+    return torch.fft.fftshift(torch.fft.fft2(images.float()), dim=(-2, -1))
+
+
+def fft_filter(
+    images: torch.Tensor,
+    cutoff: float,
+    kind: str = "low",
+    spectrum: torch.Tensor | None = None,
+) -> torch.Tensor:
     """Low- or high-pass filter each channel with seed 002's centred square spectral mask.
 
     Per image and channel, on the [0, 1] pixels (before normalisation)::
@@ -149,6 +160,8 @@ def fft_filter(images: torch.Tensor, cutoff: float, kind: str = "low") -> torch.
         images: (B, 3, H, W) float pixels in [0, 1].
         cutoff: fraction of the half-spectrum in [0, 1] (see :data:`SPECTRAL_CUTOFFS`).
         kind: ``"low"`` or ``"high"``.
+        spectrum: ``centred_spectrum(images)`` when the caller has it already (a batch
+            filtered at many cutoffs); computed here otherwise.
 
     Returns:
         (B, 3, H, W) filtered images in [0, 1], same dtype and device.
@@ -171,8 +184,14 @@ def fft_filter(images: torch.Tensor, cutoff: float, kind: str = "low") -> torch.
         raise ValidationError(f"cutoff: expected a number in [0, 1], got {cutoff}")
     h, w = images.shape[-2:]
     mask = spectral_mask(h, w, cutoff, kind).to(images.device)
-    spec = torch.fft.fftshift(torch.fft.fft2(images.float()), dim=(-2, -1))
-    spec = torch.fft.ifftshift(spec * mask, dim=(-2, -1))
+    if spectrum is None:
+        spectrum = centred_spectrum(images)
+    elif spectrum.shape != images.shape:
+        raise ValidationError(
+            f"spectrum: expected the shape of the images {tuple(images.shape)}, got "
+            f"{tuple(spectrum.shape)}"
+        )
+    spec = torch.fft.ifftshift(spectrum * mask, dim=(-2, -1))
     out = torch.fft.ifft2(spec).real
     return out.clamp(0.0, 1.0).to(images.dtype)
 
@@ -434,7 +453,13 @@ def _keep_in_range(
     return image + noise
 
 
-def band_noise(images: torch.Tensor, band: int, sigma: float, seeds: Any = None) -> torch.Tensor:
+def band_noise(
+    images: torch.Tensor,
+    band: int,
+    sigma: float,
+    seeds: Any = None,
+    stimulus: torch.Tensor | None = None,
+) -> torch.Tensor:
     """Critical-band masking stimulus: low-contrast grayscale + band-limited Gaussian noise.
 
     The reference protocol (``solomon_filter`` of Subramanian et al., as run in seed 002's
@@ -466,6 +491,8 @@ def band_noise(images: torch.Tensor, band: int, sigma: float, seeds: Any = None)
         sigma: noise standard deviation (see :data:`CRITICAL_BAND_SIGMAS`).
         seeds: B integer seeds, one per image; sample i draws from
             ``torch.Generator().manual_seed(seeds[i])``.
+        stimulus: ``critical_band_stimulus(images)`` when the caller has it already (one batch
+            under many bands and sigmas); computed here otherwise.
 
     Returns:
         (B, 3, H, W) images in [0, 1] (three equal channels), same dtype and device.
@@ -488,7 +515,14 @@ def band_noise(images: torch.Tensor, band: int, sigma: float, seeds: Any = None)
             f"{pyramid_levels(h, w)} levels, so it has no level {N_BANDS - (int(band) + 1)} "
             f"(band b is level {N_BANDS - 1} - b); valid bands for this size: {list(valid)}"
         )
-    stim = critical_band_stimulus(images).to(images.device)
+    if stimulus is None:
+        stimulus = critical_band_stimulus(images)
+    elif stimulus.shape != (b, h, w):
+        raise ValidationError(
+            f"stimulus: expected shape {(b, h, w)} (one grayscale image per input), got "
+            f"{tuple(stimulus.shape)}"
+        )
+    stim = stimulus.to(images.device)
     if sigma == 0 or b == 0:
         out = stim
     else:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import functools
 import hashlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import nn
@@ -18,7 +19,14 @@ from robustlens.transforms.adversarial import (
     spread_mask,
 )
 from robustlens.transforms.corruptions import CORRUPTIONS, corrupt
-from robustlens.transforms.frequency import N_BANDS, band_noise, fft_filter, luma
+from robustlens.transforms.frequency import (
+    N_BANDS,
+    band_noise,
+    centred_spectrum,
+    critical_band_stimulus,
+    fft_filter,
+    luma,
+)
 
 ViewFn = Callable[[torch.Tensor, "ViewContext"], torch.Tensor]
 
@@ -33,6 +41,16 @@ class ViewContext:
     model: nn.Module | None = None
     index: torch.Tensor | None = None  # int64 (B,), positions in the dataset
     total: int | None = None  # the dataset's length
+    # what several views compute alike from the same pixels (the critical-band stimulus, the
+    # spectrum): the engine passes one dict per batch, so 17 band-noise views of a batch make
+    # its stimulus once
+    memo: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    def shared(self, name: str, compute: Callable[[], Any]) -> Any:
+        """``compute()``, once per batch: later views of the same pixels get the first result."""
+        if name not in self.memo:
+            self.memo[name] = compute()
+        return self.memo[name]
 
 
 @dataclass(frozen=True)
@@ -156,7 +174,12 @@ def _frequency_filter(kind: str) -> Callable[[str, list[str]], View]:
         c = float(cutoff)
         if not 0 < c <= 1:
             raise ValueError(f"cutoff must be in (0, 1], got {c}")
-        return View(spec, lambda x, ctx: fft_filter(x, c, kind=kind))
+        return View(
+            spec,
+            lambda x, ctx: fft_filter(
+                x, c, kind=kind, spectrum=ctx.shared("spectrum", lambda: centred_spectrum(x))
+            ),
+        )
 
     return factory
 
@@ -178,7 +201,17 @@ def _bandnoise(spec: str, args: list[str]) -> View:
         raise ValueError(f"band must be 0..{N_BANDS - 1}, got {band}")
     if sigma < 0:
         raise ValueError(f"sigma must be >= 0, got {sigma}")
-    return _seeded(spec, lambda x, seeds: band_noise(x, band, sigma, seeds))
+    return View(
+        spec,
+        lambda x, ctx: band_noise(
+            x,
+            band,
+            sigma,
+            sample_seeds(spec, ctx.sample_ids),
+            stimulus=ctx.shared("critical_band_stimulus", lambda: critical_band_stimulus(x)),
+        ),
+        random=True,
+    )
 
 
 @register_view("corrupt", "corrupt:NAME:SEVERITY (SEVERITY 1..5)")
