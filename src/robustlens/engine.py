@@ -834,10 +834,14 @@ class Engine:
             start, done = (bar.done if bar is not None else 0.0), 0
             # view-major order: a view that does not need the model is computed once per batch
             # and shared by every model that asked for it; one view is in memory at a time
+            memo: dict = {}  # what views of this batch compute alike (see ViewContext.shared)
             for v in dict.fromkeys(v for views in needed.values() for v in views):
                 view = parse_view(v)
                 users = [i for i, views in needed.items() if v in views]
-                shared = None if view.needs_model else view(x, ViewContext(ids))
+                shared = None if view.needs_model else view(x, ViewContext(ids, memo=memo))
+                if shared is not None and self.channels_last and shared.dim() == 4:
+                    # once per batch, not once per model that shares the view
+                    shared = shared.contiguous(memory_format=torch.channels_last)
                 for i in users:
                     job, model = jobs[i], models[i]
                     if shared is None:
@@ -854,13 +858,13 @@ class Engine:
                             [targets[int(y)][0] for y in batch["labels"]], device=self.device
                         )
                         ctx = ViewContext(
-                            ids, labels_model, model, batch["index"], len(run.dataset)
+                            ids, labels_model, model, batch["index"], len(run.dataset), memo
                         )
                         xv = view(x, ctx)
+                        if self.channels_last and xv.dim() == 4:
+                            xv = xv.contiguous(memory_format=torch.channels_last)
                     else:
                         xv = shared
-                    if self.channels_last and xv.dim() == 4:
-                        xv = xv.contiguous(memory_format=torch.channels_last)
                     logits, feats = self._forward(model, xv)
                     report.forward_passes += len(xv)
                     done += 1
