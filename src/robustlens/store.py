@@ -47,6 +47,7 @@ import hashlib
 import io
 import itertools
 import json
+import math
 import os
 import shutil
 import sqlite3
@@ -323,7 +324,7 @@ def _parse_npy(data: bytearray) -> np.ndarray:
     start = 10 if major == 1 else 12
     end = start + int.from_bytes(data[8:start], "little")
     shape, fortran, dtype = _npy_header(bytes(data[:end]))
-    count = int(np.prod(shape)) if shape else 1
+    count = math.prod(shape)  # (np.prod of a tuple costs microseconds a read adds up)
     arr = np.frombuffer(data, dtype=dtype, count=count, offset=end)
     return arr.reshape(shape[::-1]).T if fortran else arr.reshape(shape)
 
@@ -1196,6 +1197,31 @@ class Store:
             )
         return np.concatenate([self.get_array(h) for _, h, _ in rows], axis=0)
 
+    def complete_arrays(
+        self, model_fp: str, dataset_fp: str, engine_version: str = ENGINE_VERSION
+    ) -> dict[tuple[str, str], list[str]]:
+        """Every complete array of one model on one dataset (``model_fp=""``: the dataset's
+        meta), as ``{(view, name): its shards' hashes in shard order}``: in one query what
+        :meth:`has` and :meth:`load` find key by key. An array some of whose shards are
+        missing is left out."""
+        with self._connect() as con:
+            rows = con.execute(
+                "SELECT a.view, a.name, a.hash, s.n_shards FROM arrays a JOIN shards s "
+                "USING (model_fp, dataset_fp, view, engine_version, shard) "
+                "WHERE a.model_fp=? AND a.dataset_fp=? AND a.engine_version=? "
+                "ORDER BY a.view, a.name, a.shard",
+                (model_fp, dataset_fp, engine_version),
+            ).fetchall()
+        found: dict[tuple[str, str], tuple[int, list[str]]] = {}
+        for view, name, digest, n_shards in rows:
+            found.setdefault((view, name), (n_shards, []))[1].append(digest)
+        return {k: hashes for k, (n, hashes) in found.items() if len(hashes) == n}
+
+    def concatenated(self, digests: Sequence[str]) -> np.ndarray:
+        """The arrays ``digests`` (each checked, see :meth:`get_array`) joined along axis 0."""
+        parts = [self.get_array(h) for h in digests]
+        return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=0)
+
     def shard_arrays(self, key: ArrayKey) -> list[tuple[int, int, dict[str, np.ndarray]]]:
         """Every completed shard of ``key`` as ``(shard, n_shards, {name: array})``, in order.
 
@@ -1731,16 +1757,34 @@ class StoredArrays:
         self.dataset_fp = dataset_fp
         self.recompute = recompute
         self._meta: dict[str, np.ndarray] = {}
+        # {model_fp or "" (meta): {(view, name): shard hashes}}, read once: measures ask for
+        # the same few arrays many times, and each lookup was a query
+        self._complete: dict[str, dict[tuple[str, str], list[str]]] = {}
+
+    def _hashes(self, key: ArrayKey, name: str) -> list[str] | None:
+        if key.model_fp not in self._complete:
+            self._complete[key.model_fp] = self.store.complete_arrays(
+                key.model_fp, key.dataset_fp, key.engine_version
+            )
+        return self._complete[key.model_fp].get((key.view, name))
+
+    def _read(self, key: ArrayKey, name: str) -> np.ndarray:
+        hashes = self._hashes(key, name)
+        if hashes is None:
+            return self.store.load(key, name)  # raises the store's error for what is missing
+        return self.store.concatenated(hashes)
 
     def _load(self, key: ArrayKey, name: str) -> np.ndarray:
         try:
-            return self.store.load(key, name)
+            return self._read(key, name)
         except CorruptArrayError:
             if self.recompute is None:
                 raise
-        self._meta.clear()  # the labels may have been recomputed too
+        # the labels may have been recomputed too, and the damaged arrays are written anew
+        self._meta.clear()
+        self._complete.clear()
         self.recompute()
-        return self.store.load(key, name)
+        return self._read(key, name)
 
     def _m(self, name: str) -> np.ndarray:
         if name not in self._meta:
@@ -1765,10 +1809,10 @@ class StoredArrays:
         See :meth:`robustlens.data.base.Dataset.acceptable_labels`.
         """
         key = ArrayKey("", self.dataset_fp, META_VIEW)
-        return self._m("acceptable") if self.store.has(key, "acceptable") else None
+        return self._m("acceptable") if self._hashes(key, "acceptable") is not None else None
 
     def has(self, view: str, name: str = "logits") -> bool:
-        return self.store.has(ArrayKey(self.model_fp, self.dataset_fp, view), name)
+        return self._hashes(ArrayKey(self.model_fp, self.dataset_fp, view), name) is not None
 
     def logits(self, view: str = "clean") -> np.ndarray:
         return self._load(ArrayKey(self.model_fp, self.dataset_fp, view), "logits")
