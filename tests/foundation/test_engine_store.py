@@ -19,7 +19,7 @@ from robustlens.data.imagefolder import ImageFolderDataset
 from robustlens.engine import Engine, EngineJob
 from robustlens.errors import ClassMismatchError, StoreError, ValidationError
 from robustlens.models.base import adapter_from_module
-from robustlens.store import ArrayKey, ShardWriter, Store, StoredArrays
+from robustlens.store import META_VIEW, ArrayKey, ShardWriter, Store, StoredArrays
 from robustlens.study import run_study, write_per_sample
 from robustlens.views import ViewContext, parse_view
 
@@ -99,6 +99,68 @@ def test_views_keep_their_inputs_memory_layout_and_values(view):
     assert standard.is_contiguous()
     assert last.is_contiguous(memory_format=torch.channels_last) and not last.is_contiguous()
     assert torch.equal(standard, last)
+
+
+def test_views_of_a_batch_share_what_they_compute_alike(monkeypatch):
+    """Every band-noise view of a batch makes its stimulus once, every frequency filter its
+    spectrum once (``ViewContext.shared``), and each gives what it gives on its own."""
+    import robustlens.views.registry as registry
+
+    calls = {"stimulus": 0, "spectrum": 0}
+    for name, attr in (("stimulus", "critical_band_stimulus"), ("spectrum", "centred_spectrum")):
+        fn = getattr(registry, attr)
+
+        def counted(x, fn=fn, name=name):
+            calls[name] += 1
+            return fn(x)
+
+        monkeypatch.setattr(registry, attr, counted)
+    x = torch.rand(4, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    specs = [
+        "bandnoise:4:0.04",
+        "bandnoise:5:0.16",
+        "bandnoise:4:0.0",
+        "lowpass:0.3",
+        "highpass:0.6",
+    ]
+    memo: dict = {}
+    together = [parse_view(v)(x, ViewContext(torch.arange(4), memo=memo)) for v in specs]
+    assert calls == {"stimulus": 1, "spectrum": 1}
+    alone = [parse_view(v)(x, ViewContext(torch.arange(4))) for v in specs]
+    assert calls == {"stimulus": 4, "spectrum": 3}
+    for a, b in zip(together, alone, strict=True):
+        assert torch.equal(a, b)
+
+
+def test_stored_arrays_read_the_index_once_and_see_what_the_store_has(
+    tmp_path, tiny_world, tiny_models
+):
+    """What a measure reads (``has``, ``logits``, the labels, ``acceptable_labels``) agrees
+    with the store's own key-by-key answers; an array with a shard missing is not there."""
+    store = Store(tmp_path / "s")
+    ds, m = tiny_world.dataset("val"), tiny_models[0]
+    Engine(store, batch_size=16, shard_size=16).run(ds, [EngineJob(m, ("clean", "gray"))])
+    arrays = StoredArrays(store, m.fingerprint(), ds.fingerprint())
+    for view in ("clean", "gray", "rot90"):
+        key = ArrayKey(m.fingerprint(), ds.fingerprint(), view)
+        assert arrays.has(view) == store.has(key, "logits") == (view != "rot90")
+        if view != "rot90":
+            np.testing.assert_array_equal(arrays.logits(view), store.load(key, "logits"))
+    meta = ArrayKey("", ds.fingerprint(), META_VIEW)
+    np.testing.assert_array_equal(arrays.labels(), store.load(meta, "labels"))
+    assert (arrays.acceptable_labels() is None) == (not store.has(meta, "acceptable"))
+    with pytest.raises(KeyError, match="rot90"):
+        arrays.logits("rot90")
+    # one shard of the gray view gone: the index leaves it out, as has() does
+    key = ArrayKey(m.fingerprint(), ds.fingerprint(), "gray")
+    with sqlite3.connect(store.root / "store.sqlite") as con:
+        con.execute(
+            "DELETE FROM shards WHERE model_fp=? AND dataset_fp=? AND view=? AND shard=1",
+            key.row[:3],
+        )
+    assert not store.has(key, "logits")
+    assert ("gray", "logits") not in store.complete_arrays(m.fingerprint(), ds.fingerprint())
+    assert not StoredArrays(store, m.fingerprint(), ds.fingerprint()).has("gray")
 
 
 def test_shard_results_do_not_depend_on_batch_size(tmp_path, tiny_world, tiny_models):
