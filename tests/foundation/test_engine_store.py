@@ -130,6 +130,16 @@ def test_views_of_a_batch_share_what_they_compute_alike(monkeypatch):
     assert calls == {"stimulus": 4, "spectrum": 3}
     for a, b in zip(together, alone, strict=True):
         assert torch.equal(a, b)
+    # other pixels under the same context never get the first pixels' stimulus
+    y = torch.rand(4, 3, 16, 16, generator=torch.Generator().manual_seed(1))
+    ctx = ViewContext(torch.arange(4), memo=memo)
+    assert torch.equal(
+        parse_view(specs[0])(y, ctx), parse_view(specs[0])(y, ViewContext(torch.arange(4)))
+    )
+    assert calls["stimulus"] == 6
+    # one result is held at a time: the spectrum replaced the stimulus
+    parse_view("lowpass:0.5")(y, ctx)
+    assert list(memo) == ["spectrum"]
 
 
 def test_stored_arrays_read_the_index_once_and_see_what_the_store_has(

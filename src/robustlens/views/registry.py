@@ -46,11 +46,18 @@ class ViewContext:
     # its stimulus once
     memo: dict[str, Any] = field(default_factory=dict, repr=False)
 
-    def shared(self, name: str, compute: Callable[[], Any]) -> Any:
-        """``compute()``, once per batch: later views of the same pixels get the first result."""
-        if name not in self.memo:
-            self.memo[name] = compute()
-        return self.memo[name]
+    def shared(self, name: str, pixels: torch.Tensor, compute: Callable[[], Any]) -> Any:
+        """``compute()`` of ``pixels``, made once: a later view asking for ``name`` on the same
+        pixels (the same tensor) gets this result. One result is held at a time, the latest
+        name's: a 224-px batch's spectrum takes hundreds of megabytes, and views that share
+        one come one after another in a plan."""
+        held = self.memo.get(name)
+        if held is not None and held[0] is pixels:
+            return held[1]
+        value = compute()
+        self.memo.clear()
+        self.memo[name] = (pixels, value)
+        return value
 
 
 @dataclass(frozen=True)
@@ -177,7 +184,7 @@ def _frequency_filter(kind: str) -> Callable[[str, list[str]], View]:
         return View(
             spec,
             lambda x, ctx: fft_filter(
-                x, c, kind=kind, spectrum=ctx.shared("spectrum", lambda: centred_spectrum(x))
+                x, c, kind=kind, spectrum=ctx.shared("spectrum", x, lambda: centred_spectrum(x))
             ),
         )
 
@@ -208,7 +215,7 @@ def _bandnoise(spec: str, args: list[str]) -> View:
             band,
             sigma,
             sample_seeds(spec, ctx.sample_ids),
-            stimulus=ctx.shared("critical_band_stimulus", lambda: critical_band_stimulus(x)),
+            stimulus=ctx.shared("stimulus", x, lambda: critical_band_stimulus(x)),
         ),
         random=True,
     )
