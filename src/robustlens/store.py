@@ -1195,7 +1195,7 @@ class Store:
                 f"array {name!r} for view {key.view!r} is incomplete: {len(rows)} of {n_shards} "
                 "shards; rerun to resume"
             )
-        return np.concatenate([self.get_array(h) for _, h, _ in rows], axis=0)
+        return self.concatenated([h for _, h, _ in rows])
 
     def complete_arrays(
         self, model_fp: str, dataset_fp: str, engine_version: str = ENGINE_VERSION
