@@ -195,9 +195,11 @@ for _kind in ("low", "high"):
     register_view(f"{_kind}pass", f"{_kind}pass:CUTOFF (0 < CUTOFF <= 1)")(_frequency_filter(_kind))
 
 
-def _seeded(spec: str, fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> View:
-    """A random view: ``fn(pixels, seeds)``, one seed per sample from the spec and its id."""
-    return View(spec, lambda x, ctx: fn(x, sample_seeds(spec, ctx.sample_ids)), random=True)
+def _seeded(
+    spec: str, fn: Callable[[torch.Tensor, torch.Tensor, ViewContext], torch.Tensor]
+) -> View:
+    """A random view: ``fn(pixels, seeds, ctx)``, one seed per sample from the spec and its id."""
+    return View(spec, lambda x, ctx: fn(x, sample_seeds(spec, ctx.sample_ids), ctx), random=True)
 
 
 @register_view("bandnoise", "bandnoise:BAND:SIGMA (BAND 0..6, Laplacian-pyramid level 6 - BAND)")
@@ -208,16 +210,15 @@ def _bandnoise(spec: str, args: list[str]) -> View:
         raise ValueError(f"band must be 0..{N_BANDS - 1}, got {band}")
     if sigma < 0:
         raise ValueError(f"sigma must be >= 0, got {sigma}")
-    return View(
+    return _seeded(
         spec,
-        lambda x, ctx: band_noise(
+        lambda x, seeds, ctx: band_noise(
             x,
             band,
             sigma,
-            sample_seeds(spec, ctx.sample_ids),
+            seeds,
             stimulus=ctx.shared("stimulus", x, lambda: critical_band_stimulus(x)),
         ),
-        random=True,
     )
 
 
@@ -228,7 +229,7 @@ def _corrupt(spec: str, args: list[str]) -> View:
         raise ValueError(f"unknown corruption {name!r}; available: {', '.join(CORRUPTIONS)}")
     if not 1 <= severity <= 5:
         raise ValueError(f"severity must be 1..5, got {severity}")
-    return _seeded(spec, lambda x, seeds: corrupt(x, name, severity, seeds))
+    return _seeded(spec, lambda x, seeds, ctx: corrupt(x, name, severity, seeds))
 
 
 @register_view("pgd", "pgd:linf:EPS:STEPS[:STEP] (EPS, STEP in pixel units of [0, 1])")
