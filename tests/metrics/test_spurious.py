@@ -162,6 +162,24 @@ def test_spurious_score_hand_computed_and_sklearn():
     assert spurious_score([0.9, 0.8], [0.1]) == pytest.approx(1.0)
 
 
+@pytest.mark.parametrize("scores", ["continuous", "quarters", "hundredths", "extremes"])
+def test_spurious_score_is_sklearns_average_precision_to_the_bit(scores):
+    # computed without scikit-learn's call (its input checks were most of the time): the
+    # same operations in the same order, so equal, not approximately equal, ties included
+    rng = np.random.default_rng(len(scores))
+    draw = {
+        "continuous": lambda n: rng.uniform(size=n),
+        "quarters": lambda n: rng.integers(0, 5, n) / 4,
+        "hundredths": lambda n: np.round(rng.uniform(size=n), 2),
+        "extremes": lambda n: rng.choice([0.0, -0.0, 1e-300, 0.5, 1.0], n),
+    }[scores]
+    for _ in range(300):
+        n_pos, n_neg = rng.integers(1, 40, size=2)
+        pos, neg = draw(n_pos), draw(n_neg)
+        y = np.r_[np.ones(n_pos), np.zeros(n_neg)]
+        assert spurious_score(pos, neg) == average_precision_score(y, np.r_[pos, neg])
+
+
 def test_spurious_score_rejects_empty():
     with pytest.raises(ValidationError):
         spurious_score([], [0.5])
