@@ -25,6 +25,7 @@ from robustlens.transforms.frequency import (
     critical_band_stimulus,
     fft_filter,
     laplacian_band,
+    luma,
     pil_luma,
     pyramid_levels,
     spectral_mask,
@@ -406,6 +407,23 @@ def test_a_precomputed_stimulus_or_spectrum_gives_the_same_pixels():
         band_noise(x, 3, 0.08, seeds, stimulus=stim[:2])
     with pytest.raises(ValidationError, match="spectrum: expected the shape"):
         fft_filter(x, 0.3, "low", spectrum=spec[:, :1])
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_luma_is_the_weighted_channel_sum_to_the_bit(dtype, channels_last):
+    # luma adds its three products one by one (faster on channels-last batches); the grayscale
+    # views' pixels, and every number computed from them, must not move
+    g = torch.Generator().manual_seed(3)
+    for b, h, w in [(1, 1, 1), (3, 17, 9), (64, 32, 32)]:
+        x = torch.rand(b, 3, h, w, generator=g).to(dtype)
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        weights = torch.tensor([0.299, 0.587, 0.114], dtype=dtype).view(1, 3, 1, 1)
+        expected = (x * weights).sum(dim=1, keepdim=True)
+        got = luma(x)
+        assert got.dtype == dtype and got.shape == (b, 1, h, w)
+        assert torch.equal(got, expected)
 
 
 def test_band_validity_depends_on_size():

@@ -78,8 +78,13 @@ def luma(images: torch.Tensor) -> torch.Tensor:
         >>> luma(torch.ones(1, 3, 2, 2)).shape, round(float(luma(torch.ones(1, 3, 1, 1))), 6)
         (torch.Size([1, 1, 2, 2]), 1.0)
     """
-    w = torch.tensor(_LUMA, dtype=images.dtype, device=images.device).view(1, 3, 1, 1)
-    return (images * w).sum(dim=1, keepdim=True)
+    w = torch.tensor(_LUMA, dtype=images.dtype, device=images.device)
+    # three products added in order: the same floats as ``(images * w).sum(dim=1)`` (tested),
+    # which on a channels-last batch reduced its innermost dimension at a quarter of the speed;
+    # half precision is added in float32, as that reduction accumulates it
+    acc = torch.float32 if images.dtype in (torch.float16, torch.bfloat16) else images.dtype
+    r, g, b = (images[:, c : c + 1] * w[c] for c in range(3))
+    return (r.to(acc) + g.to(acc) + b.to(acc)).to(images.dtype)
 
 
 # ----------------------------------------------------------------------------- FFT filter
