@@ -412,17 +412,22 @@ def _device_decoded(
 def _prepared(model: torch.nn.Module, device: torch.device, channels_last: bool) -> bool:
     """Whether ``model`` is in eval mode with every tensor on ``device`` (and every 4-D one
     channels-last when asked): what :meth:`Engine._prepare_models` would make of it."""
-    if any(mod.training for mod in model.modules()):
-        return False
     index = device.index
     if index is None and device.type == "cuda":
         index = torch.cuda.current_device()  # where ``.to("cuda")`` would put it
     layout = torch.channels_last
-    for t in itertools.chain(model.parameters(), model.buffers()):
-        if t.device.type != device.type or (index is not None and t.device.index != index):
+    # one walk over the modules, reading each one's own tensors: ``parameters()`` and
+    # ``buffers()`` would walk the tree twice more (this runs for every model and dataset)
+    for mod in model.modules():
+        if mod.training:
             return False
-        if channels_last and t.dim() == 4 and not t.is_contiguous(memory_format=layout):
-            return False
+        for t in itertools.chain(mod._parameters.values(), mod._buffers.values()):
+            if t is None:  # a registered but unset parameter or buffer (``bias=False``)
+                continue
+            if t.device.type != device.type or (index is not None and t.device.index != index):
+                return False
+            if channels_last and t.dim() == 4 and not t.is_contiguous(memory_format=layout):
+                return False
     return True
 
 

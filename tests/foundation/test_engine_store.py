@@ -16,7 +16,7 @@ from PIL import Image
 from robustlens.config import parse_config
 from robustlens.data.base import ArrayDataset
 from robustlens.data.imagefolder import ImageFolderDataset
-from robustlens.engine import Engine, EngineJob
+from robustlens.engine import Engine, EngineJob, _prepared
 from robustlens.errors import ClassMismatchError, StoreError, ValidationError
 from robustlens.models.base import adapter_from_module
 from robustlens.store import META_VIEW, ArrayKey, ShardWriter, Store, StoredArrays
@@ -551,6 +551,38 @@ def test_a_model_already_prepared_is_not_moved_again(tmp_path, tiny_world, tiny_
         model.train()  # changed since: prepared again
         engine.run(tiny_world.dataset("v2"), [EngineJob(model)])
         assert moved and not model.training
+
+
+def test_prepared_looks_at_every_nested_module_and_tensor(tiny_models):
+    cpu = torch.device("cpu")
+    ready = copy.deepcopy(tiny_models[0]).eval().to(memory_format=torch.channels_last)
+    assert _prepared(ready, cpu, channels_last=True)
+    *_, leaf_name = (n for n, _ in ready.named_modules())
+    conv_name = next(n for n, p in ready.named_parameters() if p.dim() == 4)
+
+    def nested_training(m):
+        m.get_submodule(leaf_name).train()
+
+    def nested_weight_standard_layout(m):
+        weight = m.get_parameter(conv_name)
+        weight.data = weight.data.contiguous()
+
+    def nested_buffer_elsewhere(m):
+        m.get_submodule(leaf_name).register_buffer("elsewhere", torch.zeros(2, device="meta"))
+
+    def unset_parameter(m):
+        m.get_submodule(leaf_name).register_parameter("unset", None)
+
+    def changed(change):
+        m = copy.deepcopy(ready)
+        change(m)
+        return m
+
+    for change in (nested_training, nested_weight_standard_layout, nested_buffer_elsewhere):
+        assert not _prepared(changed(change), cpu, channels_last=True), change.__name__
+    # the layout matters only when channels-last is asked for; an unset parameter is no tensor
+    assert _prepared(changed(nested_weight_standard_layout), cpu, channels_last=False)
+    assert _prepared(changed(unset_parameter), cpu, channels_last=True)
 
 
 @pytest.mark.parametrize("background", [True, False], ids=["background", "inline"])
