@@ -409,6 +409,16 @@ def _device_decoded(
     return out
 
 
+def _preprocesses_as_adapter(model: ModelAdapter) -> bool:
+    """Whether ``model`` preprocesses and runs as :class:`ModelAdapter` does (a subclass may
+    not), so that its input may be shared with another adapter of the same preprocess key."""
+    kind = type(model)
+    return isinstance(model, ModelAdapter) and all(
+        getattr(kind, name) is getattr(ModelAdapter, name)
+        for name in ("preprocess", "preprocess_key", "forward_with_features")
+    )
+
+
 def _prepared(model: torch.nn.Module, device: torch.device, channels_last: bool) -> bool:
     """Whether ``model`` is in eval mode with every tensor on ``device`` (and every 4-D one
     channels-last when asked): what :meth:`Engine._prepare_models` would make of it."""
@@ -783,14 +793,31 @@ class Engine:
             return None
         return StageProgress(name, total=total, unit="images").__enter__()
 
-    def _forward(self, model: ModelAdapter, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _forward(
+        self, model: ModelAdapter, x: torch.Tensor, prepared: dict | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits and features of ``x``. ``prepared``: what the models of one view made of
+        ``x`` so far, by :meth:`ModelAdapter.preprocess_key`; a model that preprocesses as an
+        earlier one did starts from its tensor (the same operations on the same pixels: the
+        same tensor), instead of normalizing the batch once more."""
         ctx = (
             torch.autocast(self.device.type, dtype=torch.bfloat16)
             if self.amp
             else contextlib.nullcontext()
         )
         with torch.no_grad(), ctx:
-            logits, feats = model.forward_with_features(x)
+            if prepared is None or not _preprocesses_as_adapter(model):
+                logits, feats = model.forward_with_features(x)
+            else:
+                key = model.preprocess_key()
+                inputs = prepared.get(key)
+                if inputs is None:
+                    inputs = prepared[key] = model.preprocess(x)
+                version = inputs._version
+                logits, feats = model.forward_preprocessed(inputs)
+                if inputs._version != version:
+                    # the model wrote into its input: the next one must not start from that
+                    del prepared[key]
         return logits.float(), feats.float()
 
     def _run_shard(
@@ -847,6 +874,7 @@ class Engine:
                 if shared is not None and self.channels_last and shared.dim() == 4:
                     # once per batch, not once per model that shares the view
                     shared = shared.contiguous(memory_format=torch.channels_last)
+                prepared: dict | None = None if shared is None else {}
                 for i in users:
                     job, model = jobs[i], models[i]
                     if shared is None:
@@ -870,7 +898,7 @@ class Engine:
                             xv = xv.contiguous(memory_format=torch.channels_last)
                     else:
                         xv = shared
-                    logits, feats = self._forward(model, xv)
+                    logits, feats = self._forward(model, xv, prepared)
                     report.forward_passes += len(xv)
                     done += 1
                     if bar is not None and done < passes:

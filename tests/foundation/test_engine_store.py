@@ -1,5 +1,6 @@
 import copy
 import dataclasses
+import math
 import os
 import sqlite3
 import subprocess
@@ -18,7 +19,7 @@ from robustlens.data.base import ArrayDataset
 from robustlens.data.imagefolder import ImageFolderDataset
 from robustlens.engine import Engine, EngineJob, _prepared
 from robustlens.errors import ClassMismatchError, StoreError, ValidationError
-from robustlens.models.base import adapter_from_module
+from robustlens.models.base import ModelAdapter, adapter_from_module
 from robustlens.store import META_VIEW, ArrayKey, ShardWriter, Store, StoredArrays
 from robustlens.study import run_study, write_per_sample
 from robustlens.views import ViewContext, parse_view
@@ -553,6 +554,55 @@ def test_a_model_already_prepared_is_not_moved_again(tmp_path, tiny_world, tiny_
         assert moved and not model.training
 
 
+def _stored_logits(store, model, ds, views):
+    arrays = StoredArrays(store, model.fingerprint(), ds.fingerprint())
+    return {v: arrays.logits(v) for v in views}
+
+
+def test_models_that_preprocess_alike_normalize_a_view_once_with_the_same_numbers(
+    tmp_path, tiny_world, tiny_models, monkeypatch
+):
+    ds, views = tiny_world.dataset("val"), ("clean", "gray", "rot90")
+    assert len({m.preprocess_key() for m in tiny_models}) == 1  # same size, mean and std
+    alone = Store(tmp_path / "alone")
+    for m in tiny_models:
+        Engine(alone, batch_size=16).run(ds, [EngineJob(m, views)])
+    calls = []
+    real = ModelAdapter.preprocess
+    monkeypatch.setattr(ModelAdapter, "preprocess", lambda s, x: calls.append(s) or real(s, x))
+    together = Store(tmp_path / "together")
+    Engine(together, batch_size=16).run(ds, [EngineJob(m, views) for m in tiny_models])
+    assert len(calls) == math.ceil(len(ds) / 16) * len(views)  # not once per model too
+    for m in tiny_models:
+        alone_logits = _stored_logits(alone, m, ds, views)
+        for v, logits in _stored_logits(together, m, ds, views).items():
+            assert np.array_equal(logits, alone_logits[v]), (m.name, v)
+
+
+class _WritesIntoItsInput(torch.nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mul_(0.5)
+
+
+def test_a_model_that_writes_into_its_input_does_not_change_the_next_models(
+    tmp_path, tiny_world, tiny_models
+):
+    ds, views = tiny_world.dataset("val"), ("clean", "gray")
+    scribbler = copy.deepcopy(tiny_models[0])
+    scribbler.backbone = torch.nn.Sequential(_WritesIntoItsInput(), scribbler.backbone)
+    scribbler.config = {**scribbler.config, "writes_into_its_input": True}
+    assert scribbler.preprocess_key() == tiny_models[1].preprocess_key()
+    alone = Store(tmp_path / "alone")
+    Engine(alone, batch_size=16).run(ds, [EngineJob(tiny_models[1], views)])
+    after = Store(tmp_path / "after")
+    Engine(after, batch_size=16).run(
+        ds, [EngineJob(scribbler, views), EngineJob(tiny_models[1], views)]
+    )
+    alone_logits = _stored_logits(alone, tiny_models[1], ds, views)
+    for v, logits in _stored_logits(after, tiny_models[1], ds, views).items():
+        assert np.array_equal(logits, alone_logits[v]), v
+
+
 def test_prepared_looks_at_every_nested_module_and_tensor(tiny_models):
     cpu = torch.device("cpu")
     ready = copy.deepcopy(tiny_models[0]).eval().to(memory_format=torch.channels_last)
@@ -621,12 +671,15 @@ def test_a_write_error_in_deferred_writes_is_raised_and_finished_shards_stay(
 ):
     store = Store(tmp_path / "s")
     engine = Engine(store, batch_size=8, shard_size=16, background_writes=background)
-    free_disk = disk_full_after(10)
+    # built before the disk fills: a split built on first use writes to the world's store,
+    # and would spend the room counted for shards (or not, after another test built it)
+    datasets = [tiny_world.dataset(split) for split in ("val", "sketch", "v2")]
+    free_disk = disk_full_after(10)  # shard 0 of val (8 arrays) fits, shard 1 does not
     with pytest.raises(StoreError, match="disk is full"), engine.deferred_writes():
-        for split in ("val", "sketch", "v2"):
-            engine.run(tiny_world.dataset(split), [EngineJob(tiny_models[0], ("clean", "gray"))])
+        for ds in datasets:
+            engine.run(ds, [EngineJob(tiny_models[0], ("clean", "gray"))])
     free_disk()
     kept = store.stats()["shards"]
     assert kept >= 1
-    rep = engine.run(tiny_world.dataset("val"), [EngineJob(tiny_models[0], ("clean", "gray"))])
+    rep = engine.run(datasets[0], [EngineJob(tiny_models[0], ("clean", "gray"))])
     assert rep.shards_cached >= 1

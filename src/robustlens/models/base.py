@@ -122,9 +122,24 @@ class ModelAdapter(nn.Module):
             )
         return (pixels - self.mean.to(pixels.dtype)) / self.std.to(pixels.dtype)
 
+    def preprocess_key(self) -> tuple:
+        """What :meth:`preprocess` depends on besides the pixels: two adapters with equal keys
+        turn the same pixels into the same tensor, so the engine prepares a batch once for
+        all of them (:meth:`forward_preprocessed`)."""
+        return (
+            self.input_size,
+            str(self.mean.device),
+            tuple(self.mean.flatten().tolist()),
+            tuple(self.std.flatten().tolist()),
+        )
+
     def forward_with_features(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Logits (B, K) and penultimate features (B, D) from pixels in [0, 1]."""
-        feats = self.backbone(self.preprocess(pixels))
+        return self.forward_preprocessed(self.preprocess(pixels))
+
+    def forward_preprocessed(self, inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits and penultimate features from what :meth:`preprocess` made of the pixels."""
+        feats = self.backbone(inputs)
         if feats.ndim > 2:
             feats = torch.flatten(feats, 1)
         return self.head(feats), feats
