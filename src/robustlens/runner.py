@@ -351,13 +351,11 @@ def write_report_command(result: StudyResult) -> Path:
 
 def print_line_summaries(result: StudyResult) -> None:
     """Print the research lines' short tables (``Line.summaries``, e.g. the validity table)."""
-    from robustlens.measure import lines  # lazy: imports every research line
-    from robustlens.report.page import build_report_context  # lazy: imports the report
+    from robustlens.report.page import (  # lazy: imports the report and every line
+        build_report_context,
+        line_summaries,
+    )
 
-    ctx = build_report_context(result)
     out = stdout_console()
-    for line in lines():
-        for summary in line.summaries:
-            table = summary(ctx)
-            if table is not None:
-                out.print(table.to_rich())
+    for table in line_summaries(build_report_context(result)):
+        out.print(table.to_rich())

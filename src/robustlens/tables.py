@@ -7,6 +7,7 @@ apart. Cells are text or numbers; numbers are formatted with :mod:`robustlens.fo
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -123,6 +124,40 @@ class Table:
             t.add_row(*row)
         return t
 
+    def to_json(self) -> str:
+        """The table as JSON text; :meth:`from_json` reads back a table that shows the same.
+
+        Cells are kept as text, ``None``, booleans, integers and floats (finite numbers of
+        other types, such as numpy's, as floats; NaN and infinities as JSON's ``NaN`` and
+        ``Infinity``, which :mod:`json` reads back). A non-finite number of another type is
+        kept as the text it is shown as, so its column may read as text (left-aligned)."""
+        return json.dumps(
+            {
+                "title": self.title,
+                "columns": list(self.columns),
+                "rows": [[_plain_cell(v) for v in row] for row in self.rows],
+                "digits": dict(self.digits) if isinstance(self.digits, Mapping) else self.digits,
+                "caption": self.caption,
+                "first_column_bold": self.first_column_bold,
+            }
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> Table:
+        """The table :meth:`to_json` wrote."""
+        return cls(**json.loads(text))
+
     def to_frame(self) -> pd.DataFrame:
         """The table as a pandas DataFrame of its raw cells."""
         return pd.DataFrame([list(r) for r in self.rows], columns=list(self.columns))
+
+
+def _plain_cell(v: Any) -> Any:
+    """A cell as a JSON value that :meth:`Table.cells` shows as it shows ``v``: numbers of
+    other types (numpy's) as floats, which :func:`~robustlens.formatting.number` formats as
+    it formats them; anything else as its text, which is how it is shown."""
+    if v is None or isinstance(v, str | bool | int | float):
+        return v
+    if is_number(v):
+        return float(v)
+    return str(v)

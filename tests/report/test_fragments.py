@@ -15,7 +15,9 @@ import sys
 import time
 import warnings
 from pathlib import Path
+from types import SimpleNamespace
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -28,6 +30,7 @@ from robustlens.report.context import ReportContext, figure_html
 from robustlens.report.fragments import FragmentCache, Part, code_digest
 from robustlens.store import Store
 from robustlens.study import run_study
+from robustlens.tables import Table
 
 CALLS: list[str] = []
 
@@ -225,6 +228,76 @@ def test_missing_parts_are_drawn_in_worker_processes_alike(tmp_path):
     cache, forked = _draw(Store(tmp_path / "store"), ctx, parallel=True)
     assert cache.drawn == 3
     assert [d.html for d in forked] == [d.html for d in serial]
+
+
+def test_a_table_reads_back_from_its_json_as_it_was_shown():
+    table = Table(
+        "Short",
+        ["model", "n", "value", "flag"],
+        [
+            ["m0", 1200, 0.51234, True],
+            ["m1", np.int64(3), np.float32(0.25), None],
+            ["m2", 0, float("nan"), False],
+            ["m3", np.float64(-1e-9), float("inf"), "+0.42* / +0.40"],
+        ],
+        digits={"value": 2},
+        caption="a caption",
+        first_column_bold=False,
+    )
+    back = Table.from_json(table.to_json())
+    assert back.cells() == table.cells()
+    assert back.cells()[1][1:3] == ["3.000", "0.25"]  # numpy numbers shown as before
+    for field in ("title", "columns", "digits", "caption", "first_column_bold"):
+        assert getattr(back, field) == getattr(table, field)
+    assert back._numeric_columns() == table._numeric_columns()
+    # a non-finite number of another type is kept as the text it is shown as
+    odd = Table("Odd", ["v"], [[np.float32("nan")]])
+    assert Table.from_json(odd.to_json()).cells() == odd.cells() == [["nan"]]
+
+
+def summary_table(ctx: ReportContext) -> Table:
+    CALLS.append("summary")
+    rows = [[m, float(v)] for m, v in zip(ctx.results["model"], ctx.results["value"], strict=True)]
+    return Table("Short", ["model", "value"], rows, caption=f"{len(rows)} models")
+
+
+def no_summary(ctx: ReportContext) -> None:
+    CALLS.append("none")
+    return None
+
+
+def failing_summary(ctx: ReportContext) -> Table:
+    raise ValueError("no summary today")
+
+
+def test_line_summaries_are_kept_like_parts_and_read_back(tmp_path, monkeypatch):
+    from robustlens.report import page
+
+    def with_store(ctx: ReportContext) -> ReportContext:
+        ctx.study["store"] = str(tmp_path / "store")
+        return ctx
+
+    ctx = with_store(_ctx(tmp_path))
+    monkeypatch.setattr(
+        page, "lines", lambda: [SimpleNamespace(summaries=(summary_table, no_summary))]
+    )
+    CALLS.clear()
+    first = page.line_summaries(ctx)
+    assert CALLS == ["summary", "none"] and len(first) == 1
+    assert first[0].cells() == [["m0", "0.500"], ["m1", "0.700"]]
+    CALLS.clear()
+    again = page.line_summaries(ctx)
+    assert CALLS == []  # both read back, "nothing to show" too
+    assert again[0].cells() == first[0].cells() and again[0].caption == "2 models"
+    CALLS.clear()
+    changed = page.line_summaries(with_store(_ctx(tmp_path, value=0.25)))
+    assert CALLS == ["summary", "none"] and changed[0].cells()[0] == ["m0", "0.250"]
+    CALLS.clear()
+    assert page.line_summaries(ctx, cache=False)[0].cells() == first[0].cells()
+    assert CALLS == ["summary", "none"]
+    monkeypatch.setattr(page, "lines", lambda: [SimpleNamespace(summaries=(failing_summary,))])
+    with pytest.raises(ValueError, match="no summary today"):
+        page.line_summaries(ctx)
 
 
 # ----------------------------------------------------------------------------- a real study

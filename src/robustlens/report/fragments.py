@@ -83,16 +83,23 @@ MIN_PARALLEL = 2
 
 @dataclass(frozen=True)
 class Part:
-    """One part of the page: its anchor id, its title and the function that draws it."""
+    """One part of the page: its anchor id, its title and the function that draws it.
+
+    ``kind="table"``: ``draw`` returns a :class:`~robustlens.tables.Table` (or ``None``),
+    such as a line's summary for the terminal; it is kept as its JSON
+    (:meth:`~robustlens.tables.Table.to_json`), which is what :attr:`Drawn.html` holds.
+    """
 
     id: str
     title: str
-    draw: Callable[[ReportContext], str | None]
+    draw: Callable[[ReportContext], Any]
+    kind: str = "html"
 
 
 @dataclass
 class Drawn:
-    """A part's HTML (``None``: nothing to show) or its error, and whether it was reused."""
+    """A part's HTML (``None``: nothing to show; a table part's JSON) or its error, and
+    whether it was reused."""
 
     part: Part
     html: str | None = None
@@ -337,7 +344,8 @@ def _draw(part: Part, ctx: ReportContext) -> Drawn:
     t0 = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
         try:
-            out.html = part.draw(local)
+            drawn = part.draw(local)
+            out.html = drawn.to_json() if part.kind == "table" and drawn is not None else drawn
         except Exception as exc:
             out.error = (repr(exc), traceback.format_exc())
     out.seconds = time.perf_counter() - t0

@@ -63,6 +63,7 @@ __all__ = [
     "build_report_context",
     "faults_html",
     "infer_datasets",
+    "line_summaries",
     "render_report",
     "report_sections",
     "write_report",
@@ -791,6 +792,27 @@ def render_report(
         f"</main><script>{_BODY_JS}</script></body></html>"
     )
     return page, errors
+
+
+def line_summaries(ctx: ReportContext, cache: bool = True) -> list[Table]:
+    """The research lines' short tables (``Line.summaries``, e.g. the validity table), each
+    kept in the study's store like a part of the page (:mod:`robustlens.report.fragments`):
+    with the same code and inputs it is read back, not computed again. A summary that fails
+    raises its error, as it would uncached."""
+    summaries = [s for line in lines() for s in line.summaries]
+    parts = [Part(f"summary:{_qualified(s)}", _qualified(s), s, kind="table") for s in summaries]
+    store = _fragment_store(ctx) if cache else None
+    skip = [Path(ctx.output_dir) / SUMMARY_FILE]
+    drawn = FragmentCache(store, ctx, skip=skip, parallel=False).draw_all(parts)
+    tables = []
+    for summary, d in zip(summaries, drawn, strict=True):
+        if d.error is not None:
+            table = summary(ctx)  # raises the summary's own error here
+        else:
+            table = None if d.html is None else Table.from_json(d.html)
+        if table is not None:
+            tables.append(table)
+    return tables
 
 
 def _fragment_store(ctx: ReportContext) -> Store | None:
