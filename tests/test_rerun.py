@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import shutil
@@ -146,3 +147,65 @@ def test_no_record_when_an_input_changed_while_the_study_ran(study, tmp_path):
     study.write_text(study.read_text())  # the study file rewritten during the run
     os.utime(ckpt, ns=(st.st_atime_ns, st.st_mtime_ns))
     assert rerun.record_run(study, _Result(cfg), "table", started=started) is None
+
+
+def test_a_demo_rerun_replays_its_own_record_and_an_edit_or_full_runs_it(
+    tmp_path, tiny_world, tiny_zoo_dir, monkeypatch
+):
+    monkeypatch.setenv("ROBUSTLENS_CACHE_DIR", str(tmp_path / "cache"))
+    workdir = tmp_path / "demo"
+    shutil.copytree(tiny_zoo_dir, workdir / "zoo")  # trained: the demo's zoo stage keeps them
+    world = asdict(tiny_world.config)
+    members = [
+        json.loads(p.read_text())["member"] for p in sorted((workdir / "zoo").glob("*.json"))
+    ]
+    data = {
+        "name": "demo",
+        "store": "store",
+        "output": "report",
+        "world": {k: list(v) if isinstance(v, tuple) else v for k, v in world.items()},
+        "zoo": {"dir": "zoo", "members": members, "workers": 1},
+        "models": [{"source": "zoo", "path": "zoo"}],
+        "datasets": [{"world": ["val"]}],
+        "measures": ["accuracy"],
+    }
+    # the demo's study, made tiny (the demo imports it when it runs)
+    monkeypatch.setattr("robustlens.demo.demo_config_dict", lambda quick=False: copy.deepcopy(data))
+
+    def demo(*args: str) -> str:
+        res = CliRunner().invoke(app, ["demo", "--workdir", str(workdir), *args])
+        assert res.exit_code == 0, res.output
+        return res.output
+
+    first = demo()
+    assert RAN in first and REPLAYED not in first and len(_table(first)) == 3
+    again = demo()
+    assert REPLAYED in again and RAN not in again
+    assert _table(again) == _table(first)  # the same numbers, the validity tables included
+
+    # without the heavy imports, in a process of its own
+    code = (
+        "import sys; from typer.testing import CliRunner; from robustlens.cli import app; "
+        f"r = CliRunner().invoke(app, ['demo', '--workdir', {str(workdir)!r}]); "
+        "heavy = [m for m in ('torch', 'pandas', 'numpy', 'robustlens.measure') if m in "
+        f"sys.modules]; print({REPLAYED!r} in r.output, heavy)"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert out.stdout.strip() == "True []", out.stderr
+
+    # the quick demo and `robustlens study` of the same file keep records of their own
+    assert REPLAYED not in demo("--quick")
+    assert REPLAYED not in _study(workdir / "demo-study.yaml")
+
+    # --full runs every stage, reading every array back from the store
+    full = demo("--full")
+    assert RAN in full and "no forward pass" in full
+    assert REPLAYED in demo()
+
+    # the study file edited by hand: the demo writes its own again and runs it
+    path = workdir / "demo-study.yaml"
+    written = path.read_text()
+    path.write_text(written + "# edited\n")
+    assert RAN in demo() and path.read_text() == written
+    assert REPLAYED in demo()

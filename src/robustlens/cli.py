@@ -201,6 +201,19 @@ def zoo_list(zoo_dir: Annotated[Path, typer.Argument(help="Zoo directory.")]) ->
     stdout_console().print(table)
 
 
+def _print_replayed(record: dict) -> None:
+    """Print what a run record holds (:func:`rerun.replay`): the summary, then why no run."""
+    stdout_console().out(record["summary"], end="", highlight=False)
+    console.print(
+        f"nothing changed since the run of {record['finished']} (study file, code, inputs "
+        f"and outputs checked): {record['shape']}, every number as computed then; "
+        "--full runs it again",
+        highlight=False,
+    )
+    if record.get("report"):
+        console.print(f"[bold green]report:[/] {record['report']}")
+
+
 @app.command("eval")
 def eval_cmd(
     study: StudyArg = None,
@@ -250,15 +263,7 @@ def study_cmd(
     assert path is not None  # required=True
     options = {"store": store, "executor": executor, "address": address, "report": report}
     if not full and (record := rerun.replay(path, **options)) is not None:
-        stdout_console().out(record["summary"], end="", highlight=False)
-        console.print(
-            f"nothing changed since the run of {record['finished']} (study file, code, inputs "
-            f"and outputs checked): {record['shape']}, every number as computed then; "
-            "--full runs it again",
-            highlight=False,
-        )
-        if record.get("report"):
-            console.print(f"[bold green]report:[/] {record['report']}")
+        _print_replayed(record)
         return
     started = time.time()
     with capturing_tables() as printed:
@@ -278,8 +283,29 @@ def demo_cmd(
     ),
     workers: Annotated[int, typer.Option(help="Parallel zoo-training processes.")] = 2,
     quick: Annotated[bool, typer.Option(help="A smaller world and zoo (a few minutes).")] = False,
+    full: Annotated[
+        bool,
+        typer.Option(
+            "--full",
+            help="Run every stage even when nothing changed since the last demo here (the "
+            "world, the zoo and every array still come from the store).",
+        ),
+    ] = False,
 ) -> None:
-    """The demo study: synthetic world -> trained zoo -> every measure -> report."""
+    """The demo study: synthetic world -> trained zoo -> every measure -> report.
+
+    Run again in the same directory, it reads everything back from the store; when nothing
+    changed since its last run (its study file, the code, the zoo and the report, all
+    checked) it prints that run's summary without running (:mod:`robustlens.commands.rerun`).
+    """
+    cfg_path = workdir / "demo-study.yaml"
+    command = "demo --quick" if quick else "demo"
+    # before any heavy import: the record holds when the code that writes the study file is
+    # unchanged (checked), so the file is what this run would write
+    if not full and (record := rerun.replay(cfg_path, command=command)) is not None:
+        _print_replayed(record)
+        return
+
     import yaml  # lazy: only the demo writes a study file
 
     from robustlens.config import parse_config  # lazy: imports the model registry
@@ -289,7 +315,6 @@ def demo_cmd(
         workdir.mkdir(parents=True, exist_ok=True)
         data = demo_config_dict(quick=quick)
         parse_config(data, "demo", base_dir=workdir.resolve())  # fail before any work
-        cfg_path = workdir / "demo-study.yaml"
         cfg_path.write_text(yaml.safe_dump(data, sort_keys=False))
         stages: dict[str, float] = {}
         t = time.perf_counter()
@@ -299,16 +324,24 @@ def demo_cmd(
         zoo_train(study=cfg_path, workers=workers)
         stages["zoo"] = time.perf_counter() - t
         t = time.perf_counter()
-        result = run_study_command(cfg_path, None)
-        stages["study"] = time.perf_counter() - t
-        if result is not None:
-            t = time.perf_counter()
-            write_report_command(result)
-            stages["report"] = time.perf_counter() - t
-        console.print("stage seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in stages.items()))
-        if result is not None:
-            # the summary ends with the lines' short tables: the validity table last
-            print_line_summaries(result)
+        started = time.time()
+        with capturing_tables() as printed:
+            result = run_study_command(cfg_path, None)
+            stages["study"] = time.perf_counter() - t
+            page = None
+            if result is not None:
+                t = time.perf_counter()
+                page = write_report_command(result)
+                stages["report"] = time.perf_counter() - t
+            console.print("stage seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in stages.items()))
+            if result is not None:
+                # the summary ends with the lines' short tables: the validity table last
+                print_line_summaries(result)
+        if result is not None and not exit_code_of(result):
+            summary = "".join(c.export_text(styles=False) for c in printed)
+            rerun.record_run(
+                cfg_path, result, summary, started=started, report_path=page, command=command
+            )
     except RobustlensError as exc:
         fail(exc)
     if exit_code_of(result):

@@ -16,7 +16,11 @@ def test_quick_demo_end_to_end(tmp_path):
     html = report.read_text()
     assert "cnn32-standard" in html and "<img" in html
     assert list((tmp_path / "report" / "per_sample").glob("*.parquet"))
-    # a second run is answered from the store
+    # a second run replays the first one's summary (nothing changed); --full runs every
+    # stage, answered from the store
     again = CliRunner().invoke(app, ["demo", "--workdir", str(tmp_path), "--quick"])
     assert again.exit_code == 0, again.output
-    assert "no forward pass" in again.output
+    assert "nothing changed since the run of" in again.output
+    full = CliRunner().invoke(app, ["demo", "--workdir", str(tmp_path), "--quick", "--full"])
+    assert full.exit_code == 0, full.output
+    assert "no forward pass" in full.output

@@ -5,9 +5,12 @@ skipped file, no damaged array) and wrote its report, it writes a *run record*: 
 read and wrote, each checked cheaply (size and modification time of every file), and the
 summary it printed. The next ``robustlens study`` of the same file with the same options
 checks the record before it imports anything heavy (torch, pandas, the lines) and, when every
-check holds, prints the recorded summary and stops. Checked, every time:
+check holds, prints the recorded summary and stops. ``robustlens demo`` does the same with a
+record of its own (a demo run also builds the world and the zoo, and writes its study file
+from the code, which the checks of the code cover). Checked, every time:
 
-* the study file's bytes (SHA-256) and the command's options;
+* the study file's bytes (SHA-256), the command (``study``, ``demo``, ``demo --quick``) and
+  its options;
 * the code: every file of the installed robustlens package, the name and version of every
   installed distribution (torch, timm, a third-party line, ...), the Python version, the
   variables ``CUDA_VISIBLE_DEVICES``, ``OMP_NUM_THREADS`` and ``ROBUSTLENS_*``, and which GPU
@@ -176,9 +179,11 @@ def _input_paths(cfg: StudyConfig, base: Path) -> list[Path] | None:
     ]
 
 
-def _options(store: Path | None, executor: str | None, address: str | None, report: bool):
+def _options(
+    store: Path | None, executor: str | None, address: str | None, report: bool, command: str
+) -> dict[str, Any]:
     return {"store": str(store) if store else None, "executor": executor, "address": address,
-            "report": report}  # fmt: skip
+            "report": report, "command": command}  # fmt: skip
 
 
 def _checks(
@@ -210,11 +215,13 @@ def record_run(
     executor: str | None = None,
     address: str | None = None,
     report: bool = True,
+    command: str = "study",
 ) -> Path | None:
     """Write the run record of a finished study that began at ``started`` (``time.time()``;
-    see the module doc). ``None`` when the run may not have one: a failure, a skipped file, a
-    damaged array, a download cache, or a study file, input or robustlens file modified since
-    the run began (its numbers may come from the old one)."""
+    see the module doc), for the ``command`` that ran it. ``None`` when the run may not have
+    one: a failure, a skipped file, a damaged array, a download cache, or a study file, input
+    or robustlens file modified since the run began (its numbers may come from the old
+    one)."""
     if result.failures or result.incidents or any(result.skipped.values()):
         return None
     cfg = result.config
@@ -242,7 +249,7 @@ def record_run(
         "shape": f"{len(result.models)} models x {len(result.datasets)} datasets",
         "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
-    path = _record_path(config_path, _options(store, executor, address, report))
+    path = _record_path(config_path, _options(store, executor, address, report, command))
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".{os.getpid()}.tmp")
@@ -260,10 +267,11 @@ def replay(
     executor: str | None = None,
     address: str | None = None,
     report: bool = True,
+    command: str = "study",
 ) -> dict[str, Any] | None:
-    """The run record of this study and options when every check still holds, else ``None``
-    (the study must run). Reads no array and imports nothing heavy."""
-    path = _record_path(config_path, _options(store, executor, address, report))
+    """The run record of this study, ``command`` and options when every check still holds,
+    else ``None`` (the study must run). Reads no array and imports nothing heavy."""
+    path = _record_path(config_path, _options(store, executor, address, report, command))
     try:
         record = json.loads(path.read_text())
     except (OSError, ValueError):
