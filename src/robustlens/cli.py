@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -36,8 +36,11 @@ from robustlens.runner import (
 )
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from robustlens.config import GeneratedSection
     from robustlens.models.zoo import ZooMember
+    from robustlens.study import StudyResult
 
 app = typer.Typer(
     name="robustlens",
@@ -214,6 +217,21 @@ def _print_replayed(record: dict) -> None:
         console.print(f"[bold green]report:[/] {record['report']}")
 
 
+def _record(
+    path: Path,
+    result: StudyResult | None,
+    printed: list[Console],
+    *,
+    started: float,
+    **options: Any,
+) -> None:
+    """Keep the run record of a run that computed everything (:func:`rerun.record_run`), with
+    the tables it printed (``printed``, from :func:`capturing_tables`) as its summary."""
+    if result is not None and not exit_code_of(result):
+        summary = "".join(c.export_text(styles=False) for c in printed)
+        rerun.record_run(path, result, summary, started=started, **options)
+
+
 @app.command("eval")
 def eval_cmd(
     study: StudyArg = None,
@@ -269,9 +287,7 @@ def study_cmd(
     with capturing_tables() as printed:
         result = run_study_command(path, store, executor=executor, address=address)
     page = write_report_command(result) if report and result is not None else None
-    if result is not None and not exit_code_of(result):
-        summary = "".join(c.export_text(styles=False) for c in printed)
-        rerun.record_run(path, result, summary, started=started, report_path=page, **options)
+    _record(path, result, printed, started=started, report_path=page, **options)
     if exit_code_of(result):
         raise typer.Exit(exit_code_of(result))
 
@@ -337,11 +353,7 @@ def demo_cmd(
             if result is not None:
                 # the summary ends with the lines' short tables: the validity table last
                 print_line_summaries(result)
-        if result is not None and not exit_code_of(result):
-            summary = "".join(c.export_text(styles=False) for c in printed)
-            rerun.record_run(
-                cfg_path, result, summary, started=started, report_path=page, command=command
-            )
+        _record(cfg_path, result, printed, started=started, report_path=page, command=command)
     except RobustlensError as exc:
         fail(exc)
     if exit_code_of(result):
