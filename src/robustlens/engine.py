@@ -113,6 +113,9 @@ class _Run:
     bar: StageProgress | None
     acceptable: np.ndarray | None  # every sample's acceptable labels, when meta is missing
     writer: ShardWriter  # commits each finished shard while the next one computes
+    #: per job, the :meth:`ModelAdapter.preprocess_key` under which its input may be shared
+    #: with other models of a view, or ``None`` where it preprocesses on its own
+    share_keys: dict[int, tuple | None]
     #: per failed model (job index): indices of the samples with non-finite outputs, and views
     bad: dict[int, tuple[set[int], set[str]]] = field(default_factory=dict)
 
@@ -691,6 +694,10 @@ class Engine:
             bar,
             acceptable,
             self._writer,
+            {
+                i: m.preprocess_key() if _preprocesses_as_adapter(m) else None
+                for i, m in enumerate(models)
+            },
         )
         last = {s: p for p, (_, work) in enumerate(passes) for s in work}  # its last pass
         self._queued_datasets.add(dfp)
@@ -794,22 +801,26 @@ class Engine:
         return StageProgress(name, total=total, unit="images").__enter__()
 
     def _forward(
-        self, model: ModelAdapter, x: torch.Tensor, prepared: dict | None = None
+        self,
+        model: ModelAdapter,
+        x: torch.Tensor,
+        prepared: dict | None = None,
+        key: tuple | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Logits and features of ``x``. ``prepared``: what the models of one view made of
-        ``x`` so far, by :meth:`ModelAdapter.preprocess_key`; a model that preprocesses as an
-        earlier one did starts from its tensor (the same operations on the same pixels: the
-        same tensor), instead of normalizing the batch once more."""
+        ``x`` so far, by :meth:`ModelAdapter.preprocess_key` (``key``, that of ``model``, or
+        ``None`` where it preprocesses on its own); a model that preprocesses as an earlier one
+        did starts from its tensor (the same operations on the same pixels: the same tensor),
+        instead of normalizing the batch once more."""
         ctx = (
             torch.autocast(self.device.type, dtype=torch.bfloat16)
             if self.amp
             else contextlib.nullcontext()
         )
         with torch.no_grad(), ctx:
-            if prepared is None or not _preprocesses_as_adapter(model):
+            if prepared is None or key is None:
                 logits, feats = model.forward_with_features(x)
             else:
-                key = model.preprocess_key()
                 inputs = prepared.get(key)
                 if inputs is None:
                     inputs = prepared[key] = model.preprocess(x)
@@ -898,7 +909,7 @@ class Engine:
                             xv = xv.contiguous(memory_format=torch.channels_last)
                     else:
                         xv = shared
-                    logits, feats = self._forward(model, xv, prepared)
+                    logits, feats = self._forward(model, xv, prepared, run.share_keys[i])
                     report.forward_passes += len(xv)
                     done += 1
                     if bar is not None and done < passes:

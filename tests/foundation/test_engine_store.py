@@ -579,6 +579,30 @@ def test_models_that_preprocess_alike_normalize_a_view_once_with_the_same_number
             assert np.array_equal(logits, alone_logits[v]), (m.name, v)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+@pytest.mark.parametrize("size", [(5, 16, 16), (2, 7, 9), (1, 1, 1)])
+def test_preprocess_gives_the_same_floats_in_either_layout_and_keeps_the_layout(
+    tiny_models, dtype, size
+):
+    model = copy.deepcopy(tiny_models[0])
+    model.input_size = None  # the normalization alone
+    # ImageNet's statistics: a std whose reciprocal is not exact, unlike the zoo's 0.25
+    model.mean.copy_(torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1))
+    model.std.copy_(torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1))
+    b, h, w = size
+    pixels = torch.rand(b, 3, h, w, generator=torch.Generator().manual_seed(h)).to(dtype)
+    # the textbook formula, broadcast over a batch in the standard layout
+    reference = (pixels - model.mean.to(dtype)) / model.std.to(dtype)
+    standard = model.preprocess(pixels)
+    last = model.preprocess(pixels.contiguous(memory_format=torch.channels_last))
+    assert torch.equal(standard, reference) and torch.equal(last, reference)
+    assert last.is_contiguous(memory_format=torch.channels_last)
+    assert standard.is_contiguous()
+    grad = pixels.contiguous(memory_format=torch.channels_last).requires_grad_(True)
+    model.preprocess(grad).sum().backward()  # still differentiable (the attacks need it)
+    assert torch.allclose(grad.grad, (1 / model.std.to(dtype)).expand_as(grad))
+
+
 class _WritesIntoItsInput(torch.nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x.mul_(0.5)
