@@ -19,7 +19,11 @@ runs just before and after it, which cancels a drift of the machine's speed that
 over that minute; the headline is the median of those ratios over the rounds. (This shared
 2-core machine's speed drifts by 10-30% between minutes: the fastest study over the fastest
 bare run, this bench's headline before, compared runs from different minutes and moved from
-1.09 to 1.27 between runs of the same code. It is still printed.)
+1.09 to 1.27 between runs of the same code. It is still printed.) A second figure needs no
+bare run: each study's time over the time its engine spent in the models' forward passes
+(``StudyResult.forward_seconds``), both read in the same minute, so the drift cancels. It is
+not the headline: the engine's forward passes are its own clock, and they share a view's
+normalization among the models that preprocess alike, which a bare loop does not.
 
 Usage: python bench/study_overhead.py [--rounds 3]
 Prints the headline last: ``ratio: X.XX`` = median over rounds of study time / mean time of
@@ -141,18 +145,20 @@ def main() -> None:
             )
 
         bare_t, passes = bare_forward(cfg, zoo, options)
-        study_times, bare_times = [], [bare_t]
+        study_times, bare_times, inside = [], [bare_t], []
         for r in range(args.rounds):
             cfg = fresh_config(r)
             t0 = time.perf_counter()
             result = run_study(cfg)
             study_times.append(time.perf_counter() - t0)
+            inside.append(study_times[-1] / result.forward_seconds)
             bare_t, passes = bare_forward(cfg, zoo, options)
             bare_times.append(bare_t)
             assert passes == result.forward_passes, (passes, result.forward_passes)
             print(
                 f"round {r + 1}: bare forward {bare_times[-2]:.1f}s, study {study_times[-1]:.1f}s, "
-                f"bare forward {bare_t:.1f}s ({passes} forward passes); stages "
+                f"bare forward {bare_t:.1f}s ({passes} forward passes, "
+                f"{result.forward_seconds:.1f}s of them inside the study); stages "
                 + json.dumps({k: round(v, 2) for k, v in result.stage_seconds.items()})
             )
 
@@ -170,6 +176,12 @@ def main() -> None:
     print(
         "per-round ratios (study / mean of the bare runs around it): "
         + ", ".join(f"{x:.2f}" for x in bracketed)
+    )
+    print(
+        "per-round study time / its own forward passes (same minute, no drift; the engine's "
+        "forward differs from the bare loop's in sharing normalization): "
+        + ", ".join(f"{x:.2f}" for x in inside)
+        + f"; median {statistics.median(inside):.2f}"
     )
     print(
         f"fastest study {min(study_times):.1f}s / fastest bare forward {min(bare_times):.1f}s: "

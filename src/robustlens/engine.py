@@ -84,6 +84,10 @@ class EngineReport:
     shards_computed: int = 0
     shards_cached: int = 0
     seconds: float = 0.0
+    #: of ``seconds``, the time in the models' forward passes (a normalization shared by
+    #: models that preprocess alike included; on a GPU, up to the check of the logits, which
+    #: waits for the device): the rest is the engine's own cost, views and decoding included
+    forward_seconds: float = 0.0
     skipped: list[tuple[str, str]] = field(default_factory=list)
     #: models whose outputs were not finite: ``{model: {"samples": n, "of": N, "views": [..],
     #: "reason": "..."}}``; nothing of theirs was stored for this dataset
@@ -909,14 +913,17 @@ class Engine:
                             xv = xv.contiguous(memory_format=torch.channels_last)
                     else:
                         xv = shared
+                    t_forward = time.perf_counter()
                     logits, feats = self._forward(model, xv, prepared, run.share_keys[i])
+                    # one reduction for the common case: a NaN or an infinity anywhere makes
+                    # the sum non-finite (so may an overflow of finite logits: checked below)
+                    finite_sum = math.isfinite(float(logits.sum()))  # waits for the device
+                    report.forward_seconds += time.perf_counter() - t_forward
                     report.forward_passes += len(xv)
                     done += 1
                     if bar is not None and done < passes:
                         bar.update(start + len(imgs) * done / passes)
-                    # one reduction for the common case: a NaN or an infinity anywhere makes
-                    # the sum non-finite (so may an overflow of finite logits: checked below)
-                    if not math.isfinite(float(logits.sum())):
+                    if not finite_sum:
                         finite = torch.isfinite(logits).all(dim=1)
                         if not bool(finite.all()):
                             samples, views = run.bad.setdefault(i, (set(), set()))

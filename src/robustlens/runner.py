@@ -308,9 +308,26 @@ def run_study_command(
             f"{len(result.models)} models x {len(result.datasets)} datasets in "
             f"{time.perf_counter() - t0:.1f}s: {result.images_decoded} images decoded, {cost}"
         )
+        if result.forward_passes:
+            console.print(f"  {forward_share(result)}", highlight=False)
         return result
     except RobustlensError as exc:
         fail(exc)
+
+
+def forward_share(result: StudyResult) -> str:
+    """How much of the engine's time the models' forward passes took, in words: what is left
+    is the engine's own cost (decoding, views, bookkeeping, the store)."""
+    engine = result.stage_seconds.get("engine", 0.0)
+    workers = (
+        " (summed over its workers)"
+        if result.config is not None and result.config.executor != "local"
+        else ""
+    )
+    return (
+        f"forward passes took {result.forward_seconds:.2f}s{workers} of the engine's "
+        f"{engine:.2f}s; measures {result.stage_seconds.get('measures', 0.0):.2f}s"
+    )
 
 
 def write_csv_tables(folder: Path, tables: Mapping[str, tuple[pd.DataFrame, bool]]) -> None:

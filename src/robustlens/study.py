@@ -124,6 +124,12 @@ class StudyResult:
     def forward_passes(self) -> int:
         return sum(r.forward_passes for r in self.engine_reports)
 
+    @property
+    def forward_seconds(self) -> float:
+        """Seconds in the models' forward passes, summed over the engine's runs (over its
+        workers too, where an executor runs several at once)."""
+        return sum(r.forward_seconds for r in self.engine_reports)
+
     def results(self):
         return self.store.results(models=self.models)
 

@@ -75,8 +75,14 @@ def test_cli_eval_on_tiny_zoo(tmp_path, tiny_world, tiny_zoo_dir):
     # the summary is one line however long (a log is grepped line by line)
     summary = [line for line in res.output.splitlines() if "datasets in" in line]
     assert len(summary) == 1 and summary[0].endswith("views included)"), res.output
+    # then how much of the engine's time the models took: the rest is the tool's own cost
+    share = re.search(
+        r"forward passes took ([\d.]+)s of the engine's ([\d.]+)s; measures ([\d.]+)s",
+        res.output,
+    )
+    assert share and float(share[1]) <= float(share[2]), res.output
     again = CliRunner().invoke(app, ["eval", "--config", str(p)])
-    assert "no forward pass" in again.output
+    assert "no forward pass" in again.output and "forward passes took" not in again.output
 
 
 class _ResultsOnly:

@@ -42,6 +42,46 @@ def test_engine_counts_and_second_run_is_cached(tmp_path, tiny_world, tiny_model
     np.testing.assert_array_equal(a.labels(), ds.labels())
 
 
+class _Slow(torch.nn.Module):
+    """Waits ``seconds`` in each forward pass, then passes its input on."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__()
+        self.seconds = seconds
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        time.sleep(self.seconds)
+        return x
+
+
+def test_the_report_tells_the_time_in_forward_passes_from_the_engines_own(
+    tmp_path, tiny_world, tiny_models, monkeypatch
+):
+    ds, views = tiny_world.dataset("val"), ("clean", "gray")
+    slow = copy.deepcopy(tiny_models[0])
+    slow.backbone = torch.nn.Sequential(_Slow(0.02), slow.backbone)
+    slow.config = {**slow.config, "slow": True}
+    real_parse = parse_view
+
+    def slow_gray(spec):  # a view is the engine's cost, not the model's
+        view = real_parse(spec)
+        if spec != "gray":
+            return view
+        return dataclasses.replace(view, fn=lambda x, ctx: time.sleep(0.03) or view(x, ctx))
+
+    monkeypatch.setattr("robustlens.engine.parse_view", slow_gray)
+    eng = Engine(Store(tmp_path / "s"), batch_size=8)
+    r = eng.run(ds, [EngineJob(slow, views), EngineJob(tiny_models[1], views)])
+    batches = math.ceil(len(ds) / 8)
+    assert r.forward_passes == 2 * len(views) * len(ds)
+    # every forward pass of the slow model is in; the slow view, computed once per batch for
+    # both models, is not
+    assert r.forward_seconds >= 0.02 * batches * len(views)
+    assert r.seconds - r.forward_seconds >= 0.03 * batches
+    again = eng.run(ds, [EngineJob(slow, views)])
+    assert again.forward_passes == 0 and again.forward_seconds == 0.0
+
+
 def test_engine_matches_direct_forward(tmp_path, tiny_world, tiny_models):
     store = Store(tmp_path / "s")
     ds = tiny_world.dataset("sketch")

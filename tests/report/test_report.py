@@ -14,6 +14,7 @@ import yaml
 import robustlens.measure as measure_mod
 from robustlens.config import parse_config
 from robustlens.errors import RobustlensError
+from robustlens.formatting import duration
 from robustlens.measure import Section, available_measures
 from robustlens.report import build_report_context, read_per_sample, render_report, write_report
 from robustlens.report.context import ReportContext
@@ -89,6 +90,8 @@ def test_report_is_self_contained_with_every_model_and_plots(study, report):
     # study summary: counters of this run
     assert f"{result.forward_passes:,}</b><span>forward passes" in page
     assert "stage timings" in page
+    engine = duration(result.stage_seconds["engine"])
+    assert f"engine {engine} (forward passes {duration(result.forward_seconds)})" in page
 
 
 def test_model_table_collapses_corruptions_and_keeps_full_table(study, report):

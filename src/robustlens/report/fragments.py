@@ -73,7 +73,7 @@ __all__ = [
 FRAGMENT_FORMAT = "1"
 #: study-summary keys that change on every run (timings, counters, the time of writing)
 VOLATILE_STUDY_KEYS = frozenset(
-    {"written", "stage_seconds", "engine", "images_decoded", "forward_passes"}
+    {"written", "stage_seconds", "engine", "images_decoded", "forward_passes", "forward_seconds"}
 )
 #: libraries whose version can change what a part draws
 _LIBRARIES = ("matplotlib", "numpy", "pandas", "scipy", "scikit-learn", "pyarrow")

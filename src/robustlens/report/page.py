@@ -182,6 +182,7 @@ def _study_summary(result: Any) -> dict[str, Any]:
         "images": sum(images.values()),
         "images_decoded": int(result.images_decoded),
         "forward_passes": int(result.forward_passes),
+        "forward_seconds": float(getattr(result, "forward_seconds", 0.0)),
         "stage_seconds": {k: float(v) for k, v in (result.stage_seconds or {}).items()},
         "engine": [r.summary() for r in reports],
         "written": _dt.datetime.now().isoformat(timespec="seconds"),
@@ -656,7 +657,13 @@ def _summary_html(ctx: ReportContext, links: dict[str, str]) -> str:
             )
     stages = st.get("stage_seconds") or {}
     if stages:
-        kv.append(("stage timings", ", ".join(f"{k} {duration(v)}" for k, v in stages.items())))
+        forward = st.get("forward_seconds")
+        timings = [
+            f"{k} {duration(v)}"
+            + (f" (forward passes {duration(forward)})" if k == "engine" and forward else "")
+            for k, v in stages.items()
+        ]
+        kv.append(("stage timings", ", ".join(timings)))
     n_skipped = sum(len(v) for v in (st.get("skipped") or {}).values())
     if n_skipped:
         kv.append(("skipped files", f"{n_skipped} (listed below, under Skipped files)"))
