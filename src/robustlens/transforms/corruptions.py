@@ -235,7 +235,7 @@ def check_images(images: Any, name: str = "images", atol: float = 1e-4) -> torch
             "convert uint8 images with images.float() / 255"
         )
     if images.numel():
-        lo, hi = float(images.min()), float(images.max())
+        lo, hi = (float(v) for v in torch.aminmax(images))  # one pass over the batch, not two
         if not (math.isfinite(lo) and math.isfinite(hi)):
             raise ValidationError(f"{name}: contains NaN or infinite values")
         if lo < -atol or hi > 1 + atol:
