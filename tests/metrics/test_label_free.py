@@ -13,6 +13,7 @@ from robustlens.metrics.label_free import (
     atc,
     atc_threshold,
     average_confidence,
+    calibrate_on_source,
     difference_of_confidence,
     nuclear_norm,
 )
@@ -118,6 +119,43 @@ def test_atc_rejects_unknown_score():
 def test_atc_rejects_non_probabilities():
     with pytest.raises(ValidationError, match="probs_tgt"):
         atc(SRC, SRC_LABELS, TGT * 3)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_a_source_calibration_gives_exactly_the_values_of_doc_and_atc(seed):
+    probs, labels = _random_source(seed)
+    cal = calibrate_on_source(probs, labels)
+    assert cal.n_classes == 10
+    assert cal.accuracy == float(np.mean(probs.argmax(axis=1) == labels))
+    for j in range(3):  # one calibration, several targets
+        tgt = softmax(np.random.default_rng(100 + j).normal(scale=1.0 + j, size=(50 + j, 10)))
+        assert cal.doc(tgt) == difference_of_confidence(probs, labels, tgt)
+        for score in ("maxconf", "negentropy"):
+            assert cal.thresholds[score] == atc_threshold(probs, labels, score=score)
+            assert cal.atc(tgt, score) == atc(probs, labels, tgt, score=score)
+
+
+def test_a_source_calibration_golden_values():
+    cal = calibrate_on_source(SRC, SRC_LABELS, scores=("maxconf",))
+    assert cal.accuracy == 0.75
+    assert cal.avg_confidence == pytest.approx(0.75)
+    assert cal.thresholds == {"maxconf": pytest.approx(0.65)}
+    assert cal.doc(TGT) == pytest.approx(0.6)
+    assert cal.atc(TGT) == pytest.approx(1 / 3)
+
+
+def test_a_source_calibration_names_class_counts_and_scores_it_did_not_learn():
+    cal = calibrate_on_source(SRC, SRC_LABELS, scores=("maxconf",))
+    with pytest.raises(ValidationError, match="probs_src has 2, probs_tgt has 4"):
+        cal.doc(np.full((2, 4), 0.25))
+    with pytest.raises(ValidationError, match="probs_src has 2, probs_tgt has 4"):
+        cal.atc(np.full((2, 4), 0.25))
+    with pytest.raises(ValidationError, match="no ATC threshold was learned for 'negentropy'"):
+        cal.atc(TGT, "negentropy")
+    with pytest.raises(ValidationError, match="probs_tgt"):
+        cal.atc(TGT * 3)
+    with pytest.raises(ValidationError, match="negentropy"):
+        calibrate_on_source(SRC, SRC_LABELS, scores=("entropy",))
 
 
 def test_nuclear_norm_golden_values():

@@ -23,6 +23,7 @@ from robustlens.metrics.label_free import (
     agreement,
     atc,
     average_confidence,
+    calibrate_on_source,
     difference_of_confidence,
     nuclear_norm,
 )
@@ -44,6 +45,7 @@ __all__ = [
     "agreement",
     "atc",
     "average_confidence",
+    "calibrate_on_source",
     "cluster_indicators",
     "component_contributions",
     "corruption_errors",

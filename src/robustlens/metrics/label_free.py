@@ -7,6 +7,8 @@ returns a predicted accuracy or a score that correlates with accuracy across mod
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
@@ -15,10 +17,12 @@ from robustlens._validation import check_array, check_consistent_length, check_l
 from robustlens.errors import ValidationError
 
 __all__ = [
+    "SourceCalibration",
     "agreement",
     "atc",
     "atc_threshold",
     "average_confidence",
+    "calibrate_on_source",
     "difference_of_confidence",
     "nuclear_norm",
 ]
@@ -36,14 +40,6 @@ def _source(probs_src: Any, labels_src: Any) -> tuple[np.ndarray, np.ndarray]:
     y = check_labels(labels_src, "labels_src", n_classes=p.shape[1])
     check_consistent_length(("probs_src", p), ("labels_src", y))
     return p, y
-
-
-def _check_same_classes(p_src: np.ndarray, p_tgt: np.ndarray) -> None:
-    if p_src.shape[1] != p_tgt.shape[1]:
-        raise ValidationError(
-            "inconsistent numbers of classes: "
-            f"probs_src has {p_src.shape[1]}, probs_tgt has {p_tgt.shape[1]}"
-        )
 
 
 def average_confidence(probs: Any) -> float:
@@ -90,12 +86,7 @@ def difference_of_confidence(probs_src: Any, labels_src: Any, probs_tgt: Any) ->
         >>> round(difference_of_confidence(src, [0, 0, 1, 1], tgt), 4)
         0.5667
     """
-    p_src, y_src = _source(probs_src, labels_src)
-    p_tgt = check_probs(probs_tgt, "probs_tgt")
-    _check_same_classes(p_src, p_tgt)
-    acc_src = _accuracy(p_src, y_src)
-    drop = float(np.mean(p_src.max(axis=1)) - np.mean(p_tgt.max(axis=1)))
-    return acc_src - drop
+    return calibrate_on_source(probs_src, labels_src, scores=()).doc(probs_tgt)
 
 
 def _atc_scores(p: np.ndarray, score: str) -> np.ndarray:
@@ -178,11 +169,86 @@ def atc(probs_src: Any, labels_src: Any, probs_tgt: Any, score: AtcScore = "maxc
         >>> round(atc(src, [0, 0, 1, 1], tgt), 4)  # t = 0.65: only 0.7 is above
         0.3333
     """
-    p_src, y_src = _source(probs_src, labels_src)
-    p_tgt = check_probs(probs_tgt, "probs_tgt")
-    _check_same_classes(p_src, p_tgt)
-    t = _atc_threshold(p_src, y_src, score)
-    return float(np.mean(_atc_scores(p_tgt, score) > t))
+    return calibrate_on_source(probs_src, labels_src, scores=(score,)).atc(probs_tgt, score)
+
+
+@dataclass(frozen=True)
+class SourceCalibration:
+    """What DoC and ATC learn from a labelled source set, for any number of target sets.
+
+    Made by :func:`calibrate_on_source`. DoC and ATC learn from the source alone, so a study
+    that predicts the accuracy of many target sets learns once and reuses it; each target's
+    value is the one :func:`difference_of_confidence` and :func:`atc` give.
+
+    Attributes:
+        n_classes: K of the source probabilities (a target must have as many).
+        accuracy: ``acc_src``, top-1 accuracy on the source set.
+        avg_confidence: ``AC_src``, the mean top-1 probability on the source set.
+        thresholds: the ATC threshold of each score learned (see :func:`atc_threshold`).
+    """
+
+    n_classes: int
+    accuracy: float
+    avg_confidence: float
+    thresholds: Mapping[str, float]
+
+    def _target(self, probs_tgt: Any) -> np.ndarray:
+        p = check_probs(probs_tgt, "probs_tgt")
+        if p.shape[1] != self.n_classes:
+            raise ValidationError(
+                "inconsistent numbers of classes: "
+                f"probs_src has {self.n_classes}, probs_tgt has {p.shape[1]}"
+            )
+        return p
+
+    def doc(self, probs_tgt: Any) -> float:
+        """``DoC = acc_src - (AC_src - AC_tgt)`` on the (M, K) target probabilities."""
+        p = self._target(probs_tgt)
+        return self.accuracy - float(self.avg_confidence - np.mean(p.max(axis=1)))
+
+    def atc(self, probs_tgt: Any, score: AtcScore = "maxconf") -> float:
+        """``ATC = (1/M) sum_m [s(p_tgt[m]) > t]`` with the threshold t learned for ``score``."""
+        if score not in self.thresholds:
+            raise ValidationError(
+                f"score: no ATC threshold was learned for {score!r}; learned: "
+                f"{sorted(self.thresholds)} (name it in calibrate_on_source's scores; "
+                "'maxconf' or 'negentropy')"
+            )
+        p = self._target(probs_tgt)
+        return float(np.mean(_atc_scores(p, score) > self.thresholds[score]))
+
+
+def calibrate_on_source(
+    probs_src: Any, labels_src: Any, scores: Iterable[AtcScore] = ("maxconf", "negentropy")
+) -> SourceCalibration:
+    """Learn DoC's source statistics and ATC's thresholds from a labelled source set.
+
+    ``acc_src``, ``AC_src = (1/N) sum_n max_k p[n, k]`` and, for each ATC score, the threshold
+    of :func:`atc_threshold`. ``calibrate_on_source(p, y).atc(q, s)`` equals
+    ``atc(p, y, q, score=s)`` and ``.doc(q)`` equals ``difference_of_confidence(p, y, q)``.
+
+    References: Guillory et al., ICCV 2021 (DoC); Garg et al., ICLR 2022 (ATC).
+
+    Args:
+        probs_src: (N, K) probabilities on the labelled source set.
+        labels_src: (N,) integer labels of the source set.
+        scores: the ATC scores to learn a threshold for.
+
+    Example:
+        >>> src = [[0.9, 0.1], [0.8, 0.2], [0.3, 0.7], [0.6, 0.4]]
+        >>> cal = calibrate_on_source(src, [0, 0, 1, 1])
+        >>> cal.accuracy, round(cal.avg_confidence, 4), round(cal.thresholds["maxconf"], 4)
+        (0.75, 0.75, 0.65)
+        >>> round(cal.atc([[0.7, 0.3], [0.5, 0.5], [0.4, 0.6]]), 4)
+        0.3333
+    """
+    p, y = _source(probs_src, labels_src)
+    return SourceCalibration(
+        n_classes=p.shape[1],
+        accuracy=_accuracy(p, y),
+        avg_confidence=float(np.mean(p.max(axis=1))),
+        thresholds={score: _atc_threshold(p, y, score) for score in scores},
+    )
 
 
 def nuclear_norm(probs: Any) -> float:

@@ -11,15 +11,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-import numpy as np
-
 from robustlens.errors import ConfigError
 from robustlens.measure import DatasetContext, DatasetInfo, Measure, MeasureOutput
 from robustlens.metrics.label_free import (
-    atc,
-    atc_threshold,
+    SourceCalibration,
     average_confidence,
-    difference_of_confidence,
+    calibrate_on_source,
     nuclear_norm,
 )
 from robustlens.roles import is_labelled
@@ -101,6 +98,10 @@ class LabelFreeMeasure(Measure):
         source = data[src]
         p_src, _ = source.predictions()
         y_src = source.arrays.labels()
+        # learned once: each target's DoC and ATC are those of the pure functions
+        calibration: SourceCalibration | None = (
+            calibrate_on_source(p_src, y_src, ATC_SCORES) if len(p_src) else None
+        )
         skipped: dict[str, str] = {}
         for d in data.values():
             name = d.name
@@ -110,21 +111,20 @@ class LabelFreeMeasure(Measure):
                 continue
             out.values[(name, "avg_confidence")] = average_confidence(p)
             out.values[(name, "nuclear_norm")] = nuclear_norm(p)
-            if len(p_src) == 0:
+            if calibration is None:
                 skipped[name] = f"source {src!r} has no readable images"
                 continue
-            if p.shape[1] != p_src.shape[1]:
+            if p.shape[1] != calibration.n_classes:
                 skipped[name] = (
-                    f"{p.shape[1]} classes vs {p_src.shape[1]} in source {src!r}: DoC/ATC skipped"
+                    f"{p.shape[1]} classes vs {calibration.n_classes} in source {src!r}: "
+                    "DoC/ATC skipped"
                 )
                 continue
-            out.values[(name, "doc")] = difference_of_confidence(p_src, y_src, p)
+            out.values[(name, "doc")] = calibration.doc(p)
             for score in ATC_SCORES:
-                out.values[(name, f"atc_{score}")] = atc(p_src, y_src, p, score=score)
+                out.values[(name, f"atc_{score}")] = calibration.atc(p, score)
         out.artifacts = {"source": src, "source_accuracy": None, "atc_thresholds": {}}
-        if len(p_src):
-            out.artifacts["source_accuracy"] = float(np.mean(p_src.argmax(axis=1) == y_src))
-            out.artifacts["atc_thresholds"] = {
-                score: atc_threshold(p_src, y_src, score=score) for score in ATC_SCORES
-            }
+        if calibration is not None:
+            out.artifacts["source_accuracy"] = calibration.accuracy
+            out.artifacts["atc_thresholds"] = dict(calibration.thresholds)
         out.artifacts["skipped"] = skipped
