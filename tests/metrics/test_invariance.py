@@ -10,6 +10,7 @@ from robustlens._validation import softmax
 from robustlens.errors import ValidationError
 from robustlens.metrics.invariance import (
     effective_invariance,
+    invariance_per_view,
     prediction_agreement_per_sample,
     rotation_invariance,
 )
@@ -120,3 +121,40 @@ def test_prediction_agreement_accepts_logits():
 def test_prediction_agreement_mismatched_lengths():
     with pytest.raises(ValidationError, match=r"probs=3.*probs_t=1"):
         prediction_agreement_per_sample(P, P[:1])
+
+
+def test_per_view_invariance_golden():
+    # view 0 keeps every argmax; view 1 flips sample 1's (class 1 -> 0)
+    v0 = np.array([[0.8, 0.1, 0.1], [0.2, 0.7, 0.1], [0.1, 0.1, 0.8]])
+    v1 = np.array([[0.5, 0.3, 0.2], [0.6, 0.3, 0.1], [0.2, 0.2, 0.6]])
+    ei, agree = invariance_per_view(P, [v0, v1])
+    assert ei.shape == agree.shape == (2, 3)
+    expected = [
+        [np.sqrt(0.7 * 0.8), np.sqrt(0.5 * 0.7), np.sqrt(0.4 * 0.8)],
+        [np.sqrt(0.7 * 0.5), 0.0, np.sqrt(0.4 * 0.6)],
+    ]
+    np.testing.assert_allclose(ei, expected, rtol=1e-12)
+    assert agree.tolist() == [[True, True, True], [True, False, True]]
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_per_view_invariance_rows_are_exactly_ei_and_agreement_of_each_view(seed):
+    rng = np.random.default_rng(seed)
+    p = softmax(rng.normal(size=(40, 6)) * 2)
+    views = [softmax(rng.normal(size=(40, 6)) * 2) for _ in range(3)] + [p.copy()]
+    ei, agree = invariance_per_view(p, views)
+    for v, p_v in enumerate(views):
+        assert np.array_equal(ei[v], effective_invariance(p, p_v))
+        assert np.array_equal(agree[v], prediction_agreement_per_sample(p, p_v))
+    # the identical view: EI is the confidence, and every prediction agrees
+    assert np.array_equal(ei[3], p.max(axis=1)) and agree[3].all()
+    assert np.array_equal(ei[:3].mean(axis=0), rotation_invariance(p, views[:3]))
+
+
+def test_per_view_invariance_names_the_bad_view():
+    with pytest.raises(ValidationError, match=r"probs=3.*probs_views\[1\]=2"):
+        invariance_per_view(P, [P, P[:2]])
+    with pytest.raises(ValidationError, match=r"probs_views\[0\].*softmax"):
+        invariance_per_view(P, [P * 2])
+    with pytest.raises(ValidationError, match="at least one"):
+        invariance_per_view(P, [])

@@ -18,7 +18,11 @@ from robustlens.metrics.effective_robustness import (
     imagenet_baseline,
     relative_robustness,
 )
-from robustlens.metrics.invariance import effective_invariance, rotation_invariance
+from robustlens.metrics.invariance import (
+    effective_invariance,
+    invariance_per_view,
+    rotation_invariance,
+)
 from robustlens.metrics.label_free import (
     agreement,
     atc,
@@ -58,6 +62,7 @@ __all__ = [
     "find_spurious_components",
     "fit_baseline",
     "imagenet_baseline",
+    "invariance_per_view",
     "mce",
     "multi_label_accuracy",
     "neural_pca",

@@ -15,11 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from robustlens.measure import DatasetContext, DatasetInfo, Measure, MeasureOutput
-from robustlens.metrics.invariance import (
-    effective_invariance,
-    prediction_agreement_per_sample,
-    rotation_invariance,
-)
+from robustlens.metrics.invariance import invariance_per_view
 
 __all__ = ["EXCLUDED_ROLES", "INVARIANCE_VIEWS", "ROTATION_VIEWS", "InvarianceMeasure"]
 
@@ -40,7 +36,8 @@ class InvarianceMeasure(Measure):
 
     - per sample: ``ei_rotation = (1/3) sum_{r in 90,180,270} EI(p, p_r)`` and
       ``ei_gray = EI(p, p_gray)`` where ``EI = sqrt(p[y] * p_v[y_v])`` if ``y == y_v`` else 0
-      (:func:`~robustlens.metrics.invariance.effective_invariance`); ``agree_rot90``,
+      (:func:`~robustlens.metrics.invariance.effective_invariance`, every view at once by
+      :func:`~robustlens.metrics.invariance.invariance_per_view`); ``agree_rot90``,
       ``agree_rot180``, ``agree_rot270``, ``agree_gray`` are the top-1 agreements
       ``argmax p == argmax p_v``;
     - per dataset: ``ei_rotation`` and ``ei_gray`` are the means of the per-sample values,
@@ -72,9 +69,13 @@ class InvarianceMeasure(Measure):
             for metric in ("ei_rotation", "ei_gray", "agreement_rotation", "agreement_gray"):
                 out.values[(name, metric)] = float("nan")
             return
-        ei_rot = rotation_invariance(p, [probs[v] for v in ROTATION_VIEWS])
-        ei_gray = effective_invariance(p, probs["gray"])
-        agree = {v: prediction_agreement_per_sample(p, probs[v]) for v in INVARIANCE_VIEWS[1:]}
+        others = INVARIANCE_VIEWS[1:]
+        ei_views, agree_views = invariance_per_view(p, [probs[v] for v in others])
+        ei = dict(zip(others, ei_views, strict=True))
+        agree = dict(zip(others, agree_views, strict=True))
+        # rotation_invariance(p, rotated): the mean EI over the rotated views
+        ei_rot = np.stack([ei[v] for v in ROTATION_VIEWS]).mean(axis=0)
+        ei_gray = ei["gray"]
         out.values[(name, "ei_rotation")] = float(ei_rot.mean())
         out.values[(name, "ei_gray")] = float(ei_gray.mean())
         out.values[(name, "agreement_rotation")] = float(
