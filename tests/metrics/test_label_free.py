@@ -130,9 +130,18 @@ def test_a_source_calibration_gives_exactly_the_values_of_doc_and_atc(seed):
     for j in range(3):  # one calibration, several targets
         tgt = softmax(np.random.default_rng(100 + j).normal(scale=1.0 + j, size=(50 + j, 10)))
         assert cal.doc(tgt) == difference_of_confidence(probs, labels, tgt)
+        # and the papers' formulas, written out here apart from the module's code
+        drop = probs.max(axis=1).mean() - tgt.max(axis=1).mean()
+        assert cal.doc(tgt) == pytest.approx(cal.accuracy - drop, abs=1e-12)
+        target_scores = {
+            "maxconf": tgt.max(axis=1),
+            "negentropy": (tgt * np.log(tgt)).sum(axis=1),  # softmax: no zero probability
+        }
         for score in ("maxconf", "negentropy"):
             assert cal.thresholds[score] == atc_threshold(probs, labels, score=score)
             assert cal.atc(tgt, score) == atc(probs, labels, tgt, score=score)
+            expected = np.mean(target_scores[score] > cal.thresholds[score])
+            assert cal.atc(tgt, score) == pytest.approx(expected, abs=1e-12)
 
 
 def test_a_source_calibration_golden_values():
