@@ -16,7 +16,8 @@ again on the warm store.
 The runs alternate, bare first and last: B S B S ... S B, ``--rounds`` studies (default 3),
 each on a fresh copy of the world-only store. Each study is set against the mean of the bare
 runs just before and after it, which cancels a drift of the machine's speed that is linear
-over that minute; the headline is the median of those ratios over the rounds. (This shared
+over that minute; the headline is the median of those ratios over the rounds, printed beside
+the pooled ratio (the studies' total time over the total of their brackets). (This shared
 2-core machine's speed drifts by 10-30% between minutes: the fastest study over the fastest
 bare run, this bench's headline before, compared runs from different minutes and moved from
 1.09 to 1.27 between runs of the same code. It is still printed.) A second figure needs no
@@ -33,6 +34,7 @@ the bare runs around it (goal on the 2-core machine: <= 1.10).
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import shutil
 import statistics
@@ -167,15 +169,18 @@ def main() -> None:
         cached_t = time.perf_counter() - t0
         assert again.forward_passes == 0
 
-    bracketed = [
-        s / ((before + after) / 2)
-        for s, before, after in zip(study_times, bare_times[:-1], bare_times[1:], strict=True)
-    ]
+    brackets = [(before + after) / 2 for before, after in itertools.pairwise(bare_times)]
+    bracketed = [s / b for s, b in zip(study_times, brackets, strict=True)]
     ratio = statistics.median(bracketed)
     fastest = min(study_times) / min(bare_times)
+    # the same rounds summed up instead: the median sets aside the few rounds that caught a
+    # sudden change of the machine's speed (which no bracket cancels), this weighs each round
+    # by its length; where the two disagree, the run says less than either suggests
+    pooled = sum(study_times) / sum(brackets)
     print(
         "per-round ratios (study / mean of the bare runs around it): "
         + ", ".join(f"{x:.2f}" for x in bracketed)
+        + f"; pooled (sum of studies / sum of those means) {pooled:.2f}"
     )
     print(
         "per-round study time / its own forward passes (same minute, no drift; the engine's "
