@@ -20,6 +20,7 @@ from robustlens.transforms.corruptions import (
     IMAGENET_C_CORRUPTIONS,
     RANDOM_CORRUPTIONS,
     SEVERITIES,
+    check_images,
     corrupt,
     corruption_parameters,
     seed_generators,
@@ -164,6 +165,25 @@ def test_rejects_normalized_or_malformed_images():
         corrupt(torch.zeros(1, 3, 8, 8, dtype=torch.uint8), "contrast", 1)
     with pytest.raises(ValidationError, match="integer seeds"):
         seed_generators([0.5], 1)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.float64])
+def test_check_images_finds_one_bad_pixel_at_either_end_of_the_range(dtype):
+    def one_pixel(value: float) -> torch.Tensor:
+        x = torch.full((2, 3, 8, 8), 0.5, dtype=dtype)
+        x[1, 2, 7, 3] = value
+        return x
+
+    for bad in (float("nan"), float("inf"), float("-inf")):
+        with pytest.raises(ValidationError, match="NaN or infinite"):
+            check_images(one_pixel(bad))
+    with pytest.raises(ValidationError, match=r"range \[0.5, 1.0[0-9]*\]"):
+        check_images(one_pixel(1.01))
+    with pytest.raises(ValidationError, match=r"range \[-0.0[0-9]*, 0.5\]"):
+        check_images(one_pixel(-0.01))
+    # the bounds themselves, and an empty batch, pass
+    for ok in (torch.cat([one_pixel(0.0), one_pixel(1.0)]), torch.zeros(0, 3, 8, 8, dtype=dtype)):
+        assert check_images(ok) is ok
 
 
 def test_gaussian_noise_std_matches_imagenet_c():
