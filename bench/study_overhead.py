@@ -8,10 +8,12 @@ for every dataset, the exact views the planner asked for, pre-built as channels-
 at the same batch size, through every model's own forward. Building views is overhead; so is
 everything else the study does beyond those forward passes: planning, decoding, the engine's
 bookkeeping, every measure, the per-sample files and the store. (Where several models
-preprocess alike, the engine normalizes a view once for all of them; the bare loop lets each
-model normalize its input, as a model's forward does.) Both clocks run in the same warm
-process (modules already imported; generating the world is not timed). The study then runs
-again on the warm store.
+preprocess alike, the engine normalizes a view once for all of them, and it runs each
+backbone with its BatchNorms folded into the convolutions before them; the bare loop runs
+each model's own forward, as a user's loop does. The engine's forward passes over the bare
+loop's are printed: that figure is what the engine's own forward saves.) Both clocks run in
+the same warm process (modules already imported; generating the world is not timed). The
+study then runs again on the warm store.
 
 The runs alternate, bare first and last: B S B S ... S B, ``--rounds`` studies (default 3),
 each on a fresh copy of the world-only store. Each study is set against the mean of the bare
@@ -24,7 +26,8 @@ bare run, this bench's headline before, compared runs from different minutes and
 bare run: each study's time over the time its engine spent in the models' forward passes
 (``StudyResult.forward_seconds``), both read in the same minute, so the drift cancels. It is
 not the headline: the engine's forward passes are its own clock, and they share a view's
-normalization among the models that preprocess alike, which a bare loop does not.
+normalization among the models that preprocess alike and fold BatchNorms, which a bare loop
+does not; it is the engine's overhead beyond its own forward passes.
 
 Usage: python bench/study_overhead.py [--rounds 3]
 Prints the headline last: ``ratio: X.XX`` = median over rounds of study time / mean time of
@@ -147,13 +150,14 @@ def main() -> None:
             )
 
         bare_t, passes = bare_forward(cfg, zoo, options)
-        study_times, bare_times, inside = [], [bare_t], []
+        study_times, bare_times, inside, forwards = [], [bare_t], [], []
         for r in range(args.rounds):
             cfg = fresh_config(r)
             t0 = time.perf_counter()
             result = run_study(cfg)
             study_times.append(time.perf_counter() - t0)
             inside.append(study_times[-1] / result.forward_seconds)
+            forwards.append(result.forward_seconds)
             bare_t, passes = bare_forward(cfg, zoo, options)
             bare_times.append(bare_t)
             assert passes == result.forward_passes, (passes, result.forward_passes)
@@ -187,6 +191,11 @@ def main() -> None:
         "forward differs from the bare loop's in sharing normalization): "
         + ", ".join(f"{x:.2f}" for x in inside)
         + f"; median {statistics.median(inside):.2f}"
+    )
+    forward_ratio = sum(forwards) / sum(brackets)
+    print(
+        "the study's forward passes / the bare loop's, pooled (what the engine's own forward "
+        f"saves or costs: shared normalization, folded BatchNorm): {forward_ratio:.2f}"
     )
     print(
         f"fastest study {min(study_times):.1f}s / fastest bare forward {min(bare_times):.1f}s: "

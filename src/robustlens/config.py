@@ -183,6 +183,10 @@ class EngineSection(_Strict):
     #: on CUDA, decode JPEG files on the device (pixels differ from PIL's by about one level,
     #: so off by default; a file the device refuses falls back to PIL)
     gpu_decode: bool = False
+    #: run each backbone with its conv-BatchNorm pairs folded into single convs (the same
+    #: function up to float rounding, faster); off: every model's own forward, bit for bit
+    #: (for arrays computed from then on: like device and amp, it is not part of their key)
+    fold_batchnorm: bool = True
 
 
 class PublishedEntry(_Strict):

@@ -25,6 +25,16 @@ on CUDA). On CUDA, JPEG files can be decoded on the device instead (``gpu_decode
 run on the device; the pixels then differ from PIL's by a few levels, so it is off unless
 asked for.
 
+Where a model preprocesses and runs as :class:`ModelAdapter` does, the engine runs an
+inference copy of its backbone in which each eval-mode ``BatchNorm2d`` that directly follows a
+``Conv2d`` is folded into the conv (:class:`~robustlens.models.folding.BatchNormFolding`):
+the same function up to float rounding, as another device or thread count gives, in one
+pass over the activations instead of two (the zoo's CNNs run 1.2-2x faster on a 2-core
+CPU). The folded weights are recomputed from the model's own tensors on every run; the copy
+is traced again when a module the trace read changed (an attribute, a parameter object, a
+submodule), and checked against the backbone on the first images it sees;
+``fold_batchnorm=False`` runs every model's own forward.
+
 A model whose outputs are not finite (NaN or infinite logits) on some sample of a dataset is
 *failed* on that dataset: the engine keeps running it to count the samples, stores none of its
 arrays for that dataset (so nothing wrong is cached, and a fixed model is simply computed
@@ -41,6 +51,7 @@ import math
 import os
 import time
 import warnings
+import weakref
 from collections.abc import Hashable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -58,6 +69,7 @@ from robustlens.data.derived import ModelClassesDataset
 from robustlens.data.imagefolder import EvalTransform, FileListDataset
 from robustlens.errors import ConfigError, ValidationError
 from robustlens.models.base import ModelAdapter
+from robustlens.models.folding import BatchNormFolding
 from robustlens.store import META_VIEW, ArrayKey, ShardWriter, Store
 from robustlens.views import ViewContext, parse_view
 
@@ -120,6 +132,8 @@ class _Run:
     #: per job, the :meth:`ModelAdapter.preprocess_key` under which its input may be shared
     #: with other models of a view, or ``None`` where it preprocesses on its own
     share_keys: dict[int, tuple | None]
+    #: per job, the BatchNorm-folded copy of its model's backbone to run, or ``None``
+    backbones: dict[int, torch.nn.Module | None]
     #: per failed model (job index): indices of the samples with non-finite outputs, and views
     bad: dict[int, tuple[set[int], set[str]]] = field(default_factory=dict)
 
@@ -426,6 +440,30 @@ def _preprocesses_as_adapter(model: ModelAdapter) -> bool:
     )
 
 
+def _runs_as_adapter(model: ModelAdapter) -> bool:
+    """Whether ``model`` computes its outputs as :class:`ModelAdapter` does, from its
+    ``backbone`` and ``head``, so that another module may run in place of the backbone."""
+    return _preprocesses_as_adapter(model) and (
+        type(model).forward_preprocessed is ModelAdapter.forward_preprocessed
+    )
+
+
+@dataclass
+class _Folded:
+    """A backbone's BatchNorm folding, and whether its outputs were checked against the
+    backbone's own."""
+
+    folding: BatchNormFolding
+    verified: bool = False
+
+
+#: the folded copy may differ from the backbone by float rounding (TF32 convolutions on CUDA
+#: among them); a copy that computes something else differs by the size of the features
+FOLDING_TOLERANCE = 1e-2
+#: images of the first batch a folded copy runs that the backbone sees too
+FOLDING_CHECK_IMAGES = 4
+
+
 def _prepared(model: torch.nn.Module, device: torch.device, channels_last: bool) -> bool:
     """Whether ``model`` is in eval mode with every tensor on ``device`` (and every 4-D one
     channels-last when asked): what :meth:`Engine._prepare_models` would make of it."""
@@ -474,6 +512,10 @@ class Engine:
             batches compute (:class:`~robustlens.store.ShardWriter`). ``None`` (default): on
             an accelerator, not on the CPU, where the models use every core and a writing
             thread beside them slowed them by more than the writes cost.
+        fold_batchnorm: run each model's backbone with its conv-BatchNorm pairs folded
+            into single convs (default on; see the module docstring). Off: every model's own
+            forward, bit for bit. Like the device and AMP, it is not part of an array's key:
+            arrays already in the store are served as they are.
     """
 
     def __init__(
@@ -489,6 +531,7 @@ class Engine:
         prefetch_factor: int = 2,
         gpu_decode: bool = False,
         background_writes: bool | None = None,
+        fold_batchnorm: bool = True,
     ) -> None:
         if batch_size < 1 or shard_size < 1:
             raise ValueError(
@@ -508,6 +551,12 @@ class Engine:
             self.device.type != "cpu" if background_writes is None else background_writes
         )
         self.progress = progress
+        self.fold_batchnorm = fold_batchnorm
+        # per backbone module: its folding (None: nothing to fold, untraceable, or failed its
+        # check); weak, so that a model the caller dropped is not kept alive
+        self._foldings: weakref.WeakKeyDictionary[torch.nn.Module, _Folded | None] = (
+            weakref.WeakKeyDictionary()
+        )
         #: shards finished (computed or found in the store) by every run of this engine so far
         self.shards_done = 0
         self._writer: ShardWriter | None = None
@@ -702,6 +751,7 @@ class Engine:
                 i: m.preprocess_key() if _preprocesses_as_adapter(m) else None
                 for i, m in enumerate(models)
             },
+            {i: self._folded_backbone(m) for i, m in enumerate(models)},
         )
         last = {s: p for p, (_, work) in enumerate(passes) for s in work}  # its last pass
         self._queued_datasets.add(dfp)
@@ -799,6 +849,51 @@ class Engine:
             models.append(m)
         return models
 
+    def _folded_backbone(self, model: ModelAdapter) -> torch.nn.Module | None:
+        """The BatchNorm-folded copy of ``model``'s backbone to run this time, its weights
+        recomputed from the model's current ones; ``None``: run the model as it is."""
+        if not self.fold_batchnorm or not _runs_as_adapter(model):
+            return None
+        backbone = model.backbone
+        folded = self._foldings.get(backbone, ...)
+        if folded is ... or (folded is not None and not folded.folding.matches(backbone)):
+            folding = BatchNormFolding.of(backbone)
+            folded = self._foldings[backbone] = None if folding is None else _Folded(folding)
+        return None if folded is None else folded.folding.refresh()
+
+    def _checked(
+        self, model: ModelAdapter, folded: torch.nn.Module | None, inputs: torch.Tensor
+    ) -> torch.nn.Module | None:
+        """``folded`` if it gives ``model``'s backbone features on the first images of
+        ``inputs`` (checked on the first batch it sees), else ``None``: a copy that does
+        not is dropped, with a warning."""
+        state = None if folded is None else self._foldings.get(model.backbone)
+        if state is None:
+            return None
+        if state.verified:
+            return folded
+        # in float32 whatever the engine's autocast: a check of the trace, not of bfloat16;
+        # each side gets its own copy, as a backbone may write into its input
+        sample = inputs[:FOLDING_CHECK_IMAGES].float()
+        with torch.autocast(inputs.device.type, enabled=False):
+            own = model.backbone(sample.clone()).float()
+            theirs = folded(sample.clone()).float()
+        scale = float(own.abs().max()) if own.numel() else 0.0
+        if own.shape == theirs.shape and bool(
+            ((own - theirs).abs() <= FOLDING_TOLERANCE * scale).all()
+        ):
+            state.verified = True
+            return folded
+        self._foldings[model.backbone] = None
+        warnings.warn(
+            f"model {model.name!r}: its backbone with BatchNorm folded into the convolutions "
+            "does not give the backbone's own features (the trace missed part of what its "
+            "forward does); it runs unfolded",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+        return None
+
     def _progress_bar(self, name: str, total: int) -> StageProgress | None:
         if not self.progress:
             return None
@@ -810,12 +905,14 @@ class Engine:
         x: torch.Tensor,
         prepared: dict | None = None,
         key: tuple | None = None,
+        backbone: torch.nn.Module | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Logits and features of ``x``. ``prepared``: what the models of one view made of
         ``x`` so far, by :meth:`ModelAdapter.preprocess_key` (``key``, that of ``model``, or
         ``None`` where it preprocesses on its own); a model that preprocesses as an earlier one
         did starts from its tensor (the same operations on the same pixels: the same tensor),
-        instead of normalizing the batch once more."""
+        instead of normalizing the batch once more. ``backbone``: the folded copy of the
+        model's backbone to run in its place (see :meth:`_folded_backbone`)."""
         ctx = (
             torch.autocast(self.device.type, dtype=torch.bfloat16)
             if self.amp
@@ -823,13 +920,19 @@ class Engine:
         )
         with torch.no_grad(), ctx:
             if prepared is None or key is None:
-                logits, feats = model.forward_with_features(x)
+                if backbone is None:
+                    logits, feats = model.forward_with_features(x)
+                else:
+                    inputs = model.preprocess(x)
+                    backbone = self._checked(model, backbone, inputs)
+                    logits, feats = model.forward_preprocessed(inputs, backbone)
             else:
                 inputs = prepared.get(key)
                 if inputs is None:
                     inputs = prepared[key] = model.preprocess(x)
+                backbone = self._checked(model, backbone, inputs)
                 version = inputs._version
-                logits, feats = model.forward_preprocessed(inputs)
+                logits, feats = model.forward_preprocessed(inputs, backbone)
                 if inputs._version != version:
                     # the model wrote into its input: the next one must not start from that
                     del prepared[key]
@@ -914,7 +1017,9 @@ class Engine:
                     else:
                         xv = shared
                     t_forward = time.perf_counter()
-                    logits, feats = self._forward(model, xv, prepared, run.share_keys[i])
+                    logits, feats = self._forward(
+                        model, xv, prepared, run.share_keys[i], run.backbones[i]
+                    )
                     # one reduction for the common case: a NaN or an infinity anywhere makes
                     # the sum non-finite (so may an overflow of finite logits: checked below)
                     finite_sum = math.isfinite(float(logits.sum()))  # waits for the device

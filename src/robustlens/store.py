@@ -83,7 +83,8 @@ __all__ = [
 
 
 def pixel_code_version(root: Path | None = None) -> str:
-    """A hash of the code that turns files into the pixels and views models see.
+    """A hash of the code that turns files into the pixels and views models see, and of the
+    code that runs the models on them (the engine, the adapter, BatchNorm folding).
 
     Part of every array key: arrays computed by an earlier version of a view (a corrected
     filter, a corruption made faithful to its reference) are never served for the new one;
@@ -95,6 +96,7 @@ def pixel_code_version(root: Path | None = None) -> str:
             root / "engine.py",
             root / "data" / "imagefolder.py",
             root / "models" / "base.py",
+            root / "models" / "folding.py",
             *root.glob("views/*.py"),
             *root.glob("transforms/*.py"),
         ]

@@ -202,6 +202,7 @@ def run_study(
         amp=cfg.engine.amp,
         channels_last=cfg.engine.channels_last,
         gpu_decode=cfg.engine.gpu_decode,
+        fold_batchnorm=cfg.engine.fold_batchnorm,
         progress=progress,
     )
     total = 0

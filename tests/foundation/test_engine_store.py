@@ -7,6 +7,7 @@ import subprocess
 import sys
 import textwrap
 import time
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -112,7 +113,7 @@ def test_channels_last_is_the_default_and_the_study_can_turn_it_off(
 
     def spy(self, *args, **kwargs):
         init(self, *args, **kwargs)
-        seen.append((self.channels_last, self.amp))
+        seen.append((self.channels_last, self.amp, self.fold_batchnorm))
 
     monkeypatch.setattr(Engine, "__init__", spy)
     cfg = parse_config(
@@ -122,11 +123,144 @@ def test_channels_last_is_the_default_and_the_study_can_turn_it_off(
             "world": dataclasses.asdict(tiny_world.config),
             "models": [{"source": "zoo", "path": str(tiny_zoo_dir)}],
             "datasets": [{"world": ["val"]}],
-            "engine": {"channels_last": False, "amp": False},
+            "engine": {"channels_last": False, "amp": False, "fold_batchnorm": False},
         }
     )
     run_study(cfg)
-    assert seen == [(False, False)]
+    assert seen == [(False, False, False)]
+
+
+def _count_batchnorm_calls(monkeypatch) -> dict:
+    calls = {"n": 0}
+    forward = torch.nn.BatchNorm2d.forward
+
+    def counted(self, x):
+        calls["n"] += 1
+        return forward(self, x)
+
+    monkeypatch.setattr(torch.nn.BatchNorm2d, "forward", counted)
+    return calls
+
+
+def test_the_engine_runs_batchnorm_folded_with_the_models_own_outputs(
+    tmp_path, tiny_world, tiny_models, monkeypatch
+):
+    """On by default: a BatchNorm runs only in the check of a run's first batch, and the
+    logits are the model's own up to float rounding."""
+    calls = _count_batchnorm_calls(monkeypatch)
+    ds, views = tiny_world.dataset("val"), ("clean", "rot90", "gray")
+    n_bn = sum(isinstance(m, torch.nn.BatchNorm2d) for t in tiny_models for m in t.modules())
+    assert n_bn > 0
+    logits, counted = {}, {}
+    for fold in (True, False):
+        store = Store(tmp_path / f"fold{fold}")
+        calls["n"] = 0
+        Engine(store, batch_size=8, fold_batchnorm=fold).run(
+            ds, [EngineJob(m, views) for m in tiny_models]
+        )
+        counted[fold] = calls["n"]
+        logits[fold] = [
+            StoredArrays(store, m.fingerprint(), ds.fingerprint()).logits(v)
+            for m in tiny_models
+            for v in views
+        ]
+    assert counted[True] == n_bn  # each BatchNorm once: the check on the first batch
+    assert counted[False] == n_bn * math.ceil(len(ds) / 8) * len(views)
+    for a, b in zip(logits[True], logits[False], strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+
+
+def test_a_folded_copy_that_computes_something_else_is_dropped_with_a_warning(
+    tmp_path, tiny_world, tiny_models, monkeypatch
+):
+    from robustlens.models.folding import BatchNormFolding
+
+    refresh = BatchNormFolding.refresh
+
+    def stale(self):  # as a trace that kept a flag the forward reads at its old value
+        module = refresh(self)
+        return lambda x: -module(x)
+
+    monkeypatch.setattr(BatchNormFolding, "refresh", stale)
+    ds, m = tiny_world.dataset("val"), copy.deepcopy(tiny_models[0])
+    store = Store(tmp_path / "s")
+    eng = Engine(store, batch_size=8)
+    with pytest.warns(RuntimeWarning, match="runs unfolded"):
+        eng.run(ds, [EngineJob(m, ("clean",))])
+    x = torch.from_numpy(np.array(ds.images)).permute(0, 3, 1, 2).float() / 255
+    with torch.no_grad():
+        ref = m(x).numpy()
+    got = StoredArrays(store, m.fingerprint(), ds.fingerprint()).logits("clean")
+    np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-4)
+
+
+class _Flagged(torch.nn.Module):
+    """Conv, BatchNorm, and a sign its forward reads from a plain attribute: a trace keeps
+    the value the attribute had when it was made."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 6, 3, padding=1)
+        self.bn = torch.nn.BatchNorm2d(6)
+        self.negate = False
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.bn(self.conv(x)).mean(dim=(2, 3))
+        return -y if self.negate else y
+
+
+def test_a_flag_changed_between_runs_is_traced_again(tmp_path, tiny_world):
+    """A trace keeps the flag's value: the engine sees the attribute rebound and traces the
+    backbone again, so the second run computes the negated features."""
+    ds = tiny_world.dataset("val")
+    torch.manual_seed(0)
+    m = ModelAdapter("flagged", _Flagged(), torch.nn.Linear(6, len(ds.classes)), ds.classes)
+    with torch.no_grad():
+        m.backbone.bn.running_var.uniform_(0.5, 2)
+    store = Store(tmp_path / "s")
+    eng = Engine(store, batch_size=8)
+    x = torch.from_numpy(np.array(ds.images)).permute(0, 3, 1, 2).float() / 255
+    foldings, results = [], []
+    for negate in (False, True):
+        m.backbone.negate = negate
+        m.config = {"negate": negate}  # a new fingerprint: the engine computes again
+        m._fingerprint = None
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # the check never had to catch it
+            eng.run(ds, [EngineJob(m, ("clean",))])
+        foldings.append(eng._foldings[m.backbone].folding)
+        with torch.no_grad():
+            ref = m(x).numpy()
+        got = StoredArrays(store, m.fingerprint(), ds.fingerprint()).logits("clean")
+        np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-4)
+        results.append(got)
+    assert foldings[0] is not foldings[1]
+    assert not np.allclose(results[0], results[1], atol=1e-3)
+
+
+def test_weights_changed_in_place_are_never_run_stale(tmp_path, tiny_world, tiny_models):
+    """The engine keeps a model's folded copy between runs, and recomputes its weights from
+    the model's on each run: a BatchNorm's statistics changed through ``.data`` (which no
+    version counter sees) give the new model's logits."""
+    ds, m = tiny_world.dataset("val"), copy.deepcopy(tiny_models[0])
+    store = Store(tmp_path / "s")
+    eng = Engine(store, batch_size=8)
+    x = torch.from_numpy(np.array(ds.images)).permute(0, 3, 1, 2).float() / 255
+    results = []
+    for _ in range(2):
+        eng.run(ds, [EngineJob(m, ("clean",))])
+        folding = eng._foldings[m.backbone].folding
+        with torch.no_grad():
+            ref = m(x).numpy()
+        got = StoredArrays(store, m.fingerprint(), ds.fingerprint()).logits("clean")
+        np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-4)
+        results.append(got)
+        bn = next(b for b in m.modules() if isinstance(b, torch.nn.BatchNorm2d))
+        bn.running_var.data.mul_(9.0)
+        bn.running_mean.data.add_(0.5)
+        m._fingerprint = None  # new weights: a new key, so the engine computes again
+    assert len(eng._foldings) == 1 and eng._foldings[m.backbone].folding is folding  # refreshed
+    assert not np.allclose(results[0], results[1], atol=1e-3)
 
 
 @pytest.mark.parametrize("view", ["rot90", "rot180", "rot270", "gray"])

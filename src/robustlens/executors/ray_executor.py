@@ -94,6 +94,7 @@ class RayExecutor(Executor):
             "amp": engine.amp and use_gpu,
             "channels_last": engine.channels_last,
             "gpu_decode": engine.gpu_decode and use_gpu,
+            "fold_batchnorm": engine.fold_batchnorm,
         }
         pending = {}
         reports: list[EngineReport] = []

@@ -149,9 +149,15 @@ class ModelAdapter(nn.Module):
         """Logits (B, K) and penultimate features (B, D) from pixels in [0, 1]."""
         return self.forward_preprocessed(self.preprocess(pixels))
 
-    def forward_preprocessed(self, inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Logits and penultimate features from what :meth:`preprocess` made of the pixels."""
-        feats = self.backbone(inputs)
+    def forward_preprocessed(
+        self, inputs: torch.Tensor, backbone: nn.Module | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits and penultimate features from what :meth:`preprocess` made of the pixels.
+
+        ``backbone``: a module to run in place of :attr:`backbone` that computes the same
+        function (the engine's BatchNorm-folded copy of it,
+        :class:`~robustlens.models.folding.BatchNormFolding`)."""
+        feats = (self.backbone if backbone is None else backbone)(inputs)
         if feats.ndim > 2:
             feats = torch.flatten(feats, 1)
         return self.head(feats), feats
