@@ -875,7 +875,11 @@ class Engine:
         # in float32 whatever the engine's autocast: a check of the trace, not of bfloat16;
         # each side gets its own copy, as a backbone may write into its input
         sample = inputs[:FOLDING_CHECK_IMAGES].float()
-        with torch.autocast(inputs.device.type, enabled=False):
+        with (
+            torch.autocast(self.device.type, enabled=False)
+            if self.amp
+            else contextlib.nullcontext()
+        ):
             own = model.backbone(sample.clone()).float()
             theirs = folded(sample.clone()).float()
         scale = float(own.abs().max()) if own.numel() else 0.0

@@ -238,6 +238,18 @@ def test_a_flag_changed_between_runs_is_traced_again(tmp_path, tiny_world):
     assert not np.allclose(results[0], results[1], atol=1e-3)
 
 
+def test_the_engine_does_not_keep_a_dropped_model_alive(tmp_path, tiny_world, tiny_models):
+    import gc
+
+    eng = Engine(Store(tmp_path / "s"), batch_size=8)
+    m = copy.deepcopy(tiny_models[0])
+    eng.run(tiny_world.dataset("val"), [EngineJob(m, ("clean",))])
+    assert eng._foldings.get(m.backbone) is not None
+    del m
+    gc.collect()
+    assert len(eng._foldings) == 0
+
+
 def test_weights_changed_in_place_are_never_run_stale(tmp_path, tiny_world, tiny_models):
     """The engine keeps a model's folded copy between runs, and recomputes its weights from
     the model's on each run: a BatchNorm's statistics changed through ``.data`` (which no

@@ -133,12 +133,15 @@ class BatchNormFolding:
     ) -> None:
         self._module = module
         self._pairs = pairs
-        self._traced = traced
-        # the objects themselves, not their ids: an id may be reused once its object is gone
+        # the objects themselves, not their ids (an id may be reused once its object is
+        # gone); all but the backbone, which callers key their foldings by and so must not
+        # be kept alive by one
+        self._traced = [m for m in traced if m is not backbone]
         self._snapshot = self._snapshot_of(backbone)
 
     def _snapshot_of(self, backbone: nn.Module) -> tuple:
-        return (tuple(backbone.modules()), tuple(_state(m) for m in self._traced))
+        submodules = tuple(backbone.modules())[1:]
+        return (submodules, (_state(backbone), *(_state(m) for m in self._traced)))
 
     @classmethod
     def of(cls, backbone: nn.Module) -> BatchNormFolding | None:
