@@ -188,7 +188,7 @@ def main() -> None:
     )
     print(
         "per-round study time / its own forward passes (same minute, no drift; the engine's "
-        "forward differs from the bare loop's in sharing normalization): "
+        "forward differs from the bare loop's in sharing normalization and folding BatchNorm): "
         + ", ".join(f"{x:.2f}" for x in inside)
         + f"; median {statistics.median(inside):.2f}"
     )
