@@ -465,6 +465,20 @@ FOLDING_TOLERANCE = 1e-2
 FOLDING_CHECK_IMAGES = 4
 
 
+def _same_features(own: torch.Tensor, theirs: torch.Tensor) -> bool:
+    """Whether ``theirs`` is ``own`` up to :data:`FOLDING_TOLERANCE` of its largest finite
+    value, non-finite in the same places (a model with NaN features has a folded copy with
+    NaN features: that is the model's failure, which the engine reports, not the copy's)."""
+    if own.shape != theirs.shape:
+        return False
+    finite = torch.isfinite(own)
+    if not torch.equal(finite, torch.isfinite(theirs)):
+        return False
+    own, theirs = own[finite], theirs[finite]
+    scale = float(own.abs().max()) if own.numel() else 0.0
+    return bool(((own - theirs).abs() <= FOLDING_TOLERANCE * scale).all())
+
+
 def _prepared(model: torch.nn.Module, device: torch.device, channels_last: bool) -> bool:
     """Whether ``model`` is in eval mode with every tensor on ``device`` (and every 4-D one
     channels-last when asked): what :meth:`Engine._prepare_models` would make of it."""
@@ -883,10 +897,7 @@ class Engine:
         ):
             own = model.backbone(sample.clone()).float()
             theirs = folded(sample.clone()).float()
-        scale = float(own.abs().max()) if own.numel() else 0.0
-        if own.shape == theirs.shape and bool(
-            ((own - theirs).abs() <= FOLDING_TOLERANCE * scale).all()
-        ):
+        if _same_features(own, theirs):
             state.verified = True
             return folded
         self._foldings[model.backbone] = None

@@ -238,6 +238,25 @@ def test_a_flag_changed_between_runs_is_traced_again(tmp_path, tiny_world):
     assert not np.allclose(results[0], results[1], atol=1e-3)
 
 
+def test_a_model_with_non_finite_features_is_failed_not_blamed_on_the_folding(
+    tmp_path, tiny_world, tiny_models
+):
+    """A negative running variance makes one channel NaN in the model and in its folded
+    copy alike: the copy computes what the model does, and the model is failed as any model
+    with NaN logits is, without a warning that the folding is wrong."""
+    ds, m = tiny_world.dataset("val"), copy.deepcopy(tiny_models[0])
+    bn = next(b for b in m.modules() if isinstance(b, torch.nn.BatchNorm2d))
+    with torch.no_grad():
+        bn.running_var[0] = -2.0
+    m._fingerprint = None
+    eng = Engine(Store(tmp_path / "s"), batch_size=8)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        report = eng.run(ds, [EngineJob(m, ("clean",))])
+    assert report.failed[m.name]["samples"] == len(ds)
+    assert eng._foldings[m.backbone] is not None
+
+
 def test_the_engine_does_not_keep_a_dropped_model_alive(tmp_path, tiny_world, tiny_models):
     import gc
 

@@ -17,10 +17,10 @@ time (``bench/study_overhead.py``).
 :class:`BatchNormFolding` finds the pairs by data flow (a ``torch.fx`` trace of the
 backbone), never by the order modules were registered in, and leaves the backbone itself
 untouched: it traces only into the modules that hold a BatchNorm, its inference copy shares
-every other module with it and recomputes the folded
-weights from the pair's current tensors on each :meth:`~BatchNormFolding.refresh`, so a
-weight changed in place (even through ``.data``) is never served stale. A backbone that
-cannot be traced, or that has hooks (which the copy would not call), is not folded.
+every other module with it and recomputes the folded weights from the pair's current
+tensors on each :meth:`~BatchNormFolding.refresh`, so a weight changed in place (even
+through ``.data``) is never served stale. A backbone that cannot be traced, or that has
+hooks (which the copy would not call), is not folded.
 """
 
 from __future__ import annotations
@@ -86,8 +86,8 @@ class _Tracer(fx.Tracer):
         return leaf
 
 
-#: a module's own entries that are not what its forward reads: its children (compared as
-#: objects on their own) and its hooks (refused on their own)
+#: the registries :func:`_state` compares entry by entry (parameters, buffers) or walks
+#: apart (children, compared as the tuple of every submodule)
 _NOT_STATE = frozenset({"_modules", "_parameters", "_buffers"})
 
 
@@ -192,7 +192,8 @@ class BatchNormFolding:
         in each module the trace read, the same class, forward, attribute, parameter and
         buffer objects; no hook added; every folded BatchNorm still in eval mode. (The
         tensors' values may have changed: :meth:`refresh` reads them. What a forward reads
-        from outside its modules, a global, is not seen: the engine also compares outputs.)"""
+        from outside its modules, a global, is not seen here: the engine compares the copy's
+        outputs with the backbone's on the first batch after each trace.)"""
         return (
             _same_objects(self._snapshot_of(backbone), self._snapshot)
             and not any(_has_hooks(m) for m in backbone.modules())
