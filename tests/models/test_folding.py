@@ -204,8 +204,16 @@ class _Scaled(nn.Module):
         lambda m: setattr(m, "offset", torch.tensor(1.5)),
         lambda m: setattr(m, "forward", lambda x: x),
         lambda m: setattr(m, "bn", nn.BatchNorm2d(4).eval()),
+        lambda m: setattr(m.conv, "dilation", (2, 2)),
     ],
-    ids=["flag", "parameter-replaced", "buffer-replaced", "forward-replaced", "child-replaced"],
+    ids=[
+        "flag",
+        "parameter-replaced",
+        "buffer-replaced",
+        "forward-replaced",
+        "child-replaced",
+        "folded-conv-dilation",
+    ],
 )
 def test_matches_sees_what_a_trace_kept_change(change):
     module = _randomize_batchnorm(_Scaled())

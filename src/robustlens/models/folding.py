@@ -138,6 +138,8 @@ class BatchNormFolding:
         # gone); all but the backbone, which callers key their foldings by and so must not
         # be kept alive by one
         self._traced = [m for m in traced if m is not backbone]
+        # each folded conv's copy took its stride, padding and groups when it was made
+        self._traced += [p.conv for p in pairs]
         self._snapshot = self._snapshot_of(backbone)
 
     def _snapshot_of(self, backbone: nn.Module) -> tuple:
@@ -189,11 +191,12 @@ class BatchNormFolding:
 
     def matches(self, backbone: nn.Module) -> bool:
         """Whether the copy still computes what ``backbone`` does: the same module objects;
-        in each module the trace read, the same class, forward, attribute, parameter and
-        buffer objects; no hook added; every folded BatchNorm still in eval mode. (The
-        tensors' values may have changed: :meth:`refresh` reads them. What a forward reads
-        from outside its modules, a global, is not seen here: the engine compares the copy's
-        outputs with the backbone's on the first batch after each trace.)"""
+        in each module the trace read and each folded conv, the same class, forward,
+        attribute, parameter and buffer objects; no hook added; every folded BatchNorm
+        still in eval mode. (The tensors' values may have changed: :meth:`refresh` reads
+        them. What a forward reads from outside its modules, a global, is not seen here: the
+        engine compares the copy's outputs with the backbone's on the first batch after each
+        trace.)"""
         return (
             _same_objects(self._snapshot_of(backbone), self._snapshot)
             and not any(_has_hooks(m) for m in backbone.modules())
